@@ -1,0 +1,578 @@
+//! Applies a purpose's compiled rules to a JSON document as it streams through.
+//!
+//! One pass, no tree. A value a rule keeps whole is copied byte for byte from the input; a
+//! value it drops is read (and validated) but never written. An object or array that a rule
+//! reaches *inside* is opened and rewritten member by member, compactly; when its own action
+//! is not `keep`, it is written only once one of its members survives, so a withheld
+//! container leaves no empty shell behind. Whatever is dropped, the output is valid JSON.
+
+use std::sync::Arc;
+
+use super::lexer::{ErrorKind, Event, LexError, Lexer, ScalarKind};
+use crate::policy::action::{Action, Transform};
+use crate::policy::rules::{FieldRules, StateId, ROOT};
+use crate::policy::transform::{self, TransformContext};
+
+/// Counts of what the filter did, for the audit record and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Fields (members or elements) withheld, each counted once however large.
+    pub withheld: u64,
+    pub transformed: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Frame {
+    object: bool,
+    state: StateId,
+    /// Action inherited by members no rule names.
+    action: Action,
+    /// Whether `{`/`[` (and the member key) has been written.
+    opened: bool,
+    /// Members or elements written so far.
+    written: u32,
+    /// This container's key, as spelled in the input, in `keys`.
+    key_start: usize,
+    key_end: usize,
+}
+
+/// A whole subtree being copied or skipped: only its nesting is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subtree {
+    None,
+    Copy(u32),
+    Skip(u32),
+}
+
+/// The streaming filter for one document.
+#[derive(Debug, Clone)]
+pub struct JsonFilter {
+    rules: Arc<FieldRules>,
+    context: TransformContext,
+    lexer: Lexer,
+    frames: Vec<Frame>,
+    keys: Vec<u8>,
+    subtree: Subtree,
+    /// Start, in the current chunk, of bytes being copied verbatim.
+    copy_from: Option<usize>,
+    /// Decision for the value that follows the last key.
+    pending: (StateId, Action),
+    transform: Option<(Transform, ScalarKind)>,
+    failed: Option<LexError>,
+    stats: FilterStats,
+}
+
+impl JsonFilter {
+    pub fn new(rules: Arc<FieldRules>, max_depth: u32, context: TransformContext) -> JsonFilter {
+        let default = rules.default.clone();
+        JsonFilter {
+            rules,
+            context,
+            lexer: Lexer::new(max_depth),
+            frames: Vec::new(),
+            keys: Vec::new(),
+            subtree: Subtree::None,
+            copy_from: None,
+            pending: (ROOT, default),
+            transform: None,
+            failed: None,
+            stats: FilterStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &FilterStats {
+        &self.stats
+    }
+
+    /// Filters the next chunk, appending what may be sent to `out`. After an error the
+    /// filter is spent: every later call returns the same error.
+    pub fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), LexError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let before = out.len();
+        let result = self.run(chunk, out);
+        self.stats.bytes_in += chunk.len() as u64;
+        self.stats.bytes_out += (out.len() - before) as u64;
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+        }
+        result
+    }
+
+    /// Ends the document; an incomplete document is an error.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), LexError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let before = out.len();
+        let result = match self.lexer.finish() {
+            Ok(Some(event)) => self.on_event(event, &[], out),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        self.stats.bytes_out += (out.len() - before) as u64;
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+        }
+        result
+    }
+
+    fn run(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), LexError> {
+        let mut pos = 0;
+        while let Some(event) = self.lexer.next(chunk, &mut pos)? {
+            self.on_event(event, chunk, out)?;
+        }
+        if let Some(from) = self.copy_from {
+            out.extend_from_slice(&chunk[from..]);
+            self.copy_from = Some(0);
+        }
+        self.lexer.end_chunk(chunk.len());
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: Event, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), LexError> {
+        match self.subtree {
+            Subtree::None => {}
+            Subtree::Copy(depth) | Subtree::Skip(depth) => {
+                let depth = match event {
+                    Event::ObjectStart(_) | Event::ArrayStart(_) => depth + 1,
+                    Event::ObjectEnd(end) | Event::ArrayEnd(end) => {
+                        if depth == 1 {
+                            if let Some(from) = self.copy_from.take() {
+                                out.extend_from_slice(&chunk[from..end]);
+                            }
+                            self.subtree = Subtree::None;
+                            return Ok(());
+                        }
+                        depth - 1
+                    }
+                    _ => depth,
+                };
+                self.subtree = match self.subtree {
+                    Subtree::Copy(_) => Subtree::Copy(depth),
+                    _ => Subtree::Skip(depth),
+                };
+                return Ok(());
+            }
+        }
+        match event {
+            Event::Key => {
+                if let Some(top) = self.frames.last() {
+                    let state = self.rules.step(top.state, self.lexer.key());
+                    let action = self
+                        .rules
+                        .own_action(state)
+                        .cloned()
+                        .unwrap_or_else(|| top.action.clone());
+                    self.pending = (state, action);
+                }
+            }
+            Event::ObjectStart(at) | Event::ArrayStart(at) => {
+                let object = matches!(event, Event::ObjectStart(_));
+                let (state, action) = self.decision();
+                if self.frames.is_empty() || self.rules.may_descend(state) {
+                    self.push_frame(object, state, action, out);
+                } else {
+                    match action {
+                        Action::Keep => {
+                            self.begin_item(out);
+                            self.copy_from = Some(at);
+                            self.subtree = Subtree::Copy(1);
+                        }
+                        Action::Null => {
+                            self.begin_item(out);
+                            out.extend_from_slice(b"null");
+                            self.stats.transformed += 1;
+                            self.subtree = Subtree::Skip(1);
+                        }
+                        Action::Drop | Action::Transform(_) => {
+                            self.stats.withheld += 1;
+                            self.subtree = Subtree::Skip(1);
+                        }
+                    }
+                }
+            }
+            Event::ObjectEnd(_) | Event::ArrayEnd(_) => {
+                if let Some(frame) = self.frames.pop() {
+                    if frame.opened {
+                        out.push(if frame.object { b'}' } else { b']' });
+                    } else {
+                        self.stats.withheld += 1;
+                    }
+                    self.keys.truncate(frame.key_start);
+                }
+            }
+            Event::ScalarStart(at, kind) => {
+                let (_, action) = self.decision();
+                let root = self.frames.is_empty();
+                match action {
+                    Action::Keep => {
+                        self.begin_item(out);
+                        self.copy_from = Some(at);
+                    }
+                    Action::Drop if root => out.extend_from_slice(b"null"),
+                    Action::Drop => self.stats.withheld += 1,
+                    Action::Null => {
+                        self.begin_item(out);
+                        out.extend_from_slice(b"null");
+                        self.stats.transformed += 1;
+                        self.transform = None;
+                    }
+                    Action::Transform(transform) => match kind {
+                        ScalarKind::String | ScalarKind::Number => {
+                            self.lexer.capture_value();
+                            self.transform = Some((transform, kind));
+                        }
+                        // Nothing to disguise in a null; a boolean cannot be disguised.
+                        ScalarKind::Null => {
+                            self.begin_item(out);
+                            out.extend_from_slice(b"null");
+                        }
+                        ScalarKind::True | ScalarKind::False if root => {
+                            out.extend_from_slice(b"null")
+                        }
+                        ScalarKind::True | ScalarKind::False => self.stats.withheld += 1,
+                    },
+                }
+            }
+            Event::ScalarEnd(end) => {
+                if let Some(from) = self.copy_from.take() {
+                    out.extend_from_slice(&chunk[from..end]);
+                }
+                if let Some((transform, kind)) = self.transform.take() {
+                    let string = kind == ScalarKind::String;
+                    let value =
+                        transform::apply(&transform, self.lexer.value(), string, &self.context)
+                            .map_err(|message| {
+                                self.lexer.error(end, ErrorKind::Transform(message))
+                            })?;
+                    self.begin_item(out);
+                    out.extend_from_slice(&value);
+                    self.stats.transformed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rule state and action of the value that starts now.
+    fn decision(&self) -> (StateId, Action) {
+        match self.frames.last() {
+            None => (ROOT, self.rules.default.clone()),
+            Some(frame) if frame.object => self.pending.clone(),
+            // Arrays are transparent: elements are the field that holds the array.
+            Some(frame) => (frame.state, frame.action.clone()),
+        }
+    }
+
+    fn push_frame(&mut self, object: bool, state: StateId, action: Action, out: &mut Vec<u8>) {
+        let key_start = self.keys.len();
+        if self.frames.last().is_some_and(|f| f.object) {
+            self.keys.extend_from_slice(self.lexer.key_raw());
+        }
+        let root = self.frames.is_empty();
+        let eager = root || action == Action::Keep;
+        self.frames.push(Frame {
+            object,
+            state,
+            action,
+            opened: false,
+            written: 0,
+            key_start,
+            key_end: self.keys.len(),
+        });
+        if eager {
+            self.open_frames(out);
+        }
+    }
+
+    /// Writes the openings of every container not yet written, outermost first.
+    fn open_frames(&mut self, out: &mut Vec<u8>) {
+        let Some(first) = self.frames.iter().position(|f| !f.opened) else {
+            return;
+        };
+        for i in first..self.frames.len() {
+            if i > 0 {
+                let parent = &mut self.frames[i - 1];
+                if parent.written > 0 {
+                    out.push(b',');
+                }
+                parent.written += 1;
+                if parent.object {
+                    let frame = &self.frames[i];
+                    out.push(b'"');
+                    out.extend_from_slice(&self.keys[frame.key_start..frame.key_end]);
+                    out.extend_from_slice(b"\":");
+                }
+            }
+            let frame = &mut self.frames[i];
+            out.push(if frame.object { b'{' } else { b'[' });
+            frame.opened = true;
+        }
+    }
+
+    /// Writes what precedes a value in the innermost container: separator and key.
+    fn begin_item(&mut self, out: &mut Vec<u8>) {
+        self.open_frames(out);
+        if let Some(top) = self.frames.last_mut() {
+            if top.written > 0 {
+                out.push(b',');
+            }
+            top.written += 1;
+            if top.object {
+                out.push(b'"');
+                out.extend_from_slice(self.lexer.key_raw());
+                out.extend_from_slice(b"\":");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::path::FieldPath;
+    use crate::policy::rules::Rule;
+
+    fn rules(default: Action, spec: &[(&str, Action)]) -> Arc<FieldRules> {
+        let rules: Vec<Rule> = spec
+            .iter()
+            .map(|(p, a)| Rule {
+                path: FieldPath::parse(p).unwrap(),
+                action: a.clone(),
+            })
+            .collect();
+        Arc::new(FieldRules::compile(default, &rules).unwrap())
+    }
+
+    /// Filters `doc` whole and at every split into two and three chunks; all must agree.
+    fn filter(rules: &Arc<FieldRules>, doc: &str) -> Result<String, LexError> {
+        let run = |splits: &[usize]| -> Result<Vec<u8>, LexError> {
+            let mut f = JsonFilter::new(rules.clone(), 16, TransformContext::default());
+            let mut out = Vec::new();
+            let mut last = 0;
+            for &at in splits.iter().chain(std::iter::once(&doc.len())) {
+                f.write(&doc.as_bytes()[last..at], &mut out)?;
+                last = at;
+            }
+            f.finish(&mut out)?;
+            Ok(out)
+        };
+        let whole = run(&[]);
+        for a in 0..=doc.len() {
+            assert_eq!(run(&[a]), whole, "split at {a}");
+        }
+        if doc.len() < 80 {
+            for a in 0..=doc.len() {
+                for b in a..=doc.len() {
+                    assert_eq!(run(&[a, b]), whole, "splits at {a}, {b}");
+                }
+            }
+        }
+        whole.map(|out| String::from_utf8(out).unwrap())
+    }
+
+    const PATIENT: &str = r#"{
+  "id": "p1",
+  "name": {"family": "Martin", "given": ["Léa", "Anne"]},
+  "birthDate": "1984-03-07",
+  "ssn": "2840375123456",
+  "address": {"line": "3 rue X", "city": "Lyon", "postalCode": "69003"},
+  "conditions": [{"code": "E11", "display": "Diabète"}, {"code": "I10", "onset": 2019}],
+  "weight": 7.10E+1
+}"#;
+
+    #[test]
+    fn allowlist_keeps_only_named_fields_verbatim() {
+        let r = rules(
+            Action::Drop,
+            &[
+                ("id", Action::Keep),
+                ("name", Action::Keep),
+                ("address.city", Action::Keep),
+                ("conditions.code", Action::Keep),
+                ("weight", Action::Keep),
+            ],
+        );
+        assert_eq!(
+            filter(&r, PATIENT).unwrap(),
+            r#"{"id":"p1","name":{"family": "Martin", "given": ["Léa", "Anne"]},"address":{"city":"Lyon"},"conditions":[{"code":"E11"},{"code":"I10"}],"weight":7.10E+1}"#
+        );
+    }
+
+    #[test]
+    fn denylist_drops_at_any_depth() {
+        let r = rules(
+            Action::Keep,
+            &[
+                ("**.ssn", Action::Drop),
+                ("conditions.display", Action::Drop),
+            ],
+        );
+        assert_eq!(
+            filter(&r, r#"{"a":{"ssn":1,"b":[{"ssn":2,"c":3}]},"ssn":"x","conditions":[{"code":"E11","display":"D"}]}"#).unwrap(),
+            r#"{"a":{"b":[{"c":3}]},"conditions":[{"code":"E11"}]}"#
+        );
+    }
+
+    #[test]
+    fn escaped_keys_are_matched_decoded_and_written_as_spelled() {
+        let r = rules(
+            Action::Keep,
+            &[("ssn", Action::Drop), ("name", Action::Keep)],
+        );
+        assert_eq!(
+            filter(&r, r#"{"s\u0073n":"x","\u006eame":"y","ss\u006E":"z"}"#).unwrap(),
+            r#"{"\u006eame":"y"}"#
+        );
+        let r = rules(Action::Drop, &[("café", Action::Keep)]);
+        assert_eq!(
+            filter(&r, r#"{"caf\u00e9":1,"cafe":2}"#).unwrap(),
+            r#"{"caf\u00e9":1}"#
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_get_the_same_treatment() {
+        let r = rules(Action::Keep, &[("ssn", Action::Drop)]);
+        assert_eq!(
+            filter(&r, r#"{"ssn":1,"a":2,"ssn":3,"s\u0073n":4}"#).unwrap(),
+            r#"{"a":2}"#
+        );
+    }
+
+    #[test]
+    fn empty_withheld_containers_leave_no_shell() {
+        let r = rules(
+            Action::Drop,
+            &[
+                ("address.city", Action::Keep),
+                ("entry.resource.name", Action::Keep),
+            ],
+        );
+        assert_eq!(
+            filter(&r, r#"{"address":{"line":"x"},"id":1}"#).unwrap(),
+            "{}"
+        );
+        assert_eq!(
+            filter(
+                &r,
+                r#"{"entry":[{"resource":{"id":1}},{"resource":{"name":"n"}},{"x":2}]}"#
+            )
+            .unwrap(),
+            r#"{"entry":[{"resource":{"name":"n"}}]}"#
+        );
+    }
+
+    #[test]
+    fn kept_containers_stay_even_when_emptied() {
+        let r = rules(Action::Keep, &[("a.b", Action::Drop)]);
+        assert_eq!(filter(&r, r#"{"a":{"b":1}}"#).unwrap(), r#"{"a":{}}"#);
+    }
+
+    #[test]
+    fn arrays_are_transparent_at_the_root_and_inside() {
+        let r = rules(Action::Drop, &[("id", Action::Keep)]);
+        assert_eq!(
+            filter(&r, r#"[{"id":1,"n":2},{"n":3},[{"id":4}]]"#).unwrap(),
+            r#"[{"id":1},[{"id":4}]]"#
+        );
+    }
+
+    #[test]
+    fn null_replaces_the_value() {
+        let r = rules(
+            Action::Keep,
+            &[("ssn", Action::Null), ("tags", Action::Null)],
+        );
+        assert_eq!(
+            filter(&r, r#"{"ssn":"123","tags":[1,2],"x":1}"#).unwrap(),
+            r#"{"ssn":null,"tags":null,"x":1}"#
+        );
+    }
+
+    #[test]
+    fn root_is_always_valid_json() {
+        let r = rules(Action::Drop, &[]);
+        assert_eq!(filter(&r, r#"{"a":1}"#).unwrap(), "{}");
+        assert_eq!(filter(&r, r#"[1,2]"#).unwrap(), "[]");
+        assert_eq!(filter(&r, r#""text""#).unwrap(), "null");
+        assert_eq!(filter(&r, "12").unwrap(), "null");
+        let r = rules(Action::Keep, &[]);
+        assert_eq!(filter(&r, " 12 ").unwrap(), "12");
+        assert_eq!(filter(&r, r#" {"a" : [ 1 ] } "#).unwrap(), r#"{"a":[ 1 ]}"#);
+    }
+
+    #[test]
+    fn kept_scalars_keep_their_spelling() {
+        let r = rules(Action::Drop, &[("*", Action::Keep)]);
+        let doc = r#"{"a":1.0E+2,"b":-0.000,"c":"\u00e9\/\n","d":true,"e":null,"f":1e-7}"#;
+        assert_eq!(filter(&r, doc).unwrap(), doc);
+    }
+
+    #[test]
+    fn invalid_documents_are_refused_even_inside_dropped_values() {
+        let r = rules(Action::Drop, &[("id", Action::Keep)]);
+        assert_eq!(
+            filter(&r, r#"{"id":1,"x":[1,2,}"#).unwrap_err().kind,
+            ErrorKind::Unexpected {
+                found: b'}',
+                expected: "a JSON value"
+            }
+        );
+        assert_eq!(
+            filter(&r, r#"{"id":1,"x":"\ud800"}"#).unwrap_err().kind,
+            ErrorKind::LoneSurrogate
+        );
+        assert_eq!(
+            filter(&r, r#"{"id":1"#).unwrap_err().kind,
+            ErrorKind::UnexpectedEnd {
+                expected: "',' or the end of a container"
+            }
+        );
+        assert_eq!(
+            filter(&r, r#"{"id":1}{"#).unwrap_err().kind,
+            ErrorKind::TrailingData(b'{')
+        );
+    }
+
+    #[test]
+    fn depth_limit_applies_inside_dropped_values() {
+        let r = rules(Action::Drop, &[]);
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(16), "]".repeat(16));
+        assert_eq!(
+            filter(&r, &deep).unwrap_err().kind,
+            ErrorKind::TooDeep { limit: 16 }
+        );
+    }
+
+    #[test]
+    fn a_spent_filter_keeps_refusing() {
+        let r = rules(Action::Keep, &[("a", Action::Drop)]);
+        let mut f = JsonFilter::new(r, 8, TransformContext::default());
+        let mut out = Vec::new();
+        assert!(f.write(b"{]", &mut out).is_err());
+        assert!(f.write(b"}", &mut out).is_err());
+        assert!(f.finish(&mut out).is_err());
+    }
+
+    #[test]
+    fn stats_count_withheld_fields_once() {
+        let r = rules(
+            Action::Drop,
+            &[("id", Action::Keep), ("address.city", Action::Keep)],
+        );
+        let mut f = JsonFilter::new(r, 8, TransformContext::default());
+        let mut out = Vec::new();
+        let doc = br#"{"id":1,"name":{"a":1,"b":[1,2]},"ssn":"x","address":{"line":"l"}}"#;
+        f.write(doc, &mut out).unwrap();
+        f.finish(&mut out).unwrap();
+        // name, ssn, address.line, and the emptied address.
+        assert_eq!(f.stats().withheld, 4);
+        assert_eq!(f.stats().bytes_in, doc.len() as u64);
+        assert_eq!(f.stats().bytes_out, out.len() as u64);
+    }
+}

@@ -1,0 +1,1055 @@
+//! A push lexer for JSON: fed chunk by chunk at any split point, it validates strictly
+//! (RFC 8259, UTF-8, no lone surrogates) and reports structure as events whose positions
+//! refer to the chunk being read, so the filter can copy kept bytes verbatim.
+//!
+//! Memory is the nesting stack, the current key, and a captured scalar when the filter asks
+//! for one: never the document.
+
+use std::fmt;
+
+/// Longest object key accepted; longer keys are refused rather than buffered without bound.
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+/// Longest scalar the filter may ask to capture (for a transform).
+pub const MAX_CAPTURE_BYTES: usize = 64 * 1024;
+
+/// What the lexer found. Positions are byte offsets in the current chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `{` at this position.
+    ObjectStart(usize),
+    /// `}` ends just before this position.
+    ObjectEnd(usize),
+    ArrayStart(usize),
+    ArrayEnd(usize),
+    /// A complete object key; read it with [`Lexer::key`] and [`Lexer::key_raw`].
+    Key,
+    /// A string, number or literal starts at this position.
+    ScalarStart(usize, ScalarKind),
+    /// The scalar ends just before this position (0 when it ended with the previous chunk).
+    ScalarEnd(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarKind {
+    String,
+    Number,
+    True,
+    False,
+    Null,
+}
+
+/// Why a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    Unexpected {
+        found: u8,
+        expected: &'static str,
+    },
+    UnexpectedEnd {
+        expected: &'static str,
+    },
+    Empty,
+    ControlCharacterInString(u8),
+    InvalidEscape(u8),
+    InvalidUnicodeEscape,
+    LoneSurrogate,
+    InvalidUtf8,
+    InvalidNumber,
+    TooDeep {
+        limit: u32,
+    },
+    KeyTooLong,
+    ValueTooLong,
+    TrailingData(u8),
+    /// A transform could not be applied to the value it met.
+    Transform(String),
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Unexpected { found, expected } => {
+                write!(
+                    f,
+                    "unexpected {} where {expected} was expected",
+                    show_byte(*found)
+                )
+            }
+            ErrorKind::UnexpectedEnd { expected } => {
+                write!(f, "the document ends where {expected} was expected")
+            }
+            ErrorKind::Empty => f.write_str("the document is empty"),
+            ErrorKind::ControlCharacterInString(b) => {
+                write!(f, "unescaped control character 0x{b:02x} in a string")
+            }
+            ErrorKind::InvalidEscape(b) => write!(f, "invalid escape \\{}", show_byte(*b)),
+            ErrorKind::InvalidUnicodeEscape => {
+                f.write_str("invalid \\u escape (four hex digits expected)")
+            }
+            ErrorKind::LoneSurrogate => f.write_str("unpaired UTF-16 surrogate in a \\u escape"),
+            ErrorKind::InvalidUtf8 => f.write_str("invalid UTF-8 in a string"),
+            ErrorKind::InvalidNumber => f.write_str("invalid number"),
+            ErrorKind::TooDeep { limit } => write!(f, "nesting deeper than the limit of {limit}"),
+            ErrorKind::KeyTooLong => write!(f, "object key longer than {MAX_KEY_BYTES} bytes"),
+            ErrorKind::ValueTooLong => {
+                write!(
+                    f,
+                    "value to transform longer than {MAX_CAPTURE_BYTES} bytes"
+                )
+            }
+            ErrorKind::TrailingData(b) => {
+                write!(
+                    f,
+                    "unexpected {} after the end of the document",
+                    show_byte(*b)
+                )
+            }
+            ErrorKind::Transform(message) => f.write_str(message),
+        }
+    }
+}
+
+fn show_byte(b: u8) -> String {
+    if b.is_ascii_graphic() {
+        format!("'{}'", b as char)
+    } else {
+        format!("byte 0x{b:02x}")
+    }
+}
+
+/// A refusal, located by absolute byte offset and JSON path (`$.entry[3].resource`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LexError {
+    pub offset: u64,
+    pub path: String,
+    pub kind: ErrorKind,
+}
+
+impl fmt::Display for LexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {} ({})", self.kind, self.offset, self.path)
+    }
+}
+
+impl std::error::Error for LexError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The document's single root value.
+    Root,
+    Value,
+    /// Right after `[`.
+    ValueOrArrayEnd,
+    /// Right after `{`.
+    KeyOrObjectEnd,
+    /// After a `,` in an object.
+    Key,
+    Colon,
+    CommaOrEnd,
+    /// The root value is complete: only whitespace may follow.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    Backslash,
+    Hex {
+        digits: u8,
+        value: u32,
+    },
+    /// A high surrogate was read: `\` must follow.
+    LowBackslash,
+    /// ... then `u`.
+    LowU,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Number {
+    Start,
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    E,
+    ESign,
+    Exp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Expect(Expect),
+    String { key: bool, escape: Escape },
+    Number(Number),
+    Literal { word: &'static [u8], matched: u8 },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    object: bool,
+    /// Elements seen so far (arrays), for error paths.
+    index: u64,
+    /// Where, in `path_keys`, the key that leads to this level starts.
+    key_start: usize,
+}
+
+/// The lexer; one per document (or per NDJSON stream).
+#[derive(Debug, Clone)]
+pub struct Lexer {
+    state: State,
+    levels: Vec<Level>,
+    max_depth: u32,
+    /// Bytes of all previous chunks.
+    consumed: u64,
+    key: Vec<u8>,
+    key_raw: Vec<u8>,
+    path_keys: Vec<u8>,
+    capture: bool,
+    value: Vec<u8>,
+    high_surrogate: u32,
+    utf8_need: u8,
+    utf8_lo: u8,
+    utf8_hi: u8,
+    saw_root: bool,
+}
+
+type Step = Result<Option<Event>, LexError>;
+
+impl Lexer {
+    pub fn new(max_depth: u32) -> Lexer {
+        Lexer {
+            state: State::Expect(Expect::Root),
+            levels: Vec::new(),
+            max_depth,
+            consumed: 0,
+            key: Vec::new(),
+            key_raw: Vec::new(),
+            path_keys: Vec::new(),
+            capture: false,
+            value: Vec::new(),
+            high_surrogate: 0,
+            utf8_need: 0,
+            utf8_lo: 0x80,
+            utf8_hi: 0xBF,
+            saw_root: false,
+        }
+    }
+
+    /// The decoded key of the last [`Event::Key`].
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The key exactly as the document spells it, without the quotes.
+    pub fn key_raw(&self) -> &[u8] {
+        &self.key_raw
+    }
+
+    /// Asks the lexer to keep the scalar that just started (decoded, for strings), for a
+    /// transform; read it with [`Lexer::value`] at [`Event::ScalarEnd`].
+    pub fn capture_value(&mut self) {
+        self.capture = true;
+        self.value.clear();
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// Current nesting depth (0 outside any container).
+    pub fn depth(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Total bytes fed so far, including the current chunk up to `pos`.
+    pub fn offset(&self, pos: usize) -> u64 {
+        self.consumed + pos as u64
+    }
+
+    /// Call once the current chunk has been fully read.
+    pub fn end_chunk(&mut self, len: usize) {
+        self.consumed += len as u64;
+    }
+
+    /// An error at `pos` of the current chunk, with the path of where it happened.
+    pub fn error(&self, pos: usize, kind: ErrorKind) -> LexError {
+        LexError {
+            offset: self.offset(pos),
+            path: self.path(),
+            kind,
+        }
+    }
+
+    /// The JSON path of the current position, for error messages.
+    pub fn path(&self) -> String {
+        let mut path = String::from("$");
+        for (i, level) in self.levels.iter().enumerate() {
+            if i > 0 {
+                let parent = &self.levels[i - 1];
+                if parent.object {
+                    let end = self
+                        .levels
+                        .get(i + 1)
+                        .map_or(self.path_keys.len(), |l| l.key_start);
+                    push_key(&mut path, &self.path_keys[level.key_start..end]);
+                } else {
+                    path.push_str(&format!("[{}]", parent.index.saturating_sub(1)));
+                }
+            }
+        }
+        if let Some(last) = self.levels.last() {
+            let in_key = matches!(self.state, State::String { key: true, .. });
+            if last.object && !self.key.is_empty() && !in_key {
+                push_key(&mut path, &self.key);
+            } else if !last.object && last.index > 0 {
+                path.push_str(&format!("[{}]", last.index - 1));
+            }
+        }
+        path
+    }
+
+    /// Reads from `chunk[*pos..]` up to the next event; `Ok(None)` when the chunk is spent.
+    pub fn next(&mut self, chunk: &[u8], pos: &mut usize) -> Step {
+        loop {
+            match self.state {
+                State::Expect(expect) => {
+                    while *pos < chunk.len() && matches!(chunk[*pos], b' ' | b'\t' | b'\n' | b'\r')
+                    {
+                        *pos += 1;
+                    }
+                    if *pos == chunk.len() {
+                        return Ok(None);
+                    }
+                    if let Some(event) = self.structure(expect, chunk, pos)? {
+                        return Ok(Some(event));
+                    }
+                }
+                State::String { key, escape } => {
+                    if let Some(event) = self.string(key, escape, chunk, pos)? {
+                        return Ok(Some(event));
+                    }
+                    if *pos == chunk.len() {
+                        return Ok(None);
+                    }
+                }
+                State::Number(number) => {
+                    if let Some(event) = self.number(number, chunk, pos)? {
+                        return Ok(Some(event));
+                    }
+                    if *pos == chunk.len() {
+                        return Ok(None);
+                    }
+                }
+                State::Literal { word, matched } => {
+                    let mut matched = matched as usize;
+                    while matched < word.len() {
+                        let Some(&b) = chunk.get(*pos) else {
+                            self.state = State::Literal {
+                                word,
+                                matched: matched as u8,
+                            };
+                            return Ok(None);
+                        };
+                        if b != word[matched] {
+                            return Err(self.error(
+                                *pos,
+                                ErrorKind::Unexpected {
+                                    found: b,
+                                    expected: "a JSON value",
+                                },
+                            ));
+                        }
+                        if self.capture {
+                            self.value.push(b);
+                        }
+                        matched += 1;
+                        *pos += 1;
+                    }
+                    self.value_done();
+                    return Ok(Some(Event::ScalarEnd(*pos)));
+                }
+            }
+        }
+    }
+
+    /// Ends the document: completes a trailing root number and checks nothing is missing.
+    pub fn finish(&mut self) -> Step {
+        match self.state {
+            State::Expect(Expect::Done) => Ok(None),
+            State::Expect(Expect::Root) if !self.saw_root => Err(self.error(0, ErrorKind::Empty)),
+            State::Number(Number::Zero | Number::Int | Number::Frac | Number::Exp) => {
+                if self.levels.is_empty() {
+                    self.value_done();
+                    Ok(Some(Event::ScalarEnd(0)))
+                } else {
+                    Err(self.error(
+                        0,
+                        ErrorKind::UnexpectedEnd {
+                            expected: describe(Expect::CommaOrEnd),
+                        },
+                    ))
+                }
+            }
+            State::Number(_) => Err(self.error(0, ErrorKind::InvalidNumber)),
+            State::String { .. } => Err(self.error(
+                0,
+                ErrorKind::UnexpectedEnd {
+                    expected: "the end of a string",
+                },
+            )),
+            State::Literal { .. } => Err(self.error(
+                0,
+                ErrorKind::UnexpectedEnd {
+                    expected: "the rest of a literal",
+                },
+            )),
+            State::Expect(expect) => Err(self.error(
+                0,
+                ErrorKind::UnexpectedEnd {
+                    expected: describe(expect),
+                },
+            )),
+        }
+    }
+
+    fn structure(&mut self, expect: Expect, chunk: &[u8], pos: &mut usize) -> Step {
+        let at = *pos;
+        let b = chunk[at];
+        match expect {
+            Expect::Root | Expect::Value | Expect::ValueOrArrayEnd => {
+                if expect == Expect::ValueOrArrayEnd && b == b']' {
+                    *pos += 1;
+                    return Ok(Some(self.close(false, *pos)));
+                }
+                self.saw_root = true;
+                if let Some(level) = self.levels.last_mut() {
+                    if !level.object {
+                        level.index += 1;
+                    }
+                }
+                self.capture = false;
+                match b {
+                    b'{' | b'[' => {
+                        if self.levels.len() as u32 >= self.max_depth {
+                            return Err(self.error(
+                                at,
+                                ErrorKind::TooDeep {
+                                    limit: self.max_depth,
+                                },
+                            ));
+                        }
+                        let key_start = self.path_keys.len();
+                        if self.levels.last().is_some_and(|l| l.object) {
+                            self.path_keys.extend_from_slice(&self.key);
+                        }
+                        let object = b == b'{';
+                        self.levels.push(Level {
+                            object,
+                            index: 0,
+                            key_start,
+                        });
+                        *pos += 1;
+                        if object {
+                            self.key.clear();
+                            self.state = State::Expect(Expect::KeyOrObjectEnd);
+                            Ok(Some(Event::ObjectStart(at)))
+                        } else {
+                            self.state = State::Expect(Expect::ValueOrArrayEnd);
+                            Ok(Some(Event::ArrayStart(at)))
+                        }
+                    }
+                    b'"' => {
+                        *pos += 1;
+                        self.state = State::String {
+                            key: false,
+                            escape: Escape::None,
+                        };
+                        Ok(Some(Event::ScalarStart(at, ScalarKind::String)))
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        self.state = State::Number(Number::Start);
+                        Ok(Some(Event::ScalarStart(at, ScalarKind::Number)))
+                    }
+                    b't' | b'f' | b'n' => {
+                        let (word, kind): (&'static [u8], _) = match b {
+                            b't' => (b"true", ScalarKind::True),
+                            b'f' => (b"false", ScalarKind::False),
+                            _ => (b"null", ScalarKind::Null),
+                        };
+                        self.state = State::Literal { word, matched: 0 };
+                        Ok(Some(Event::ScalarStart(at, kind)))
+                    }
+                    _ => Err(self.error(
+                        at,
+                        ErrorKind::Unexpected {
+                            found: b,
+                            expected: describe(expect),
+                        },
+                    )),
+                }
+            }
+            Expect::KeyOrObjectEnd | Expect::Key => {
+                if b == b'"' {
+                    *pos += 1;
+                    self.key.clear();
+                    self.key_raw.clear();
+                    self.state = State::String {
+                        key: true,
+                        escape: Escape::None,
+                    };
+                    Ok(None)
+                } else if b == b'}' && expect == Expect::KeyOrObjectEnd {
+                    *pos += 1;
+                    Ok(Some(self.close(true, *pos)))
+                } else {
+                    Err(self.error(
+                        at,
+                        ErrorKind::Unexpected {
+                            found: b,
+                            expected: describe(expect),
+                        },
+                    ))
+                }
+            }
+            Expect::Colon => {
+                if b == b':' {
+                    *pos += 1;
+                    self.state = State::Expect(Expect::Value);
+                    Ok(None)
+                } else {
+                    Err(self.error(
+                        at,
+                        ErrorKind::Unexpected {
+                            found: b,
+                            expected: describe(expect),
+                        },
+                    ))
+                }
+            }
+            Expect::CommaOrEnd => {
+                let object = self.levels.last().is_some_and(|l| l.object);
+                match (b, object) {
+                    (b',', true) => {
+                        *pos += 1;
+                        self.state = State::Expect(Expect::Key);
+                        Ok(None)
+                    }
+                    (b',', false) => {
+                        *pos += 1;
+                        self.state = State::Expect(Expect::Value);
+                        Ok(None)
+                    }
+                    (b'}', true) | (b']', false) => {
+                        *pos += 1;
+                        Ok(Some(self.close(object, *pos)))
+                    }
+                    _ => Err(self.error(
+                        at,
+                        ErrorKind::Unexpected {
+                            found: b,
+                            expected: if object { "',' or '}'" } else { "',' or ']'" },
+                        },
+                    )),
+                }
+            }
+            Expect::Done => Err(self.error(at, ErrorKind::TrailingData(b))),
+        }
+    }
+
+    fn close(&mut self, object: bool, end: usize) -> Event {
+        if let Some(level) = self.levels.pop() {
+            self.path_keys.truncate(level.key_start);
+        }
+        self.key.clear();
+        self.value_done();
+        if object {
+            Event::ObjectEnd(end)
+        } else {
+            Event::ArrayEnd(end)
+        }
+    }
+
+    /// A value is complete: what may follow depends on where we are.
+    fn value_done(&mut self) {
+        self.state = State::Expect(if self.levels.is_empty() {
+            Expect::Done
+        } else {
+            Expect::CommaOrEnd
+        });
+    }
+
+    fn keep(&mut self, key: bool, bytes: &[u8]) -> Result<(), ErrorKind> {
+        if key {
+            if self.key_raw.len() + bytes.len() > MAX_KEY_BYTES {
+                return Err(ErrorKind::KeyTooLong);
+            }
+            self.key_raw.extend_from_slice(bytes);
+            self.key.extend_from_slice(bytes);
+        } else if self.capture {
+            if self.value.len() + bytes.len() > MAX_CAPTURE_BYTES {
+                return Err(ErrorKind::ValueTooLong);
+            }
+            self.value.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn keep_raw(&mut self, key: bool, bytes: &[u8]) {
+        if key {
+            self.key_raw.extend_from_slice(bytes);
+        }
+    }
+
+    fn keep_decoded(&mut self, key: bool, c: char) -> Result<(), ErrorKind> {
+        let mut buf = [0u8; 4];
+        let bytes = c.encode_utf8(&mut buf).as_bytes();
+        if key {
+            self.key.extend_from_slice(bytes);
+        } else if self.capture {
+            if self.value.len() + bytes.len() > MAX_CAPTURE_BYTES {
+                return Err(ErrorKind::ValueTooLong);
+            }
+            self.value.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn string(&mut self, key: bool, mut escape: Escape, chunk: &[u8], pos: &mut usize) -> Step {
+        loop {
+            if *pos == chunk.len() {
+                self.state = State::String { key, escape };
+                return Ok(None);
+            }
+            match escape {
+                Escape::None => {
+                    let start = *pos;
+                    let mut i = start;
+                    while i < chunk.len() {
+                        let b = chunk[i];
+                        if self.utf8_need > 0 {
+                            if b < self.utf8_lo || b > self.utf8_hi {
+                                return Err(self.error(i, ErrorKind::InvalidUtf8));
+                            }
+                            self.utf8_need -= 1;
+                            self.utf8_lo = 0x80;
+                            self.utf8_hi = 0xBF;
+                            i += 1;
+                            continue;
+                        }
+                        if (0x20..0x80).contains(&b) && b != b'"' && b != b'\\' {
+                            i += 1;
+                            continue;
+                        }
+                        if b >= 0x80 {
+                            let (need, lo, hi) = match b {
+                                0xC2..=0xDF => (1, 0x80, 0xBF),
+                                0xE0 => (2, 0xA0, 0xBF),
+                                0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
+                                0xED => (2, 0x80, 0x9F),
+                                0xF0 => (3, 0x90, 0xBF),
+                                0xF1..=0xF3 => (3, 0x80, 0xBF),
+                                0xF4 => (3, 0x80, 0x8F),
+                                _ => return Err(self.error(i, ErrorKind::InvalidUtf8)),
+                            };
+                            self.utf8_need = need;
+                            self.utf8_lo = lo;
+                            self.utf8_hi = hi;
+                            i += 1;
+                            continue;
+                        }
+                        break;
+                    }
+                    self.keep(key, &chunk[start..i])
+                        .map_err(|k| self.error(i, k))?;
+                    *pos = i;
+                    if i == chunk.len() {
+                        continue;
+                    }
+                    let b = chunk[i];
+                    *pos = i + 1;
+                    match b {
+                        b'"' => {
+                            if key {
+                                self.state = State::Expect(Expect::Colon);
+                                return Ok(Some(Event::Key));
+                            }
+                            self.value_done();
+                            return Ok(Some(Event::ScalarEnd(i + 1)));
+                        }
+                        b'\\' => {
+                            self.keep_raw(key, b"\\");
+                            escape = Escape::Backslash;
+                        }
+                        _ => return Err(self.error(i, ErrorKind::ControlCharacterInString(b))),
+                    }
+                }
+                Escape::Backslash => {
+                    let b = chunk[*pos];
+                    let decoded = match b {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            self.keep_raw(key, b"u");
+                            *pos += 1;
+                            escape = Escape::Hex {
+                                digits: 0,
+                                value: 0,
+                            };
+                            continue;
+                        }
+                        _ => return Err(self.error(*pos, ErrorKind::InvalidEscape(b))),
+                    };
+                    self.keep_raw(key, &[b]);
+                    self.keep_decoded(key, decoded)
+                        .map_err(|k| self.error(*pos, k))?;
+                    *pos += 1;
+                    escape = Escape::None;
+                }
+                Escape::Hex { digits, value } => {
+                    let b = chunk[*pos];
+                    let digit = match b {
+                        b'0'..=b'9' => b - b'0',
+                        b'a'..=b'f' => b - b'a' + 10,
+                        b'A'..=b'F' => b - b'A' + 10,
+                        _ => return Err(self.error(*pos, ErrorKind::InvalidUnicodeEscape)),
+                    };
+                    self.keep_raw(key, &[b]);
+                    *pos += 1;
+                    let value = value * 16 + digit as u32;
+                    if digits < 3 {
+                        escape = Escape::Hex {
+                            digits: digits + 1,
+                            value,
+                        };
+                        continue;
+                    }
+                    escape = Escape::None;
+                    let code = if self.high_surrogate != 0 {
+                        let high = std::mem::take(&mut self.high_surrogate);
+                        if !(0xDC00..=0xDFFF).contains(&value) {
+                            return Err(self.error(*pos, ErrorKind::LoneSurrogate));
+                        }
+                        0x10000 + ((high - 0xD800) << 10) + (value - 0xDC00)
+                    } else if (0xD800..=0xDBFF).contains(&value) {
+                        self.high_surrogate = value;
+                        escape = Escape::LowBackslash;
+                        continue;
+                    } else if (0xDC00..=0xDFFF).contains(&value) {
+                        return Err(self.error(*pos, ErrorKind::LoneSurrogate));
+                    } else {
+                        value
+                    };
+                    let c = char::from_u32(code)
+                        .ok_or_else(|| self.error(*pos, ErrorKind::LoneSurrogate))?;
+                    self.keep_decoded(key, c).map_err(|k| self.error(*pos, k))?;
+                }
+                Escape::LowBackslash | Escape::LowU => {
+                    let b = chunk[*pos];
+                    let wanted = if escape == Escape::LowBackslash {
+                        b'\\'
+                    } else {
+                        b'u'
+                    };
+                    if b != wanted {
+                        return Err(self.error(*pos, ErrorKind::LoneSurrogate));
+                    }
+                    self.keep_raw(key, &[b]);
+                    *pos += 1;
+                    escape = if escape == Escape::LowBackslash {
+                        Escape::LowU
+                    } else {
+                        Escape::Hex {
+                            digits: 0,
+                            value: 0,
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    fn number(&mut self, mut number: Number, chunk: &[u8], pos: &mut usize) -> Step {
+        while let Some(&b) = chunk.get(*pos) {
+            let next = match (number, b) {
+                (Number::Start, b'-') => Number::Minus,
+                (Number::Start | Number::Minus, b'0') => Number::Zero,
+                (Number::Start | Number::Minus, b'1'..=b'9') => Number::Int,
+                (Number::Int, b'0'..=b'9') => Number::Int,
+                (Number::Zero | Number::Int, b'.') => Number::Dot,
+                (Number::Dot | Number::Frac, b'0'..=b'9') => Number::Frac,
+                (Number::Zero | Number::Int | Number::Frac, b'e' | b'E') => Number::E,
+                (Number::E, b'+' | b'-') => Number::ESign,
+                (Number::E | Number::ESign | Number::Exp, b'0'..=b'9') => Number::Exp,
+                (Number::Zero | Number::Int | Number::Frac | Number::Exp, _) => {
+                    // The delimiter belongs to what follows; it is read again there.
+                    if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}') {
+                        self.value_done();
+                        return Ok(Some(Event::ScalarEnd(*pos)));
+                    }
+                    return Err(self.error(*pos, ErrorKind::InvalidNumber));
+                }
+                _ => return Err(self.error(*pos, ErrorKind::InvalidNumber)),
+            };
+            if self.capture {
+                if self.value.len() >= MAX_CAPTURE_BYTES {
+                    return Err(self.error(*pos, ErrorKind::ValueTooLong));
+                }
+                self.value.push(b);
+            }
+            number = next;
+            *pos += 1;
+        }
+        self.state = State::Number(number);
+        Ok(None)
+    }
+}
+
+fn describe(expect: Expect) -> &'static str {
+    match expect {
+        Expect::Root | Expect::Value => "a JSON value",
+        Expect::ValueOrArrayEnd => "a JSON value or ']'",
+        Expect::KeyOrObjectEnd => "a key or '}'",
+        Expect::Key => "a key",
+        Expect::Colon => "':'",
+        Expect::CommaOrEnd => "',' or the end of a container",
+        Expect::Done => "the end of the document",
+    }
+}
+
+fn push_key(path: &mut String, key: &[u8]) {
+    let text = String::from_utf8_lossy(key);
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !text.starts_with(|c: char| c.is_ascii_digit());
+    if plain {
+        path.push('.');
+        path.push_str(&text);
+    } else {
+        path.push('[');
+        path.push_str(&serde_json::to_string(&text).unwrap_or_default());
+        path.push(']');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lexes `doc` split into chunks of `size` and returns the events with absolute offsets.
+    fn events(doc: &[u8], size: usize) -> Result<Vec<(Event, Vec<u8>)>, LexError> {
+        let mut lexer = Lexer::new(64);
+        let mut out = Vec::new();
+        for chunk in doc.chunks(size.max(1)) {
+            let mut pos = 0;
+            while let Some(event) = lexer.next(chunk, &mut pos)? {
+                let key = if event == Event::Key {
+                    lexer.key().to_vec()
+                } else {
+                    vec![]
+                };
+                out.push((normalise(event), key));
+            }
+            lexer.end_chunk(chunk.len());
+        }
+        if let Some(event) = lexer.finish()? {
+            out.push((normalise(event), vec![]));
+        }
+        Ok(out)
+    }
+
+    /// Positions depend on the split; compare kinds only.
+    fn normalise(event: Event) -> Event {
+        match event {
+            Event::ObjectStart(_) => Event::ObjectStart(0),
+            Event::ObjectEnd(_) => Event::ObjectEnd(0),
+            Event::ArrayStart(_) => Event::ArrayStart(0),
+            Event::ArrayEnd(_) => Event::ArrayEnd(0),
+            Event::ScalarStart(_, k) => Event::ScalarStart(0, k),
+            Event::ScalarEnd(_) => Event::ScalarEnd(0),
+            Event::Key => Event::Key,
+        }
+    }
+
+    fn error(doc: &[u8]) -> LexError {
+        let whole = events(doc, doc.len()).unwrap_err();
+        for size in 1..doc.len().max(1) {
+            assert_eq!(
+                events(doc, size).unwrap_err(),
+                whole,
+                "split {size} of {doc:?}"
+            );
+        }
+        whole
+    }
+
+    #[test]
+    fn keys_are_decoded_at_every_split() {
+        let doc = br#"{"s\u0073n": 1, "caf\u00e9": [true], "\ud83d\ude00": null}"#;
+        let whole = events(doc, doc.len()).unwrap();
+        let keys: Vec<Vec<u8>> = whole
+            .iter()
+            .filter(|(e, _)| *e == Event::Key)
+            .map(|(_, k)| k.clone())
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                b"ssn".to_vec(),
+                "café".as_bytes().to_vec(),
+                "😀".as_bytes().to_vec()
+            ]
+        );
+        for size in 1..doc.len() {
+            assert_eq!(events(doc, size).unwrap(), whole, "split {size}");
+        }
+    }
+
+    #[test]
+    fn accepts_every_kind_of_value() {
+        for doc in [
+            &b"0"[..],
+            b"-0",
+            b"1.5e-3",
+            b"-12E+7",
+            b"\"x\"",
+            b"true",
+            b"false",
+            b"null",
+            b" [ ] ",
+            b"{}",
+            b"[1,[2,{\"a\":[]}]]",
+            b"\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
+            "\"é😀\"".as_bytes(),
+        ] {
+            for size in 1..=doc.len() {
+                events(doc, size).unwrap_or_else(|e| {
+                    panic!("{:?} split {size}: {e}", String::from_utf8_lossy(doc))
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_offset_and_path() {
+        let e = error(br#"{"a": [1, 2, {"b": tru}]}"#);
+        assert_eq!(
+            e.to_string(),
+            "unexpected '}' where a JSON value was expected at byte 22 ($.a[2].b)"
+        );
+        let e = error(br#"{"a": 01}"#);
+        assert_eq!(e.kind, ErrorKind::InvalidNumber);
+        assert_eq!(e.offset, 7);
+        let e = error(b"[1,]");
+        assert_eq!(
+            e.kind,
+            ErrorKind::Unexpected {
+                found: b']',
+                expected: "a JSON value"
+            }
+        );
+        let e = error(br#"{"a":1,}"#);
+        assert_eq!(
+            e.kind,
+            ErrorKind::Unexpected {
+                found: b'}',
+                expected: "a key"
+            }
+        );
+        assert_eq!(error(b"{} x").kind, ErrorKind::TrailingData(b'x'));
+        assert_eq!(error(b"").kind, ErrorKind::Empty);
+        assert_eq!(error(b"   ").kind, ErrorKind::Empty);
+        assert_eq!(
+            error(b"[1").kind,
+            ErrorKind::UnexpectedEnd {
+                expected: "',' or the end of a container"
+            }
+        );
+        assert_eq!(
+            error(b"\"a\x01\"").kind,
+            ErrorKind::ControlCharacterInString(1)
+        );
+        assert_eq!(error(b"\"\\x\"").kind, ErrorKind::InvalidEscape(b'x'));
+        assert_eq!(error(b"\"\\u12g4\"").kind, ErrorKind::InvalidUnicodeEscape);
+        assert_eq!(error(b"\"\\ud800\"").kind, ErrorKind::LoneSurrogate);
+        assert_eq!(error(b"\"\\udc00\"").kind, ErrorKind::LoneSurrogate);
+        assert_eq!(error(b"\"\\ud800\\u0041\"").kind, ErrorKind::LoneSurrogate);
+        assert_eq!(error(b"\"\xff\"").kind, ErrorKind::InvalidUtf8);
+        assert_eq!(error(b"\"\xc0\xaf\"").kind, ErrorKind::InvalidUtf8);
+        assert_eq!(error(b"\"\xed\xa0\x80\"").kind, ErrorKind::InvalidUtf8);
+        assert_eq!(error(b"\"\xe2\x82\"").kind, ErrorKind::InvalidUtf8);
+        assert_eq!(error(b"1.").kind, ErrorKind::InvalidNumber);
+        assert_eq!(error(b"-").kind, ErrorKind::InvalidNumber);
+        assert_eq!(error(b"1e").kind, ErrorKind::InvalidNumber);
+        assert_eq!(
+            error(b"+1").kind,
+            ErrorKind::Unexpected {
+                found: b'+',
+                expected: "a JSON value"
+            }
+        );
+        assert_eq!(
+            error(b"nul").kind,
+            ErrorKind::UnexpectedEnd {
+                expected: "the rest of a literal"
+            }
+        );
+        assert_eq!(
+            error(b"\xef\xbb\xbf{}").kind,
+            ErrorKind::Unexpected {
+                found: 0xef,
+                expected: "a JSON value"
+            }
+        );
+    }
+
+    #[test]
+    fn depth_is_limited() {
+        let mut lexer = Lexer::new(3);
+        let doc = b"[[[[]]]]";
+        let mut pos = 0;
+        let mut result = Ok(None);
+        for _ in 0..4 {
+            result = lexer.next(doc, &mut pos);
+        }
+        assert_eq!(result.unwrap_err().kind, ErrorKind::TooDeep { limit: 3 });
+        let mut lexer = Lexer::new(3);
+        let mut pos = 0;
+        while lexer.next(b"[[[]]]", &mut pos).unwrap().is_some() {}
+        assert!(lexer.finish().unwrap().is_none());
+    }
+
+    #[test]
+    fn keys_longer_than_the_limit_are_refused() {
+        let mut doc = b"{\"".to_vec();
+        doc.extend(std::iter::repeat_n(b'k', MAX_KEY_BYTES + 1));
+        doc.extend(b"\":1}");
+        assert_eq!(events(&doc, 4096).unwrap_err().kind, ErrorKind::KeyTooLong);
+    }
+
+    #[test]
+    fn captured_values_are_decoded() {
+        let doc = br#"["a\u00e9\n", -1.5e3, true]"#;
+        let mut lexer = Lexer::new(8);
+        let mut pos = 0;
+        let mut values = Vec::new();
+        while let Some(event) = lexer.next(doc, &mut pos).unwrap() {
+            match event {
+                Event::ScalarStart(..) => lexer.capture_value(),
+                Event::ScalarEnd(_) => {
+                    values.push(String::from_utf8(lexer.value().to_vec()).unwrap())
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(values, vec!["aé\n", "-1.5e3", "true"]);
+    }
+}

@@ -1,0 +1,7 @@
+//! The streaming JSON engine: a push lexer and the filter that applies compiled rules.
+
+pub mod filter;
+pub mod lexer;
+
+pub use filter::{FilterStats, JsonFilter};
+pub use lexer::{ErrorKind, LexError};

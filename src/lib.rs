@@ -1,0 +1,19 @@
+//! finalite: purpose limitation and data minimisation for personal-data APIs, at the proxy.
+//!
+//! The crate is a pure core (configuration, policies, the streaming JSON engine, tokens,
+//! scopes, purposes, decisions) that knows nothing of proxies and is tested natively, and a
+//! thin proxy-wasm adapter, compiled only for wasm32, that maps host callbacks onto it.
+//! Dependencies point one way: `proxy` uses the core, never the reverse.
+
+pub mod auth;
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod json;
+pub mod media_type;
+pub mod policy;
+pub mod request;
+pub mod response;
+
+#[cfg(target_arch = "wasm32")]
+mod proxy;

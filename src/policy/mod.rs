@@ -1,0 +1,577 @@
+//! Compiled policies: the configuration checked once and turned into what the request path
+//! only looks up.
+
+pub mod action;
+pub mod headers;
+pub mod path;
+pub mod route;
+pub mod rules;
+pub mod transform;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::auth::scopes::{ScopeRequirement, ScopeTable};
+use crate::config::{
+    AuthRequirement, Config, HeaderRulesConfig, PolicyConfig, PurposeConfig,
+    ScopeRequirementConfig, TokenSource, Unmatched,
+};
+use crate::error::{ConfigError, KeyPath};
+use crate::media_type::MediaType;
+use action::{Action, Transform};
+use headers::{HeaderPattern, HeaderRules};
+use path::FieldPath;
+use route::{Matcher, PathMatch, RouteTable};
+use rules::{FieldRules, Rule};
+use transform::TransformContext;
+
+/// Smallest pseudonymisation key accepted (HMAC-SHA-256 wants at least its output size).
+pub const MIN_PSEUDONYM_KEY_BYTES: usize = 32;
+
+/// The whole configuration, compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledConfig {
+    pub purpose_header: String,
+    pub unmatched: Unmatched,
+    pub max_body_bytes: u64,
+    pub max_depth: u32,
+    pub token: TokenSettings,
+    pub policies: Vec<Policy>,
+    pub routes: RouteTable,
+    /// The pseudonymisation key, read from the VM's environment at load.
+    pub pseudonym_key: Option<Arc<[u8]>>,
+    pub pseudonyms_per_client: bool,
+}
+
+/// Which claims mean what, and where they come from.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub source: TokenSource,
+    pub metadata_key: String,
+    pub client_claim: String,
+    pub purposes_claim: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub auth: AuthRequirement,
+    pub scopes: ScopeTable,
+    pub default_purpose: Option<String>,
+    pub purposes: BTreeMap<String, Purpose>,
+}
+
+/// What one purpose sees of a response.
+#[derive(Debug, Clone)]
+pub struct Purpose {
+    pub name: String,
+    /// `None` when the purpose sees every field as is: the body is not even read.
+    pub body: Option<Arc<FieldRules>>,
+    pub headers: HeaderRules,
+    pub passthrough_media_types: Vec<MediaType>,
+}
+
+impl CompiledConfig {
+    /// Parses and compiles; `env` reads the VM's environment (for the pseudonymisation key).
+    pub fn load(
+        bytes: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<CompiledConfig, ConfigError> {
+        let config = Config::from_json(bytes)?;
+        compile(&config, env)
+    }
+
+    /// The context transforms need for a given reuser.
+    pub fn transform_context(&self, client: Option<&str>) -> TransformContext {
+        TransformContext {
+            pseudonym_key: self.pseudonym_key.clone(),
+            client: if self.pseudonyms_per_client {
+                Some(client.unwrap_or("").to_string())
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// Checks every rule of the configuration and compiles it.
+pub fn compile(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CompiledConfig, ConfigError> {
+    let root = KeyPath::default();
+    let purpose_header = config.purpose_header.to_ascii_lowercase();
+    if purpose_header.is_empty()
+        || HeaderPattern::parse(&purpose_header).is_err()
+        || purpose_header.contains('*')
+    {
+        return Err(root.field("purpose_header").error(format!(
+            "{:?} is not a valid header name",
+            config.purpose_header
+        )));
+    }
+    if config.limits.max_body_bytes == 0 {
+        return Err(root
+            .field("limits")
+            .field("max_body_bytes")
+            .error("must be at least 1"));
+    }
+    if !(1..=10_000).contains(&config.limits.max_depth) {
+        return Err(root
+            .field("limits")
+            .field("max_depth")
+            .error("must be between 1 and 10000"));
+    }
+    let token_key = root.field("token");
+    if config.token.from == TokenSource::Jwks {
+        return Err(token_key.field("from").error(
+            "\"jwks\" (verification by finalite itself) is not available in this version; use \"jwt_authn\" with Envoy's jwt_authn filter",
+        ));
+    }
+    if config.token.jwt_authn.metadata_key.is_empty() {
+        return Err(token_key
+            .field("jwt_authn")
+            .field("metadata_key")
+            .error("must not be empty"));
+    }
+    for (name, value) in [
+        ("client_claim", &config.token.client_claim),
+        ("purposes_claim", &config.token.purposes_claim),
+    ] {
+        if value.is_empty() {
+            return Err(token_key.field(name).error("must not be empty"));
+        }
+    }
+    if config.policies.is_empty() {
+        return Err(root
+            .field("policies")
+            .error("no policy is defined: every request would be refused"));
+    }
+
+    let mut policies = Vec::new();
+    let mut routes = RouteTable::default();
+    let mut uses_pseudonyms = false;
+    for (index, (name, policy)) in config.policies.iter().enumerate() {
+        let key = root.field("policies").name(name);
+        if name.is_empty() {
+            return Err(root
+                .field("policies")
+                .error("a policy name must not be empty"));
+        }
+        routes.names.push(name.clone());
+        for (i, entry) in policy.matches.iter().enumerate() {
+            routes
+                .matchers
+                .push(compile_match(index, entry, &key.field("match").index(i))?);
+        }
+        let compiled = compile_policy(name, policy, &key)?;
+        uses_pseudonyms |= compiled.purposes.values().any(|p| {
+            p.body.is_some() && uses_pseudonymize(&config.policies[name].purposes[&p.name])
+        });
+        policies.push(compiled);
+    }
+
+    let (pseudonym_key, per_client) = match &config.pseudonymization {
+        Some(settings) => {
+            let key = root.field("pseudonymization").field("key_env");
+            let value = env(&settings.key_env).ok_or_else(|| {
+                key.error(format!(
+                    "the environment variable {} is not set in the VM (Envoy: vm_config.environment_variables)",
+                    settings.key_env
+                ))
+            })?;
+            if value.len() < MIN_PSEUDONYM_KEY_BYTES {
+                return Err(key.error(format!(
+                    "the key in {} is {} bytes; at least {MIN_PSEUDONYM_KEY_BYTES} are required",
+                    settings.key_env,
+                    value.len()
+                )));
+            }
+            (Some(Arc::from(value.into_bytes().into_boxed_slice())), settings.per_client)
+        }
+        None if uses_pseudonyms => {
+            return Err(root.field("pseudonymization").error(
+                "a purpose uses \"pseudonymize\": set {\"pseudonymization\": {\"key_env\": \"FINALITE_PSEUDONYM_KEY\"}} and give the VM that variable",
+            ))
+        }
+        None => (None, false),
+    };
+
+    Ok(CompiledConfig {
+        purpose_header,
+        unmatched: config.unmatched,
+        max_body_bytes: config.limits.max_body_bytes,
+        max_depth: config.limits.max_depth,
+        token: TokenSettings {
+            source: config.token.from,
+            metadata_key: config.token.jwt_authn.metadata_key.clone(),
+            client_claim: config.token.client_claim.clone(),
+            purposes_claim: config.token.purposes_claim.clone(),
+        },
+        policies,
+        routes,
+        pseudonym_key,
+        pseudonyms_per_client: per_client,
+    })
+}
+
+fn uses_pseudonymize(purpose: &PurposeConfig) -> bool {
+    purpose
+        .fields
+        .values()
+        .any(|v| Action::parse(v) == Ok(Action::Transform(Transform::Pseudonymize)))
+}
+
+fn compile_match(
+    policy: usize,
+    entry: &crate::config::MatchConfig,
+    key: &KeyPath,
+) -> Result<Matcher, ConfigError> {
+    let path = match (&entry.prefix, &entry.path) {
+        (Some(prefix), None) => PathMatch::Prefix(prefix.clone()),
+        (None, Some(path)) => PathMatch::Exact(path.clone()),
+        _ => return Err(key.error("give exactly one of \"prefix\" or \"path\"")),
+    };
+    let (PathMatch::Prefix(p) | PathMatch::Exact(p)) = &path;
+    if !p.starts_with('/') {
+        return Err(key.error(format!("{p:?} must start with '/'")));
+    }
+    let mut methods = Vec::new();
+    for (i, method) in entry.methods.iter().enumerate() {
+        if !is_method(method) {
+            return Err(key
+                .field("methods")
+                .index(i)
+                .error(format!("{method:?} is not an HTTP method")));
+        }
+        methods.push(method.to_ascii_uppercase());
+    }
+    Ok(Matcher {
+        policy,
+        path,
+        methods,
+    })
+}
+
+fn is_method(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+fn compile_policy(name: &str, policy: &PolicyConfig, key: &KeyPath) -> Result<Policy, ConfigError> {
+    if policy.purposes.is_empty() {
+        return Err(key
+            .field("purposes")
+            .error("a policy needs at least one purpose"));
+    }
+    let mut scopes = ScopeTable::default();
+    for (method, requirement) in &policy.scopes {
+        let method_key = key.field("scopes").name(method);
+        if policy.auth == AuthRequirement::None {
+            return Err(
+                method_key.error("scopes need a token: remove them or set \"auth\": \"required\"")
+            );
+        }
+        if method != "*" && !is_method(method) {
+            return Err(method_key.error(format!("{method:?} is not an HTTP method or \"*\"")));
+        }
+        let (all_of, any_of) = match requirement {
+            ScopeRequirementConfig::AllOfList(list) => (list.clone(), Vec::new()),
+            ScopeRequirementConfig::Explicit(explicit) => {
+                (explicit.all_of.clone(), explicit.any_of.clone())
+            }
+        };
+        if all_of.is_empty() && any_of.is_empty() {
+            return Err(method_key.error("lists no scope; remove the entry to require none"));
+        }
+        for scope in all_of.iter().chain(&any_of) {
+            if scope.is_empty()
+                || scope
+                    .bytes()
+                    .any(|b| b <= b' ' || b == b'"' || b == b'\\' || b >= 0x7f)
+            {
+                return Err(method_key.error(format!(
+                    "{scope:?} is not a valid scope (RFC 6749 section 3.3)"
+                )));
+            }
+        }
+        scopes.insert(method, ScopeRequirement { all_of, any_of });
+    }
+    if let Some(default) = &policy.default_purpose {
+        if !policy.purposes.contains_key(default) {
+            return Err(key.field("default_purpose").error(format!(
+                "purpose {default:?} is not defined in this policy's purposes"
+            )));
+        }
+    }
+    let mut purposes = BTreeMap::new();
+    for (purpose_name, purpose) in &policy.purposes {
+        let purpose_key = key.field("purposes").name(purpose_name);
+        if purpose_name.is_empty() || purpose_name.contains([',', ' ']) {
+            return Err(key.field("purposes").error(format!(
+                "{purpose_name:?} is not a usable purpose name (no spaces or commas)"
+            )));
+        }
+        purposes.insert(
+            purpose_name.clone(),
+            compile_purpose(purpose_name, purpose, &purpose_key)?,
+        );
+    }
+    Ok(Policy {
+        name: name.to_string(),
+        auth: policy.auth,
+        scopes,
+        default_purpose: policy.default_purpose.clone(),
+        purposes,
+    })
+}
+
+fn compile_purpose(
+    name: &str,
+    purpose: &PurposeConfig,
+    key: &KeyPath,
+) -> Result<Purpose, ConfigError> {
+    let default = match &purpose.default {
+        None => Action::Drop,
+        Some(value) => match value.as_str() {
+            Some("drop") => Action::Drop,
+            Some("keep") => Action::Keep,
+            _ => {
+                return Err(key
+                    .field("default")
+                    .error(format!("expected \"keep\" or \"drop\", found {value}")))
+            }
+        },
+    };
+    let mut rules = Vec::new();
+    for (path_text, action_value) in &purpose.fields {
+        let field_key = key.field("fields").quoted(path_text);
+        let path =
+            FieldPath::parse(path_text).map_err(|e| field_key.error(format!("bad path: {e}")))?;
+        let action = Action::parse(action_value).map_err(|e| field_key.error(e))?;
+        rules.push(Rule { path, action });
+    }
+    let compiled = FieldRules::compile(default, &rules).map_err(|_| {
+        key.field("fields").error(format!(
+            "these wildcard rules combine into more than {} states; use fewer '**'",
+            rules::MAX_STATES
+        ))
+    })?;
+    let body = if compiled.keeps_everything() {
+        None
+    } else {
+        Some(Arc::new(compiled))
+    };
+    let headers = compile_headers(purpose.headers.as_ref(), &key.field("headers"))?;
+    let mut passthrough = Vec::new();
+    for (i, text) in purpose.passthrough_media_types.iter().enumerate() {
+        let media = MediaType::parse(text)
+            .filter(|m| !m.essence().contains('*'))
+            .ok_or_else(|| {
+                key.field("passthrough_media_types")
+                    .index(i)
+                    .error(format!("{text:?} is not a media type (type/subtype)"))
+            })?;
+        if media.is_json() {
+            return Err(key
+                .field("passthrough_media_types")
+                .index(i)
+                .error(format!("{text:?} is JSON, which this purpose filters; use \"default\": \"keep\" to see it whole")));
+        }
+        passthrough.push(media);
+    }
+    Ok(Purpose {
+        name: name.to_string(),
+        body,
+        headers,
+        passthrough_media_types: passthrough,
+    })
+}
+
+fn compile_headers(
+    config: Option<&HeaderRulesConfig>,
+    key: &KeyPath,
+) -> Result<HeaderRules, ConfigError> {
+    let Some(config) = config else {
+        return Ok(HeaderRules::KeepAll);
+    };
+    let parse = |list: &Vec<String>, field: &str| -> Result<Vec<HeaderPattern>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, p)| HeaderPattern::parse(p).map_err(|e| key.field(field).index(i).error(e)))
+            .collect()
+    };
+    match (&config.remove, &config.keep) {
+        (Some(remove), None) => Ok(HeaderRules::Remove(parse(remove, "remove")?)),
+        (None, Some(keep)) => Ok(HeaderRules::KeepOnly(parse(keep, "keep")?)),
+        (None, None) => Ok(HeaderRules::KeepAll),
+        (Some(_), Some(_)) => Err(key.error("give \"remove\" or \"keep\", not both")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: &str) -> Result<CompiledConfig, ConfigError> {
+        CompiledConfig::load(json.as_bytes(), &|_| None)
+    }
+
+    fn error(json: &str) -> String {
+        load(json).unwrap_err().to_string()
+    }
+
+    const DESIGN_EXAMPLE: &str = r#"{
+      "purpose_header": "x-purpose", "unmatched": "deny",
+      "limits": {"max_body_bytes": 8388608, "max_depth": 64},
+      "token": {"from": "jwt_authn", "jwt_authn": {"metadata_key": "idp"},
+                "client_claim": "client_id", "purposes_claim": "purposes"},
+      "pseudonymization": {"key_env": "FINALITE_PSEUDONYM_KEY", "per_client": true},
+      "policies": {"patients": {
+        "match": [{"prefix": "/patients", "methods": ["GET"]}],
+        "auth": "required",
+        "scopes": {"GET": ["patients:read"], "*": ["patients:write"]},
+        "default_purpose": null,
+        "purposes": {
+          "care": {"default": "keep"},
+          "billing": {"fields": {"id": "keep", "name": "keep", "insurance": "keep"}},
+          "research": {"fields": {"id": "pseudonymize", "birthDate": "year",
+                                  "address.postalCode": {"truncate": 2},
+                                  "conditions.code": "keep", "**.ssn": "drop"},
+                       "headers": {"remove": ["x-patient-*"]}}}}}}"#;
+
+    #[test]
+    fn the_design_example_compiles() {
+        let env = |name: &str| (name == "FINALITE_PSEUDONYM_KEY").then(|| "k".repeat(32));
+        let config = CompiledConfig::load(DESIGN_EXAMPLE.as_bytes(), &env).unwrap();
+        let policy = &config.policies[0];
+        assert_eq!(policy.name, "patients");
+        assert!(
+            policy.purposes["care"].body.is_none(),
+            "care sees everything unread"
+        );
+        assert!(policy.purposes["billing"].body.is_some());
+        assert!(config.pseudonyms_per_client);
+        assert_eq!(config.token.metadata_key, "idp");
+    }
+
+    #[test]
+    fn a_missing_or_short_pseudonym_key_is_refused() {
+        assert_eq!(
+            error(DESIGN_EXAMPLE),
+            "pseudonymization.key_env: the environment variable FINALITE_PSEUDONYM_KEY is not set in the VM (Envoy: vm_config.environment_variables)"
+        );
+        let short =
+            CompiledConfig::load(DESIGN_EXAMPLE.as_bytes(), &|_| Some("short".into())).unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "pseudonymization.key_env: the key in FINALITE_PSEUDONYM_KEY is 5 bytes; at least 32 are required"
+        );
+        let no_section = DESIGN_EXAMPLE.replace(
+            r#""pseudonymization": {"key_env": "FINALITE_PSEUDONYM_KEY", "per_client": true},"#,
+            "",
+        );
+        assert!(error(&no_section).starts_with("pseudonymization: a purpose uses \"pseudonymize\""));
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        let cases = [
+            (
+                r#"{"policies": {"patients": {"purposes": {"research": {"fields": {"birthDate": "yeer"}}}}}}"#,
+                r#"policies.patients.purposes.research.fields."birthDate": unknown action "yeer"; expected"#,
+            ),
+            (
+                r#"{"policies": {"p": {"purposes": {"r": {"fields": {"a..b": "keep"}}}}}}"#,
+                r#"policies.p.purposes.r.fields."a..b": bad path: empty segment at character 3"#,
+            ),
+            (
+                r#"{"policies": {"p": {"purposes": {}}}}"#,
+                "policies.p.purposes: a policy needs at least one purpose",
+            ),
+            (r#"{"policies": {}}"#, "policies: no policy is defined"),
+            (
+                r#"{"policies": {"p": {"purposes": {"r": {"headers": {"remove": ["x y"]}}}}}}"#,
+                r#"policies.p.purposes.r.headers.remove[0]: "x y": ' ' cannot appear in a header name"#,
+            ),
+            (
+                r#"{"policies": {"p": {"purposes": {"r": {"headers": {"remove": [], "keep": []}}}}}}"#,
+                r#"policies.p.purposes.r.headers: give "remove" or "keep", not both"#,
+            ),
+            (
+                r#"{"policies": {"p": {"default_purpose": "x", "purposes": {"r": {}}}}}"#,
+                r#"policies.p.default_purpose: purpose "x" is not defined"#,
+            ),
+            (
+                r#"{"policies": {"p": {"auth": "none", "scopes": {"GET": ["a"]}, "purposes": {"r": {}}}}}"#,
+                r#"policies.p.scopes.GET: scopes need a token"#,
+            ),
+            (
+                r#"{"policies": {"p": {"scopes": {"GET": []}, "purposes": {"r": {}}}}}"#,
+                r#"policies.p.scopes.GET: lists no scope"#,
+            ),
+            (
+                r#"{"policies": {"p": {"scopes": {"G E": ["a"]}, "purposes": {"r": {}}}}}"#,
+                r#"policies.p.scopes."G E": "G E" is not an HTTP method or "*""#,
+            ),
+            (
+                r#"{"policies": {"p": {"match": [{"prefix": "/a", "path": "/b"}], "purposes": {"r": {}}}}}"#,
+                r#"policies.p.match[0]: give exactly one of "prefix" or "path""#,
+            ),
+            (
+                r#"{"policies": {"p": {"match": [{"prefix": "a"}], "purposes": {"r": {}}}}}"#,
+                r#"policies.p.match[0]: "a" must start with '/'"#,
+            ),
+            (
+                r#"{"policies": {"p": {"purposes": {"r": {"default": "maybe"}}}}}"#,
+                r#"policies.p.purposes.r.default: expected "keep" or "drop", found "maybe""#,
+            ),
+            (
+                r#"{"policies": {"p": {"purposes": {"r": {"passthrough_media_types": ["text"]}}}}}"#,
+                r#"policies.p.purposes.r.passthrough_media_types[0]: "text" is not a media type"#,
+            ),
+            (
+                r#"{"purpose_header": "x purpose", "policies": {}}"#,
+                r#"purpose_header: "x purpose" is not a valid header name"#,
+            ),
+            (
+                r#"{"limits": {"max_depth": 0}, "policies": {}}"#,
+                "limits.max_depth: must be between 1 and 10000",
+            ),
+            (
+                r#"{"token": {"from": "jwks"}, "policies": {}}"#,
+                "token.from: \"jwks\" (verification by finalite itself) is not available",
+            ),
+            (
+                r#"{"policies": {"p": {"purposes": {"r": {"fields": {"a": {"mask": {}}}}}}}}"#,
+                r#"policies.p.purposes.r.fields."a": "mask" needs `keep_last`"#,
+            ),
+        ];
+        for (json, expected) in cases {
+            let message = error(json);
+            assert!(
+                message.starts_with(expected),
+                "{json}\n got: {message}\nwant: {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_anywhere_are_refused() {
+        assert!(error(r#"{"policies": {"p": {"purpose": {}}}}"#)
+            .starts_with("policies.p.purpose: unknown field `purpose`"));
+        assert!(
+            error(r#"{"policies": {"p": {"purposes": {"r": {"headers": {"drop": []}}}}}}"#)
+                .starts_with("policies.p.purposes.r.headers.drop: unknown field `drop`")
+        );
+        assert!(error(r#"{"limits": {"max_body": 1}, "policies": {}}"#)
+            .starts_with("limits.max_body: unknown field `max_body`"));
+    }
+
+    #[test]
+    fn purpose_header_is_case_insensitive() {
+        let config =
+            load(r#"{"purpose_header": "X-Purpose", "policies": {"p": {"purposes": {"r": {}}}}}"#)
+                .unwrap();
+        assert_eq!(config.purpose_header, "x-purpose");
+    }
+}

@@ -1,0 +1,375 @@
+//! A purpose's field rules compiled into a deterministic automaton over object keys.
+//!
+//! The engine walks the document one key at a time; each step here is a hash lookup and a
+//! table read, whatever the number of rules or wildcards. All the work of resolving `*`,
+//! `**` and precedence happens once, at load.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::action::Action;
+use super::path::{FieldPath, Segment};
+
+/// Index of an automaton state.
+pub type StateId = u32;
+
+/// The state reached by a key that no rule can ever match below.
+pub const DEAD: StateId = 0;
+/// The state of the document root.
+pub const ROOT: StateId = 1;
+
+/// Beyond this many states the rules are almost certainly a mistake (many `**` crossing).
+pub const MAX_STATES: usize = 10_000;
+
+/// One rule: a path and what it does.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub path: FieldPath,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+struct State {
+    /// The winning action of the rules that name this field itself, if any.
+    own: Option<usize>,
+    /// Whether a rule may still match a field below this one.
+    may_descend: bool,
+}
+
+/// Compiled rules of one purpose.
+#[derive(Debug, Clone)]
+pub struct FieldRules {
+    /// Action for a field no rule reaches (the purpose's `default`).
+    pub default: Action,
+    actions: Vec<Action>,
+    /// Decoded key → symbol; symbol 0 stands for every key no rule names.
+    symbols: HashMap<Box<[u8]>, u32>,
+    longest_symbol: usize,
+    symbol_count: usize,
+    states: Vec<State>,
+    /// `transitions[state * symbol_count + symbol]`.
+    transitions: Vec<StateId>,
+}
+
+/// Too many states: the message says what to simplify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooComplex;
+
+type Position = (u32, u32); // (rule, segment index)
+
+impl FieldRules {
+    /// Builds the automaton by subset construction over rule positions.
+    pub fn compile(default: Action, rules: &[Rule]) -> Result<FieldRules, TooComplex> {
+        let mut symbols: HashMap<Box<[u8]>, u32> = HashMap::new();
+        for rule in rules {
+            for segment in &rule.path.segments {
+                if let Segment::Key(key) = segment {
+                    let next = symbols.len() as u32 + 1;
+                    symbols.entry(key.as_bytes().into()).or_insert(next);
+                }
+            }
+        }
+        let symbol_count = symbols.len() + 1;
+        let mut names: Vec<Option<&[u8]>> = vec![None; symbol_count];
+        for (key, &id) in &symbols {
+            names[id as usize] = Some(key);
+        }
+        let longest_symbol = symbols.keys().map(|k| k.len()).max().unwrap_or(0);
+
+        let mut actions: Vec<Action> = Vec::new();
+        let mut states: Vec<State> = Vec::new();
+        let mut transitions: Vec<StateId> = Vec::new();
+        let mut index: HashMap<BTreeSet<Position>, StateId> = HashMap::new();
+        let mut queue: Vec<BTreeSet<Position>> = Vec::new();
+
+        let mut intern = |set: BTreeSet<Position>,
+                          states: &mut Vec<State>,
+                          actions: &mut Vec<Action>,
+                          queue: &mut Vec<BTreeSet<Position>>|
+         -> Result<StateId, TooComplex> {
+            if let Some(&id) = index.get(&set) {
+                return Ok(id);
+            }
+            if states.len() >= MAX_STATES {
+                return Err(TooComplex);
+            }
+            let id = states.len() as StateId;
+            let own = winner(rules, &set).map(|action| {
+                actions.push(action.clone());
+                actions.len() - 1
+            });
+            let may_descend = set
+                .iter()
+                .any(|&(r, i)| (i as usize) < rules[r as usize].path.segments.len());
+            states.push(State { own, may_descend });
+            index.insert(set.clone(), id);
+            queue.push(set);
+            Ok(id)
+        };
+
+        let dead = intern(BTreeSet::new(), &mut states, &mut actions, &mut queue)?;
+        debug_assert_eq!(dead, DEAD);
+        let start: BTreeSet<Position> = closure(rules, (0..rules.len() as u32).map(|r| (r, 0)));
+        // The root is not a field: no rule names it, even `**`.
+        let start_without_matches: BTreeSet<Position> = start
+            .into_iter()
+            .filter(|&(r, i)| (i as usize) < rules[r as usize].path.segments.len())
+            .collect();
+        let root = if start_without_matches.is_empty() {
+            // Keep ROOT a distinct state even when no rule exists.
+            states.push(State {
+                own: None,
+                may_descend: false,
+            });
+            queue.push(BTreeSet::new());
+            (states.len() - 1) as StateId
+        } else {
+            intern(start_without_matches, &mut states, &mut actions, &mut queue)?
+        };
+        debug_assert_eq!(root, ROOT);
+
+        let mut done = 0;
+        while done < queue.len() {
+            let set = queue[done].clone();
+            done += 1;
+            for name in names.iter() {
+                let next = step(rules, &set, *name);
+                let id = intern(next, &mut states, &mut actions, &mut queue)?;
+                transitions.push(id);
+            }
+        }
+
+        Ok(FieldRules {
+            default,
+            actions,
+            symbols,
+            longest_symbol,
+            symbol_count,
+            states,
+            transitions,
+        })
+    }
+
+    /// The state of the field named `key` (decoded) inside the field in `state`.
+    #[inline]
+    pub fn step(&self, state: StateId, key: &[u8]) -> StateId {
+        if state == DEAD {
+            return DEAD;
+        }
+        let symbol = if key.len() > self.longest_symbol {
+            0
+        } else {
+            self.symbols.get(key).copied().unwrap_or(0)
+        };
+        self.transitions[state as usize * self.symbol_count + symbol as usize]
+    }
+
+    /// The action of the rule that names this field, if one does.
+    #[inline]
+    pub fn own_action(&self, state: StateId) -> Option<&Action> {
+        self.states[state as usize].own.map(|i| &self.actions[i])
+    }
+
+    /// Whether some rule may still apply below this field.
+    #[inline]
+    pub fn may_descend(&self, state: StateId) -> bool {
+        self.states[state as usize].may_descend
+    }
+
+    /// Whether the whole document passes untouched, so the body need not be read at all.
+    pub fn keeps_everything(&self) -> bool {
+        self.default == Action::Keep && self.actions.iter().all(|a| *a == Action::Keep)
+    }
+
+    pub fn state_count(&self) -> usize {
+        self.states.len()
+    }
+}
+
+/// Adds the positions reachable by letting each `**` match zero keys.
+fn closure(rules: &[Rule], seeds: impl Iterator<Item = Position>) -> BTreeSet<Position> {
+    let mut set = BTreeSet::new();
+    for (r, mut i) in seeds {
+        let segments = &rules[r as usize].path.segments;
+        loop {
+            set.insert((r, i));
+            if segments.get(i as usize) == Some(&Segment::AnyDepth) {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+    }
+    set
+}
+
+/// Positions after reading one key (`None`: a key no rule names).
+fn step(rules: &[Rule], set: &BTreeSet<Position>, key: Option<&[u8]>) -> BTreeSet<Position> {
+    let mut next = Vec::new();
+    for &(r, i) in set {
+        match rules[r as usize].path.segments.get(i as usize) {
+            Some(Segment::Key(k)) if Some(k.as_bytes()) == key => next.push((r, i + 1)),
+            Some(Segment::AnyKey) => next.push((r, i + 1)),
+            Some(Segment::AnyDepth) => next.push((r, i)),
+            _ => {}
+        }
+    }
+    closure(rules, next.into_iter())
+}
+
+/// Among the rules that name the field, the most specific wins; at equal specificity, the
+/// most protective action.
+fn winner<'r>(rules: &'r [Rule], set: &BTreeSet<Position>) -> Option<&'r Action> {
+    set.iter()
+        .filter(|&&(r, i)| i as usize == rules[r as usize].path.segments.len())
+        .map(|&(r, _)| &rules[r as usize])
+        .max_by_key(|rule| (rule.path.specificity(), rule.action.protection_rank()))
+        .map(|rule| &rule.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::action::Transform;
+
+    fn rules(default: Action, spec: &[(&str, Action)]) -> FieldRules {
+        let rules: Vec<Rule> = spec
+            .iter()
+            .map(|(p, a)| Rule {
+                path: FieldPath::parse(p).unwrap(),
+                action: a.clone(),
+            })
+            .collect();
+        FieldRules::compile(default, &rules).unwrap()
+    }
+
+    fn walk(rules: &FieldRules, path: &[&str]) -> StateId {
+        path.iter().fold(ROOT, |s, k| rules.step(s, k.as_bytes()))
+    }
+
+    #[test]
+    fn literal_paths() {
+        let r = rules(Action::Drop, &[("address.city", Action::Keep)]);
+        let address = walk(&r, &["address"]);
+        assert_eq!(r.own_action(address), None);
+        assert!(r.may_descend(address));
+        assert_eq!(
+            r.own_action(walk(&r, &["address", "city"])),
+            Some(&Action::Keep)
+        );
+        assert_eq!(walk(&r, &["address", "street"]), DEAD);
+        assert_eq!(walk(&r, &["name"]), DEAD);
+    }
+
+    #[test]
+    fn any_depth_matches_zero_or_more_keys() {
+        let r = rules(Action::Keep, &[("**.ssn", Action::Drop)]);
+        assert_eq!(r.own_action(walk(&r, &["ssn"])), Some(&Action::Drop));
+        assert_eq!(
+            r.own_action(walk(&r, &["a", "b", "ssn"])),
+            Some(&Action::Drop)
+        );
+        assert_eq!(r.own_action(walk(&r, &["a", "b"])), None);
+        assert!(r.may_descend(walk(&r, &["a", "b"])));
+    }
+
+    #[test]
+    fn trailing_any_depth_names_the_field_and_everything_below() {
+        let r = rules(Action::Keep, &[("a.**", Action::Drop)]);
+        assert_eq!(r.own_action(walk(&r, &["a"])), Some(&Action::Drop));
+        assert_eq!(
+            r.own_action(walk(&r, &["a", "x", "y"])),
+            Some(&Action::Drop)
+        );
+        assert_eq!(r.own_action(walk(&r, &["b"])), None);
+    }
+
+    #[test]
+    fn any_key_matches_exactly_one() {
+        let r = rules(Action::Drop, &[("*.id", Action::Keep)]);
+        assert_eq!(r.own_action(walk(&r, &["x", "id"])), Some(&Action::Keep));
+        assert_eq!(r.own_action(walk(&r, &["id"])), None);
+        assert_eq!(walk(&r, &["x", "y", "id"]), DEAD);
+    }
+
+    #[test]
+    fn most_specific_rule_wins() {
+        let r = rules(
+            Action::Drop,
+            &[("**.ssn", Action::Drop), ("patient.ssn", Action::Keep)],
+        );
+        assert_eq!(
+            r.own_action(walk(&r, &["patient", "ssn"])),
+            Some(&Action::Keep)
+        );
+        assert_eq!(
+            r.own_action(walk(&r, &["other", "ssn"])),
+            Some(&Action::Drop)
+        );
+    }
+
+    #[test]
+    fn drop_wins_at_equal_specificity() {
+        let r = rules(
+            Action::Keep,
+            &[("a.*", Action::Keep), ("*.b", Action::Drop)],
+        );
+        assert_eq!(r.own_action(walk(&r, &["a", "b"])), Some(&Action::Drop));
+        let r = rules(
+            Action::Keep,
+            &[
+                ("a.*", Action::Transform(Transform::Year)),
+                ("*.b", Action::Keep),
+            ],
+        );
+        assert_eq!(
+            r.own_action(walk(&r, &["a", "b"])),
+            Some(&Action::Transform(Transform::Year))
+        );
+    }
+
+    #[test]
+    fn keys_are_compared_exactly() {
+        let r = rules(Action::Drop, &[("name", Action::Keep)]);
+        assert_eq!(walk(&r, &["Name"]), DEAD);
+        assert_eq!(walk(&r, &["names"]), DEAD);
+        assert_eq!(walk(&r, &["nam"]), DEAD);
+    }
+
+    #[test]
+    fn the_root_is_not_a_field() {
+        let r = rules(Action::Keep, &[("**", Action::Drop)]);
+        assert_eq!(r.own_action(ROOT), None);
+        assert_eq!(r.own_action(walk(&r, &["a"])), Some(&Action::Drop));
+    }
+
+    #[test]
+    fn no_rules_at_all() {
+        let r = rules(Action::Keep, &[]);
+        assert!(r.keeps_everything());
+        assert!(!r.may_descend(ROOT));
+        assert_eq!(walk(&r, &["a"]), DEAD);
+        assert!(!rules(Action::Drop, &[]).keeps_everything());
+    }
+
+    #[test]
+    fn crossing_wildcards_stay_small() {
+        let r = rules(
+            Action::Drop,
+            &[
+                ("**.a.**.b", Action::Keep),
+                ("**.b.**.a", Action::Keep),
+                ("**.c", Action::Drop),
+                ("*.*.d", Action::Null),
+            ],
+        );
+        assert!(r.state_count() < 64, "{}", r.state_count());
+        assert_eq!(
+            r.own_action(walk(&r, &["x", "a", "y", "b"])),
+            Some(&Action::Keep)
+        );
+        assert_eq!(
+            r.own_action(walk(&r, &["x", "y", "d"])),
+            Some(&Action::Null)
+        );
+    }
+}

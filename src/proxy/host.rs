@@ -1,0 +1,81 @@
+//! Small readers over host calls: headers, properties, claims.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+use crate::auth::claims::{decode_envoy_claim, ClaimSource, ClaimValue};
+
+/// A header value, or `None` when absent or not UTF-8 (such a value cannot name a purpose).
+pub fn header(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(map, name)
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+/// All headers of a map, values decoded lossily (only names and media types are read).
+pub fn headers(map: MapType) -> Vec<(String, String)> {
+    hostcalls::get_map_bytes(map)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .collect()
+}
+
+pub fn remove_header(map: MapType, name: &str) {
+    if let Err(status) = hostcalls::set_map_value(map, name, None) {
+        log::warn!("finalite: could not remove header {name}: {status:?}");
+    }
+}
+
+/// A string property, such as the route name.
+pub fn string_property(path: Vec<&str>) -> Option<String> {
+    hostcalls::get_property(path)
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+/// Bytes `[start, start + len)` of the response body buffer.
+pub fn response_body(start: usize, len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    hostcalls::get_buffer(BufferType::HttpResponseBody, start, len)
+        .ok()
+        .flatten()
+}
+
+/// Claims verified by Envoy's jwt_authn filter, from its `payload_in_metadata`.
+pub struct JwtAuthnClaims<'a> {
+    pub metadata_key: &'a str,
+}
+
+const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
+
+impl ClaimSource for JwtAuthnClaims<'_> {
+    fn has_verified_token(&self) -> bool {
+        matches!(
+            hostcalls::get_property(vec![
+                "metadata",
+                "filter_metadata",
+                JWT_AUTHN,
+                self.metadata_key
+            ]),
+            Ok(Some(_))
+        )
+    }
+
+    fn claim(&self, name: &str) -> Option<ClaimValue> {
+        let bytes = hostcalls::get_property(vec![
+            "metadata",
+            "filter_metadata",
+            JWT_AUTHN,
+            self.metadata_key,
+            name,
+        ])
+        .ok()
+        .flatten()?;
+        decode_envoy_claim(&bytes)
+    }
+}

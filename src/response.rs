@@ -1,0 +1,204 @@
+//! The response path: which headers go, and whether and how the body is filtered.
+
+use crate::decision::{Allowed, BodyPlan, Problem, ResponsePlan};
+use crate::media_type::{BodyFormat, MediaType};
+use crate::policy::CompiledConfig;
+
+/// Response headers that describe the upstream's exact bytes and are wrong once filtered.
+const REPRESENTATION_HEADERS: &[&str] = &["content-length", "etag", "content-md5"];
+
+/// Plans a response from its headers (`end_of_stream`: the response has no body).
+pub fn plan(
+    config: &CompiledConfig,
+    allowed: &Allowed,
+    headers: &[(String, String)],
+    end_of_stream: bool,
+) -> ResponsePlan {
+    let Some(purpose) = config.policies[allowed.policy]
+        .purposes
+        .get(&allowed.purpose)
+    else {
+        return ResponsePlan {
+            remove_headers: Vec::new(),
+            body: BodyPlan::FailClosed(Problem::not_filterable("the purpose is unknown")),
+        };
+    };
+    let mut remove_headers: Vec<String> = headers
+        .iter()
+        .filter(|(name, _)| purpose.headers.removes(name))
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .collect();
+    let header = |wanted: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(wanted))
+            .map(|(_, v)| v.as_str())
+    };
+    let body = match &purpose.body {
+        _ if end_of_stream => BodyPlan::Untouched,
+        None => BodyPlan::Untouched,
+        Some(rules) => {
+            let encoding = header("content-encoding")
+                .map(str::trim)
+                .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+            match (header("content-type").map(MediaType::parse), encoding) {
+                (_, Some(encoding)) => BodyPlan::FailClosed(Problem::not_filterable(format!(
+                    "content-encoding {encoding:?} is not supported"
+                ))),
+                (None, None) => {
+                    BodyPlan::FailClosed(Problem::not_filterable("it has no content-type"))
+                }
+                (Some(None), None) => BodyPlan::FailClosed(Problem::not_filterable(
+                    "its content-type is not a media type",
+                )),
+                (Some(Some(media)), None) => {
+                    if purpose
+                        .passthrough_media_types
+                        .iter()
+                        .any(|m| m.essence() == media.essence())
+                    {
+                        BodyPlan::Untouched
+                    } else if media.format() == BodyFormat::Json {
+                        BodyPlan::Filter(rules.clone())
+                    } else {
+                        BodyPlan::FailClosed(Problem::not_filterable(format!(
+                            "the media type {:?} cannot be filtered",
+                            media.essence()
+                        )))
+                    }
+                }
+            }
+        }
+    };
+    if matches!(body, BodyPlan::Filter(_)) {
+        for name in REPRESENTATION_HEADERS {
+            if header(name).is_some() && !remove_headers.iter().any(|h| h == name) {
+                remove_headers.push(name.to_string());
+            }
+        }
+    }
+    ResponsePlan {
+        remove_headers,
+        body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> CompiledConfig {
+        CompiledConfig::load(
+            br#"{"policies": {"p": {"purposes": {
+                "care": {"default": "keep"},
+                "billing": {"fields": {"id": "keep"}, "headers": {"remove": ["x-patient-*"]},
+                            "passthrough_media_types": ["application/pdf"]}}}}}"#,
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    fn allowed(purpose: &str) -> Allowed {
+        Allowed {
+            policy: 0,
+            purpose: purpose.into(),
+            client_id: None,
+        }
+    }
+
+    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn detail(plan: &ResponsePlan) -> String {
+        match &plan.body {
+            BodyPlan::FailClosed(p) => p.detail.clone(),
+            other => panic!("not failed closed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_is_filtered_and_its_length_dropped() {
+        let plan = plan(
+            &config(),
+            &allowed("billing"),
+            &headers(&[
+                ("content-type", "application/json"),
+                ("content-length", "12"),
+                ("x-patient-count", "3"),
+                ("etag", "\"x\""),
+            ]),
+            false,
+        );
+        assert!(matches!(plan.body, BodyPlan::Filter(_)));
+        assert_eq!(
+            plan.remove_headers,
+            vec!["x-patient-count", "content-length", "etag"]
+        );
+    }
+
+    #[test]
+    fn keep_all_purposes_are_untouched() {
+        let plan = plan(
+            &config(),
+            &allowed("care"),
+            &headers(&[("content-type", "text/plain"), ("content-length", "3")]),
+            false,
+        );
+        assert!(matches!(plan.body, BodyPlan::Untouched));
+        assert!(plan.remove_headers.is_empty());
+    }
+
+    #[test]
+    fn what_cannot_be_read_fails_closed() {
+        let c = config();
+        let b = allowed("billing");
+        assert_eq!(
+            detail(&plan(&c, &b, &headers(&[("content-type", "text/html")]), false)),
+            "the upstream response could not be filtered: the media type \"text/html\" cannot be filtered"
+        );
+        assert_eq!(
+            detail(&plan(&c, &b, &headers(&[("content-type", "application/json"), ("content-encoding", "gzip")]), false)),
+            "the upstream response could not be filtered: content-encoding \"gzip\" is not supported"
+        );
+        assert_eq!(
+            detail(&plan(&c, &b, &headers(&[]), false)),
+            "the upstream response could not be filtered: it has no content-type"
+        );
+    }
+
+    #[test]
+    fn opted_in_media_types_and_empty_bodies_pass() {
+        let c = config();
+        let b = allowed("billing");
+        assert!(matches!(
+            plan(
+                &c,
+                &b,
+                &headers(&[("content-type", "application/pdf")]),
+                false
+            )
+            .body,
+            BodyPlan::Untouched
+        ));
+        assert!(matches!(
+            plan(&c, &b, &headers(&[("content-type", "text/html")]), true).body,
+            BodyPlan::Untouched
+        ));
+        assert!(matches!(
+            plan(
+                &c,
+                &b,
+                &headers(&[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "identity")
+                ]),
+                false
+            )
+            .body,
+            BodyPlan::Filter(_)
+        ));
+    }
+}
