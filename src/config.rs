@@ -253,7 +253,22 @@ pub struct HeaderRulesConfig {
 }
 
 impl Config {
-    /// Parses the JSON bytes the host hands over; the error names the offending key.
+    /// Parses what the host hands over: JSON (a `StringValue`) or a serialised
+    /// `google.protobuf.Struct`. The error names the offending key.
+    pub fn from_host_bytes(bytes: &[u8]) -> Result<Config, ConfigError> {
+        // A serialised Struct starts with field 1, length-delimited: 0x0a, which is also a
+        // newline, so a JSON text may start with it too; the decoder tells them apart.
+        if bytes.first() == Some(&0x0a) {
+            if let Ok(value) = crate::protobuf_struct::decode_struct(bytes) {
+                let json =
+                    serde_json::to_vec(&value).map_err(|e| ConfigError::new("", e.to_string()))?;
+                return Config::from_json(&json);
+            }
+        }
+        Config::from_json(bytes)
+    }
+
+    /// Parses JSON; the error names the offending key.
     pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let config: Config =
@@ -327,6 +342,13 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn json_with_a_leading_newline_is_json() {
+        let config =
+            Config::from_host_bytes(b"\n {\"unmatched\": \"allow\", \"policies\": {}}\n").unwrap();
+        assert_eq!(config.unmatched, Unmatched::Allow);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod json;
 pub mod media_type;
 pub mod policy;
+pub mod protobuf_struct;
 pub mod request;
 pub mod response;
 

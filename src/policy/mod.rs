@@ -72,12 +72,13 @@ pub struct Purpose {
 }
 
 impl CompiledConfig {
-    /// Parses and compiles; `env` reads the VM's environment (for the pseudonymisation key).
+    /// Parses (JSON or a `google.protobuf.Struct`) and compiles; `env` reads the VM's
+    /// environment (for the pseudonymisation key).
     pub fn load(
         bytes: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<CompiledConfig, ConfigError> {
-        let config = Config::from_json(bytes)?;
+        let config = Config::from_host_bytes(bytes)?;
         compile(&config, env)
     }
 

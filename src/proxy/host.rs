@@ -24,7 +24,7 @@ pub fn headers(map: MapType) -> Vec<(String, String)> {
 
 pub fn remove_header(map: MapType, name: &str) {
     if let Err(status) = hostcalls::set_map_value(map, name, None) {
-        log::warn!("finalite: could not remove header {name}: {status:?}");
+        log::warn!("could not remove header {name}: {status:?}");
     }
 }
 

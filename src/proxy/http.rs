@@ -48,7 +48,7 @@ impl FinaliteHttp {
             hostcalls::send_http_response(denial.status() as u32, headers, Some(&denial.body()))
         {
             log::error!(
-                "finalite: could not send the {} response: {status:?}",
+                "could not send the {} response: {status:?}",
                 denial.status()
             );
         }
@@ -58,7 +58,7 @@ impl FinaliteHttp {
 
     /// Answers 502 in place of the upstream response; nothing of its body is sent.
     fn fail_closed(&mut self, problem: Problem) -> Action {
-        log::warn!("finalite: response withheld: {}", problem.detail);
+        log::warn!("response withheld: {}", problem.detail);
         self.deny(&problem.into())
     }
 }
@@ -146,7 +146,7 @@ impl HttpContext for FinaliteHttp {
             };
             *fed = body_size;
             if let Err(error) = filter.write(&chunk, out) {
-                log::warn!("finalite: upstream body refused: {error}");
+                log::warn!("upstream body refused: {error}");
                 return self.fail_closed(Problem::from_engine_error(&error));
             }
         }
@@ -154,7 +154,7 @@ impl HttpContext for FinaliteHttp {
             return Action::Pause;
         }
         if let Err(error) = filter.finish(out) {
-            log::warn!("finalite: upstream body refused: {error}");
+            log::warn!("upstream body refused: {error}");
             return self.fail_closed(Problem::from_engine_error(&error));
         }
         let filtered = std::mem::take(out);

@@ -27,7 +27,7 @@ impl RootContext for FinaliteRoot {
         match CompiledConfig::load(&bytes, &env) {
             Ok(config) => {
                 log::info!(
-                    "finalite: configuration loaded: {} polic{}",
+                    "configuration loaded: {} polic{}",
                     config.policies.len(),
                     if config.policies.len() == 1 {
                         "y"
@@ -39,7 +39,7 @@ impl RootContext for FinaliteRoot {
                 true
             }
             Err(error) => {
-                log::error!("finalite: configuration refused: {error}");
+                log::error!("configuration refused: {error}");
                 false
             }
         }
