@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The local demo, started by `make run` (which builds the module and the venv first):
+# the sample personal-data API and Envoy with finalite, both on 127.0.0.1, until Ctrl-C.
+#
+# Envoy runs envoy/envoy.yaml as shipped, rendered by envoy/render.py with local addresses and
+# the freshly built module (written to .run/envoy.yaml). Tokens are DEMO tokens signed with
+# envoy/demo's public demo key.
+#
+# Environment (all set by the Makefile): PYTHON, ENVOY, WASM, PORT, ADMIN_PORT, API_PORT.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+ENVOY="${ENVOY:-$ROOT/.venv/bin/envoy}"
+WASM="${WASM:-$ROOT/target/wasm32-wasip1/release/finalite.wasm}"
+PORT="${PORT:-10000}"
+ADMIN_PORT="${ADMIN_PORT:-9901}"
+API_PORT="${API_PORT:-8080}"
+RUN="$ROOT/.run"
+
+[[ -f "$WASM" ]] || { echo "run-demo: $WASM is missing (make build)" >&2; exit 1; }
+mkdir -p "$RUN"
+
+"$PYTHON" envoy/render.py -o "$RUN/envoy.yaml" --api "127.0.0.1:$API_PORT" --wasm "$WASM" \
+  --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN_PORT"
+
+mint() { "$PYTHON" envoy/demo/mint_token.py --ttl 86400 "$@"; }
+CARE=$(mint --client-id care-team --scope "patients:read appointments:read" --purposes care)
+BILLING=$(mint --client-id billing-partner --scope "patients:read appointments:read" \
+  --purposes billing)
+RESEARCH=$(mint --client-id research-lab --scope "patients:read purpose:research")
+
+URL="http://127.0.0.1:$PORT"
+cat <<EOF
+
+finalite demo: one URL, three purposes, three views (DEMO tokens, valid 24 h).
+
+# Billing partner: identity and insurance, no diagnoses
+curl -s $URL/patients/1 -H 'x-purpose: billing' -H 'authorization: Bearer $BILLING'
+
+# Research lab: birth date, city, diagnosis codes; no name, no x-patient-* headers
+curl -si $URL/patients/1 -H 'x-purpose: research' -H 'authorization: Bearer $RESEARCH'
+
+# Care team: everything, byte for byte as the API wrote it
+curl -s $URL/patients -H 'x-purpose: care' -H 'authorization: Bearer $CARE'
+
+# Appointments for care: clinical notes withheld everywhere
+curl -s $URL/appointments -H 'x-purpose: care' -H 'authorization: Bearer $CARE'
+
+# Open data: no token, aggregate fields only
+curl -s $URL/open/admissions
+
+# Refusals: no token (401), a purpose the token does not carry (403)
+curl -si $URL/patients/1 -H 'x-purpose: billing'
+curl -si $URL/patients/1 -H 'x-purpose: research' -H 'authorization: Bearer $BILLING'
+
+Mint other tokens: $PYTHON envoy/demo/mint_token.py --help
+Envoy admin: http://127.0.0.1:$ADMIN_PORT (stats: /stats?filter=wasm)
+Ctrl-C stops both.
+
+EOF
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$PYTHON" envoy/sample_api.py "$API_PORT" --host 127.0.0.1 &
+pids+=($!)
+# Warnings only, plus finalite's own log lines and the access log (stdout, JSON lines).
+"$ENVOY" -c "$RUN/envoy.yaml" --concurrency 1 --disable-hot-restart \
+  --log-level warn --component-log-level wasm:info &
+pids+=($!)
+
+for _ in $(seq 100); do
+  if curl -fs "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null 2>&1; then
+    echo "run-demo: Envoy ready on $URL" >&2
+    break
+  fi
+  sleep 0.1
+done
+
+# Stop as soon as either process exits (a port in use, a bad configuration...).
+set +e
+wait -n "${pids[@]}"
+status=$?
+echo "run-demo: a process exited (status $status); stopping" >&2
+exit "$status"

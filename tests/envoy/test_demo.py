@@ -1,0 +1,101 @@
+"""The demo as `make run` starts it: envoy/sample_api.py behind the shipped configuration, with
+the shipped DEMO JWKS and tokens from envoy/demo/mint_token.py's command line."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import render
+from conftest import sample
+from harness import ROOT, assert_problem, describe, free_port
+from test_views import BILLING, RESEARCH
+
+
+@pytest.fixture(scope="module")
+def sample_api():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "envoy" / "sample_api.py"), str(port),
+                             "--host", "127.0.0.1"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"sample_api.py did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def demo_envoy(envoy_factory, shipped, sample_api, wasm):
+    # As `make run` renders it: only addresses and the module path change.
+    return envoy_factory(render.render(shipped, api=("127.0.0.1", sample_api), wasm=wasm),
+                         "demo")
+
+
+def mint(*args: str) -> str:
+    out = subprocess.run([sys.executable, str(ROOT / "envoy" / "demo" / "mint_token.py"), *args],
+                         check=True, capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def test_sample_api_serves_the_files(sample_api):
+    import requests
+
+    r = requests.get(f"http://127.0.0.1:{sample_api}/patients/2", timeout=10)
+    assert r.status_code == 200
+    assert r.content == sample("patients/2.json")
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["x-patient-count"] == "1"
+    r = requests.get(f"http://127.0.0.1:{sample_api}/patients", timeout=10)
+    assert r.content == sample("patients.json") and r.headers["x-patient-count"] == "3"
+    assert requests.get(f"http://127.0.0.1:{sample_api}/patients/9", timeout=10).status_code \
+        == 404
+    assert requests.get(f"http://127.0.0.1:{sample_api}/patients/..%2f..%2fetc",
+                        timeout=10).status_code == 404
+
+
+def test_demo_billing_and_research(demo_envoy):
+    billing = mint("--client-id", "billing-partner", "--scope", "patients:read",
+                   "--purposes", "billing")
+    research = mint("--client-id", "research-lab", "--scope", "patients:read purpose:research")
+    r = demo_envoy.get("/patients/1", token=billing, purpose="billing")
+    assert r.status_code == 200, describe(r)
+    assert r.content == BILLING[1].encode()
+    r = demo_envoy.get("/patients/1", token=research, purpose="research")
+    assert r.status_code == 200, describe(r)
+    assert r.content == RESEARCH[1].encode()
+    assert "x-patient-count" not in r.headers
+
+
+def test_demo_care_sees_everything(demo_envoy):
+    care = mint("--client-id", "care-team", "--scope", "patients:read", "--purposes", "care")
+    r = demo_envoy.get("/patients", token=care, purpose="care")
+    assert r.status_code == 200, describe(r)
+    assert r.content == sample("patients.json")
+
+
+def test_demo_open_data_and_health(demo_envoy):
+    r = demo_envoy.get("/open/admissions")
+    assert r.status_code == 200, describe(r)
+    assert all(set(row) == {"service", "year", "admissions", "averageStay"} for row in r.json())
+    r = demo_envoy.get("/health")
+    assert r.status_code == 200 and json.loads(r.content) == {"status": "ok"}
+
+
+def test_demo_without_token(demo_envoy):
+    r = demo_envoy.get("/patients/1", purpose="billing")
+    assert_problem(r, 401, "invalid-token", "Unauthorized")

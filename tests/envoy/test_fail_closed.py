@@ -1,0 +1,140 @@
+"""Responses finalite cannot filter fail closed: a 502 problem, none of the upstream body.
+
+Each upstream body carries a canary in a field the purpose would keep (`id` for research), so
+that an unfiltered or half-filtered body reaching the client is caught.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from harness import assert_problem, describe
+
+CANARY = b"CANARY-7f3a"
+GOOD = b'{"id": "' + CANARY + b'", "ssn": "1840375999001", "name": {"family": "Martin"}}'
+
+
+def research(envoy, token, path):
+    t = token("patients:read", ["research"])
+    return envoy.get(path, token=t, purpose="research")
+
+
+def assert_bad_gateway(r):
+    assert_problem(r, 502, "response-not-filterable", "Bad Gateway", absent=[CANARY])
+    assert b"1840375999001" not in r.content
+
+
+@pytest.mark.parametrize("content_type", [
+    "text/plain", "text/html; charset=utf-8", "application/xml", "application/octet-stream"])
+def test_non_json_media_type(envoy, upstream, token, content_type):
+    upstream.set("/patients/1", GOOD, content_type=content_type)
+    assert_bad_gateway(research(envoy, token, "/patients/1"))
+
+
+def test_no_content_type(envoy, upstream, token):
+    upstream.set("/patients/1", GOOD, content_type=None)
+    assert_bad_gateway(research(envoy, token, "/patients/1"))
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
+def test_content_encoding(envoy, upstream, token, encoding):
+    body = gzip.compress(GOOD) if encoding == "gzip" else GOOD
+    upstream.set("/patients/1", body, headers=[("content-encoding", encoding)])
+    r = research(envoy, token, "/patients/1")
+    assert_bad_gateway(r)
+    assert "content-encoding" not in r.headers
+
+
+MALFORMED = {
+    "truncated": b'{"id": "' + CANARY + b'", "name": {"family": "Mar',
+    "bad-literal": b'{"id": "' + CANARY + b'", "active": tru}',
+    "trailing-garbage": GOOD + b" {}",
+    "missing-colon": b'{"id" "' + CANARY + b'"}',
+    "unterminated-string": b'{"id": "' + CANARY,
+    "bad-escape": b'{"id": "' + CANARY + b'", "x": "\\q"}',
+    "control-char": b'{"id": "' + CANARY + b'", "x": "a\x01b"}',
+    "invalid-utf8": b'{"id": "' + CANARY + b'", "x": "\xff\xfe"}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_json(envoy, upstream, token, case):
+    upstream.set("/patients/1", MALFORMED[case])
+    r = research(envoy, token, "/patients/1")
+    assert_problem(r, 502, "response-not-filterable", "Bad Gateway", absent=[CANARY])
+
+
+def test_malformed_json_arriving_in_chunks(envoy, upstream, token):
+    """The error is at the very end: the filtered start must not have gone out already."""
+    body = b'[' + b", ".join([GOOD] * 50) + b', {"id": "x", "ssn": tru}]'
+    upstream.set("/patients", body, chunk_size=256, delay=0.002)
+    r = research(envoy, token, "/patients")
+    assert_problem(r, 502, "response-not-filterable", "Bad Gateway", absent=[CANARY])
+
+
+@pytest.mark.parametrize("where", ["kept", "withheld"])
+def test_too_deep(envoy, upstream, token, where):
+    """limits.max_depth is 64: 200 levels of nesting fail, kept or not."""
+    deep = b"[" * 200 + b"1" + b"]" * 200
+    key = b"conditions" if where == "kept" else b"phone"
+    body = b'{"id": "' + CANARY + b'", "' + key + b'": ' + deep + b"}"
+    upstream.set("/patients/1", body)
+    assert_bad_gateway(research(envoy, token, "/patients/1"))
+
+
+def test_moderate_depth_is_fine(envoy, upstream, token):
+    deep = b'{"a":' * 20 + b"1" + b"}" * 20
+    upstream.set("/patients/1", b'{"id": "1", "conditions": [' + deep + b"]}")
+    r = research(envoy, token, "/patients/1")
+    assert r.status_code == 200, describe(r)
+    assert r.json() == {"id": "1"}
+
+
+# --- Body size ----------------------------------------------------------------------------
+
+
+def big_body(size: int) -> bytes:
+    """A valid JSON array of patients-like objects, at least `size` bytes, canary first."""
+    item = b'{"id": "' + CANARY + b'", "ssn": "1840375999001", "phone": "+33 6 00 00 00 01"}'
+    n = size // (len(item) + 2) + 1
+    return b"[" + b", ".join([item] * n) + b"]"
+
+
+@pytest.fixture(scope="module")
+def small_limit_envoy(plugin_variant):
+    def change(conf):
+        conf["limits"]["max_body_bytes"] = 1024
+
+    return plugin_variant("small-limit", change)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_body_over_limit(small_limit_envoy, upstream, token, chunked):
+    body = big_body(4096)
+    upstream.set("/patients", body, chunk_size=512 if chunked else None, delay=0.002)
+    r = research(small_limit_envoy, token, "/patients")
+    assert_bad_gateway(r)
+
+
+def test_body_under_limit_on_small_limit_envoy(small_limit_envoy, upstream, token):
+    upstream.set("/patients", big_body(500))
+    r = research(small_limit_envoy, token, "/patients")
+    assert r.status_code == 200, describe(r)
+
+
+def test_body_over_shipped_limit(envoy, upstream, token):
+    """1.5 MiB against the shipped 1 MiB limit: a clean 502, not a cut 200 from Envoy."""
+    upstream.set("/patients", big_body(1536 * 1024), chunk_size=64 * 1024)
+    assert_bad_gateway(research(envoy, token, "/patients"))
+
+
+def test_body_just_under_shipped_limit(envoy, upstream, token):
+    """Envoy's own buffer limit (listener) leaves room for a body near max_body_bytes."""
+    body = big_body(1000 * 1024)
+    assert len(body) < 1048576
+    upstream.set("/patients", body, chunk_size=64 * 1024)
+    r = research(envoy, token, "/patients")
+    assert r.status_code == 200, describe(r)
+    assert len(r.json()) == body.count(b'"id"')
