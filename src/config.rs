@@ -183,6 +183,10 @@ pub struct PolicyConfig {
     /// Purpose assumed when the client declares none.
     #[serde(default)]
     pub default_purpose: Option<String>,
+    /// Filter and send each body chunk as it arrives (large exports) instead of holding the
+    /// response until the whole body is filtered; the default of this policy's purposes.
+    #[serde(default)]
+    pub streaming: Option<bool>,
     pub purposes: BTreeMap<String, PurposeConfig>,
 }
 
@@ -241,6 +245,9 @@ pub struct PurposeConfig {
     /// Media types sent untouched for this purpose (opt-in).
     #[serde(default)]
     pub passthrough_media_types: Vec<String>,
+    /// Overrides the policy's `streaming`.
+    #[serde(default)]
+    pub streaming: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::body::{BodyError, ContentEncoding};
 use crate::json::lexer::{ErrorKind, LexError};
+use crate::json::Framing;
 use crate::policy::rules::FieldRules;
 
 /// An RFC 9457 problem; `slug` makes `type` (`urn:finalite:problem:SLUG`).
@@ -59,6 +61,16 @@ impl Problem {
         Problem::not_filterable(format!(
             "the body is larger than the limit of {limit} bytes"
         ))
+    }
+
+    pub fn from_body_error(error: &BodyError) -> Problem {
+        match error {
+            BodyError::TooLarge { limit } => Problem::too_large(*limit),
+            BodyError::Decoding(_) => {
+                Problem::not_filterable("the compressed body could not be decoded")
+            }
+            BodyError::Json(error) => Problem::from_engine_error(error),
+        }
     }
 }
 
@@ -127,9 +139,19 @@ pub enum BodyPlan {
     /// Send as is (no body rules, no body, or an opted-in media type).
     Untouched,
     /// Filter through the engine with these rules.
-    Filter(Arc<FieldRules>),
+    Filter(FilterSpec),
     /// Send this problem instead of anything from the upstream.
     FailClosed(Problem),
+}
+
+/// How to filter a body.
+#[derive(Debug, Clone)]
+pub struct FilterSpec {
+    pub rules: Arc<FieldRules>,
+    pub framing: Framing,
+    pub encoding: ContentEncoding,
+    /// Send each chunk as soon as it is filtered (the headers are not held).
+    pub streaming: bool,
 }
 
 /// The plan for a response, decided from its headers.

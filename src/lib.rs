@@ -6,6 +6,7 @@
 //! Dependencies point one way: `proxy` uses the core, never the reverse.
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod decision;
 pub mod error;

@@ -12,6 +12,8 @@ pub struct MediaType {
 pub enum BodyFormat {
     /// One JSON document (`application/json`, any `+json`).
     Json,
+    /// Newline-delimited JSON (`application/x-ndjson`, any `+ndjson`, JSON Lines).
+    Ndjson,
     /// Anything else: not readable by the engine.
     Other,
 }
@@ -46,7 +48,17 @@ impl MediaType {
     }
 
     pub fn is_json(&self) -> bool {
-        self.essence == "application/json" || self.essence.ends_with("+json")
+        self.essence == "application/json" || self.essence.ends_with("+json") || self.is_ndjson()
+    }
+
+    fn is_ndjson(&self) -> bool {
+        matches!(
+            self.essence.as_str(),
+            "application/x-ndjson"
+                | "application/ndjson"
+                | "application/jsonl"
+                | "application/x-jsonlines"
+        ) || self.essence.ends_with("+ndjson")
     }
 
     /// JSON is UTF-8 (RFC 8259); a body announced in another charset cannot be read safely.
@@ -55,10 +67,10 @@ impl MediaType {
             .charset
             .as_deref()
             .is_none_or(|c| c == "utf-8" || c == "utf8");
-        if self.is_json() && utf8 {
-            BodyFormat::Json
-        } else {
-            BodyFormat::Other
+        match (self.is_ndjson(), self.is_json() && utf8) {
+            (true, true) => BodyFormat::Ndjson,
+            (false, true) => BodyFormat::Json,
+            _ => BodyFormat::Other,
         }
     }
 }
@@ -83,6 +95,16 @@ mod tests {
             Some(BodyFormat::Json)
         );
         assert_eq!(format("application/problem+json"), Some(BodyFormat::Json));
+    }
+
+    #[test]
+    fn ndjson_media_types() {
+        assert_eq!(format("application/x-ndjson"), Some(BodyFormat::Ndjson));
+        assert_eq!(format("application/fhir+ndjson"), Some(BodyFormat::Ndjson));
+        assert_eq!(
+            format("application/jsonl; charset=utf-8"),
+            Some(BodyFormat::Ndjson)
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The response path: which headers go, and whether and how the body is filtered.
 
-use crate::decision::{Allowed, BodyPlan, Problem, ResponsePlan};
+use crate::body::ContentEncoding;
+use crate::decision::{Allowed, BodyPlan, FilterSpec, Problem, ResponsePlan};
+use crate::json::Framing;
 use crate::media_type::{BodyFormat, MediaType};
 use crate::policy::CompiledConfig;
 
@@ -38,40 +40,52 @@ pub fn plan(
         _ if end_of_stream => BodyPlan::Untouched,
         None => BodyPlan::Untouched,
         Some(rules) => {
-            let encoding = header("content-encoding")
-                .map(str::trim)
-                .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
-            match (header("content-type").map(MediaType::parse), encoding) {
-                (_, Some(encoding)) => BodyPlan::FailClosed(Problem::not_filterable(format!(
-                    "content-encoding {encoding:?} is not supported"
-                ))),
-                (None, None) => {
+            let encoding_header = header("content-encoding");
+            let media = header("content-type").map(MediaType::parse);
+            match (media, ContentEncoding::parse(encoding_header)) {
+                (None, _) => {
                     BodyPlan::FailClosed(Problem::not_filterable("it has no content-type"))
                 }
-                (Some(None), None) => BodyPlan::FailClosed(Problem::not_filterable(
+                (Some(None), _) => BodyPlan::FailClosed(Problem::not_filterable(
                     "its content-type is not a media type",
                 )),
-                (Some(Some(media)), None) => {
+                (Some(Some(media)), _)
                     if purpose
                         .passthrough_media_types
                         .iter()
-                        .any(|m| m.essence() == media.essence())
-                    {
-                        BodyPlan::Untouched
-                    } else if media.format() == BodyFormat::Json {
-                        BodyPlan::Filter(rules.clone())
-                    } else {
-                        BodyPlan::FailClosed(Problem::not_filterable(format!(
+                        .any(|m| m.essence() == media.essence()) =>
+                {
+                    BodyPlan::Untouched
+                }
+                (_, None) => BodyPlan::FailClosed(Problem::not_filterable(format!(
+                    "content-encoding {:?} is not supported",
+                    encoding_header.unwrap_or_default().trim()
+                ))),
+                (Some(Some(media)), Some(encoding)) => {
+                    let framing = match media.format() {
+                        BodyFormat::Json => Some(Framing::Single),
+                        BodyFormat::Ndjson => Some(Framing::Lines),
+                        BodyFormat::Other => None,
+                    };
+                    match framing {
+                        Some(framing) => BodyPlan::Filter(FilterSpec {
+                            rules: rules.clone(),
+                            framing,
+                            encoding,
+                            streaming: purpose.streaming,
+                        }),
+                        None => BodyPlan::FailClosed(Problem::not_filterable(format!(
                             "the media type {:?} cannot be filtered",
                             media.essence()
-                        )))
+                        ))),
                     }
                 }
             }
         }
     };
-    if matches!(body, BodyPlan::Filter(_)) {
-        for name in REPRESENTATION_HEADERS {
+    if let BodyPlan::Filter(spec) = &body {
+        let decoded = (spec.encoding != ContentEncoding::Identity).then_some("content-encoding");
+        for name in REPRESENTATION_HEADERS.iter().copied().chain(decoded) {
             if header(name).is_some() && !remove_headers.iter().any(|h| h == name) {
                 remove_headers.push(name.to_string());
             }
@@ -160,13 +174,44 @@ mod tests {
             "the upstream response could not be filtered: the media type \"text/html\" cannot be filtered"
         );
         assert_eq!(
-            detail(&plan(&c, &b, &headers(&[("content-type", "application/json"), ("content-encoding", "gzip")]), false)),
-            "the upstream response could not be filtered: content-encoding \"gzip\" is not supported"
+            detail(&plan(
+                &c,
+                &b,
+                &headers(&[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "br")
+                ]),
+                false
+            )),
+            "the upstream response could not be filtered: content-encoding \"br\" is not supported"
         );
         assert_eq!(
             detail(&plan(&c, &b, &headers(&[]), false)),
             "the upstream response could not be filtered: it has no content-type"
         );
+    }
+
+    #[test]
+    fn compressed_and_ndjson_bodies_are_decoded_and_filtered() {
+        let p = plan(
+            &config(),
+            &allowed("billing"),
+            &headers(&[
+                ("content-type", "application/x-ndjson"),
+                ("content-encoding", "gzip"),
+                ("content-length", "9"),
+            ]),
+            false,
+        );
+        match &p.body {
+            BodyPlan::Filter(spec) => {
+                assert_eq!(spec.framing, Framing::Lines);
+                assert_eq!(spec.encoding, ContentEncoding::Gzip);
+                assert!(!spec.streaming);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.remove_headers, vec!["content-length", "content-encoding"]);
     }
 
     #[test]

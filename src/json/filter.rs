@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::lexer::{ErrorKind, Event, LexError, Lexer, ScalarKind};
+use super::lexer::{ErrorKind, Event, Framing, LexError, Lexer, ScalarKind};
 use crate::policy::action::{Action, Transform};
 use crate::policy::rules::{FieldRules, StateId, ROOT};
 use crate::policy::transform::{self, TransformContext};
@@ -66,11 +66,21 @@ pub struct JsonFilter {
 
 impl JsonFilter {
     pub fn new(rules: Arc<FieldRules>, max_depth: u32, context: TransformContext) -> JsonFilter {
+        JsonFilter::with_framing(rules, max_depth, context, Framing::Single)
+    }
+
+    /// A filter for a body of several documents (NDJSON: each line is filtered as a root).
+    pub fn with_framing(
+        rules: Arc<FieldRules>,
+        max_depth: u32,
+        context: TransformContext,
+        framing: Framing,
+    ) -> JsonFilter {
         let default = rules.default.clone();
         JsonFilter {
             rules,
             context,
-            lexer: Lexer::new(max_depth),
+            lexer: Lexer::with_framing(max_depth, framing),
             frames: Vec::new(),
             keys: Vec::new(),
             subtree: Subtree::None,
@@ -159,6 +169,7 @@ impl JsonFilter {
             }
         }
         match event {
+            Event::Newline => out.push(b'\n'),
             Event::Key => {
                 if let Some(top) = self.frames.last() {
                     let state = self.rules.step(top.state, self.lexer.key());
@@ -547,6 +558,26 @@ mod tests {
             filter(&r, &deep).unwrap_err().kind,
             ErrorKind::TooDeep { limit: 16 }
         );
+    }
+
+    #[test]
+    fn ndjson_filters_each_line_as_a_root() {
+        let r = rules(Action::Drop, &[("id", Action::Keep)]);
+        let doc = "{\"id\":1,\"n\":\"a\"}\n\n{\"n\":2}\n[{\"id\":3}]\n";
+        let whole = |splits: usize| {
+            let mut f =
+                JsonFilter::with_framing(r.clone(), 8, TransformContext::default(), Framing::Lines);
+            let mut out = Vec::new();
+            for chunk in doc.as_bytes().chunks(splits) {
+                f.write(chunk, &mut out).unwrap();
+            }
+            f.finish(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(whole(doc.len()), "{\"id\":1}\n\n{}\n[{\"id\":3}]\n");
+        for size in 1..doc.len() {
+            assert_eq!(whole(size), whole(doc.len()));
+        }
     }
 
     #[test]

@@ -27,6 +27,18 @@ pub enum Event {
     ScalarStart(usize, ScalarKind),
     /// The scalar ends just before this position (0 when it ended with the previous chunk).
     ScalarEnd(usize),
+    /// A line feed between two NDJSON records (or of a blank line).
+    Newline,
+}
+
+/// How documents follow one another in a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON text (RFC 8259).
+    Single,
+    /// Newline-delimited JSON: one JSON text per line, blank lines allowed; a record may
+    /// not contain a raw line feed.
+    Lines,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +73,7 @@ pub enum ErrorKind {
     KeyTooLong,
     ValueTooLong,
     TrailingData(u8),
+    NewlineInRecord,
     /// A transform could not be applied to the value it met.
     Transform(String),
 }
@@ -104,6 +117,7 @@ impl fmt::Display for ErrorKind {
                     show_byte(*b)
                 )
             }
+            ErrorKind::NewlineInRecord => f.write_str("line feed inside an NDJSON record"),
             ErrorKind::Transform(message) => f.write_str(message),
         }
     }
@@ -212,13 +226,19 @@ pub struct Lexer {
     utf8_lo: u8,
     utf8_hi: u8,
     saw_root: bool,
+    framing: Framing,
 }
 
 type Step = Result<Option<Event>, LexError>;
 
 impl Lexer {
     pub fn new(max_depth: u32) -> Lexer {
+        Lexer::with_framing(max_depth, Framing::Single)
+    }
+
+    pub fn with_framing(max_depth: u32, framing: Framing) -> Lexer {
         Lexer {
+            framing,
             state: State::Expect(Expect::Root),
             levels: Vec::new(),
             max_depth,
@@ -314,8 +334,19 @@ impl Lexer {
         loop {
             match self.state {
                 State::Expect(expect) => {
+                    let lines = self.framing == Framing::Lines;
                     while *pos < chunk.len() && matches!(chunk[*pos], b' ' | b'\t' | b'\n' | b'\r')
                     {
+                        if lines && chunk[*pos] == b'\n' {
+                            if !self.levels.is_empty()
+                                || !matches!(expect, Expect::Root | Expect::Done)
+                            {
+                                return Err(self.error(*pos, ErrorKind::NewlineInRecord));
+                            }
+                            *pos += 1;
+                            self.state = State::Expect(Expect::Root);
+                            return Ok(Some(Event::Newline));
+                        }
                         *pos += 1;
                     }
                     if *pos == chunk.len() {
@@ -377,6 +408,7 @@ impl Lexer {
     pub fn finish(&mut self) -> Step {
         match self.state {
             State::Expect(Expect::Done) => Ok(None),
+            State::Expect(Expect::Root) if self.framing == Framing::Lines => Ok(None),
             State::Expect(Expect::Root) if !self.saw_root => Err(self.error(0, ErrorKind::Empty)),
             State::Number(Number::Zero | Number::Int | Number::Frac | Number::Exp) => {
                 if self.levels.is_empty() {
@@ -876,6 +908,7 @@ mod tests {
             Event::ScalarStart(_, k) => Event::ScalarStart(0, k),
             Event::ScalarEnd(_) => Event::ScalarEnd(0),
             Event::Key => Event::Key,
+            Event::Newline => Event::Newline,
         }
     }
 
@@ -1033,6 +1066,52 @@ mod tests {
         doc.extend(std::iter::repeat_n(b'k', MAX_KEY_BYTES + 1));
         doc.extend(b"\":1}");
         assert_eq!(events(&doc, 4096).unwrap_err().kind, ErrorKind::KeyTooLong);
+    }
+
+    fn lines(doc: &[u8], size: usize) -> Result<Vec<Event>, LexError> {
+        let mut lexer = Lexer::with_framing(8, Framing::Lines);
+        let mut out = Vec::new();
+        for chunk in doc.chunks(size.max(1)) {
+            let mut pos = 0;
+            while let Some(event) = lexer.next(chunk, &mut pos)? {
+                out.push(normalise(event));
+            }
+            lexer.end_chunk(chunk.len());
+        }
+        if let Some(event) = lexer.finish()? {
+            out.push(normalise(event));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn ndjson_records_blank_lines_and_errors() {
+        let doc = b"{\"a\":1}\r\n\n [2] \n3";
+        let whole = lines(doc, doc.len()).unwrap();
+        assert_eq!(whole.iter().filter(|e| **e == Event::Newline).count(), 3);
+        assert_eq!(whole.last(), Some(&Event::ScalarEnd(0)));
+        for size in 1..doc.len() {
+            assert_eq!(lines(doc, size).unwrap(), whole, "split {size}");
+        }
+        assert_eq!(lines(b"", 1).unwrap(), vec![]);
+        assert_eq!(
+            lines(b"{\"a\":\n1}", 3).unwrap_err().kind,
+            ErrorKind::NewlineInRecord
+        );
+        assert_eq!(
+            lines(b"[1,\n2]", 3).unwrap_err().kind,
+            ErrorKind::NewlineInRecord
+        );
+        assert_eq!(
+            lines(b"{} {}", 3).unwrap_err().kind,
+            ErrorKind::TrailingData(b'{')
+        );
+        assert_eq!(
+            lines(b"{}\n{", 3).unwrap_err().kind,
+            ErrorKind::UnexpectedEnd {
+                expected: "a key or '}'"
+            }
+        );
     }
 
     #[test]

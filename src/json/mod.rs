@@ -4,4 +4,4 @@ pub mod filter;
 pub mod lexer;
 
 pub use filter::{FilterStats, JsonFilter};
-pub use lexer::{ErrorKind, LexError};
+pub use lexer::{ErrorKind, Framing, LexError};

@@ -69,6 +69,8 @@ pub struct Purpose {
     pub body: Option<Arc<FieldRules>>,
     pub headers: HeaderRules,
     pub passthrough_media_types: Vec<MediaType>,
+    /// Filter chunk by chunk and send at once; a late failure resets the stream.
+    pub streaming: bool,
 }
 
 impl CompiledConfig {
@@ -312,10 +314,9 @@ fn compile_policy(name: &str, policy: &PolicyConfig, key: &KeyPath) -> Result<Po
                 "{purpose_name:?} is not a usable purpose name (no spaces or commas)"
             )));
         }
-        purposes.insert(
-            purpose_name.clone(),
-            compile_purpose(purpose_name, purpose, &purpose_key)?,
-        );
+        let mut compiled = compile_purpose(purpose_name, purpose, &purpose_key)?;
+        compiled.streaming = purpose.streaming.or(policy.streaming).unwrap_or(false);
+        purposes.insert(purpose_name.clone(), compiled);
     }
     Ok(Policy {
         name: name.to_string(),
@@ -385,6 +386,7 @@ fn compile_purpose(
         body,
         headers,
         passthrough_media_types: passthrough,
+        streaming: false,
     })
 }
 

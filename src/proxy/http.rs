@@ -7,10 +7,12 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host::{self, JwtAuthnClaims};
+use crate::body::BodyFilter;
 use crate::decision::{
     Allowed, BodyPlan, Denial, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE,
 };
 use crate::json::JsonFilter;
+
 use crate::policy::route::RouteInfo;
 use crate::policy::CompiledConfig;
 use crate::{request, response};
@@ -20,9 +22,12 @@ enum Stage {
     Done,
     /// Request allowed; the response is planned when its headers arrive.
     Allowed(Allowed),
-    /// Filtering a buffered body: `fed` bytes of the host's buffer went through the engine.
+    /// Filtering the body. Buffered: the response headers are held and `fed` bytes of the
+    /// host's growing buffer went through the pipeline, the output kept in `out` until the
+    /// end. Streaming: each chunk is replaced by its filtered bytes as it passes.
     Filtering {
-        filter: Box<JsonFilter>,
+        body: Box<BodyFilter>,
+        streaming: bool,
         fed: usize,
         out: Vec<u8>,
     },
@@ -118,45 +123,84 @@ impl HttpContext for FinaliteHttp {
                 Action::Continue
             }
             BodyPlan::FailClosed(problem) => self.fail_closed(problem),
-            BodyPlan::Filter(rules) => {
+            BodyPlan::Filter(spec) => {
                 let context = self.config.transform_context(allowed.client_id.as_deref());
-                let filter = JsonFilter::new(rules, self.config.max_depth, context);
+                let filter = JsonFilter::with_framing(
+                    spec.rules,
+                    self.config.max_depth,
+                    context,
+                    spec.framing,
+                );
+                let body = BodyFilter::new(filter, spec.encoding, self.config.max_body_bytes);
                 self.stage = Stage::Filtering {
-                    filter: Box::new(filter),
+                    body: Box::new(body),
+                    streaming: spec.streaming,
                     fed: 0,
                     out: Vec::new(),
                 };
-                // Held until the body is filtered, so a failure can still become a 502.
-                Action::Pause
+                if spec.streaming {
+                    Action::Continue
+                } else {
+                    // Held until the body is filtered, so a failure can still become a 502.
+                    Action::Pause
+                }
             }
         }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let max = self.config.max_body_bytes;
-        let Stage::Filtering { filter, fed, out } = &mut self.stage else {
+        let Stage::Filtering {
+            body,
+            streaming,
+            fed,
+            out,
+        } = &mut self.stage
+        else {
             return Action::Continue;
         };
-        if body_size as u64 > max {
-            return self.fail_closed(Problem::too_large(max));
+        if *streaming {
+            return match stream_chunk(body, body_size, end_of_stream) {
+                Ok(()) => {
+                    if end_of_stream {
+                        self.stage = Stage::Done;
+                    }
+                    Action::Continue
+                }
+                Err(reason) => {
+                    // The headers are gone: only a reset keeps the client from taking a cut
+                    // body for a complete one.
+                    log::warn!("streamed response reset: {reason}");
+                    if let Err(status) = hostcalls::reset_http_response() {
+                        log::error!("could not reset the stream: {status:?}");
+                    }
+                    self.stage = Stage::Done;
+                    Action::Pause
+                }
+            };
+        }
+        // The encoded size counts too: Envoy holds these bytes until the end.
+        if body_size as u64 > self.config.max_body_bytes {
+            return self.fail_closed(Problem::too_large(self.config.max_body_bytes));
         }
         if body_size > *fed {
             let Some(chunk) = host::response_body(*fed, body_size - *fed) else {
                 return self.fail_closed(Problem::not_filterable("the body could not be read"));
             };
             *fed = body_size;
-            if let Err(error) = filter.write(&chunk, out) {
+            if let Err(error) = body.write(&chunk) {
                 log::warn!("upstream body refused: {error}");
-                return self.fail_closed(Problem::from_engine_error(&error));
+                return self.fail_closed(Problem::from_body_error(&error));
             }
+            out.extend(body.take_output());
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        if let Err(error) = filter.finish(out) {
+        if let Err(error) = body.finish() {
             log::warn!("upstream body refused: {error}");
-            return self.fail_closed(Problem::from_engine_error(&error));
+            return self.fail_closed(Problem::from_body_error(&error));
         }
+        out.extend(body.take_output());
         let filtered = std::mem::take(out);
         if hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &filtered).is_err() {
             return self.fail_closed(Problem::not_filterable(
@@ -176,4 +220,16 @@ impl HttpContext for FinaliteHttp {
         }
         Action::Continue
     }
+}
+
+/// Filters one streamed chunk in place: the host's buffer holds only this chunk.
+fn stream_chunk(body: &mut BodyFilter, size: usize, end_of_stream: bool) -> Result<(), String> {
+    let chunk = host::response_body(0, size).ok_or("the body could not be read")?;
+    body.write(&chunk).map_err(|e| e.to_string())?;
+    if end_of_stream {
+        body.finish().map_err(|e| e.to_string())?;
+    }
+    let filtered = body.take_output();
+    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &filtered)
+        .map_err(|status| format!("the filtered chunk could not be written: {status:?}"))
 }
