@@ -6,6 +6,7 @@
 //! is not `keep`, it is written only once one of its members survives, so a withheld
 //! container leaves no empty shell behind. Whatever is dropped, the output is valid JSON.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::lexer::{ErrorKind, Event, Framing, LexError, Lexer, ScalarKind};
@@ -13,14 +14,42 @@ use crate::policy::action::{Action, Transform};
 use crate::policy::rules::{FieldRules, StateId, ROOT};
 use crate::policy::transform::{self, TransformContext};
 
-/// Counts of what the filter did, for the audit record and metrics.
+/// Distinct field paths kept in a tally; beyond, occurrences are only counted.
+pub const MAX_TALLY_PATHS: usize = 64;
+
+/// Field paths (policy syntax: decoded keys joined by `.`, arrays transparent) with how
+/// often each occurred. Paths only: never a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathTally {
+    pub counts: BTreeMap<String, u64>,
+    /// Occurrences of paths beyond the first [`MAX_TALLY_PATHS`] distinct ones.
+    pub overflow: u64,
+}
+
+impl PathTally {
+    fn add(&mut self, path: &str) {
+        if let Some(count) = self.counts.get_mut(path) {
+            *count += 1;
+        } else if self.counts.len() < MAX_TALLY_PATHS {
+            self.counts.insert(path.to_string(), 1);
+        } else {
+            self.overflow += 1;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum::<u64>() + self.overflow
+    }
+}
+
+/// What the filter did, for the audit record and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FilterStats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Fields (members or elements) withheld, each counted once however large.
-    pub withheld: u64,
-    pub transformed: u64,
+    pub withheld: PathTally,
+    pub transformed: PathTally,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +65,10 @@ struct Frame {
     /// This container's key, as spelled in the input, in `keys`.
     key_start: usize,
     key_end: usize,
+    /// Its decoded key, in `names` (for the field paths of the audit).
+    name_start: usize,
+    /// Members or elements read, written or not.
+    seen: u32,
 }
 
 /// A whole subtree being copied or skipped: only its nesting is followed.
@@ -54,6 +87,7 @@ pub struct JsonFilter {
     lexer: Lexer,
     frames: Vec<Frame>,
     keys: Vec<u8>,
+    names: Vec<u8>,
     subtree: Subtree,
     /// Start, in the current chunk, of bytes being copied verbatim.
     copy_from: Option<usize>,
@@ -83,6 +117,7 @@ impl JsonFilter {
             lexer: Lexer::with_framing(max_depth, framing),
             frames: Vec::new(),
             keys: Vec::new(),
+            names: Vec::new(),
             subtree: Subtree::None,
             copy_from: None,
             pending: (ROOT, default),
@@ -182,6 +217,7 @@ impl JsonFilter {
                 }
             }
             Event::ObjectStart(at) | Event::ArrayStart(at) => {
+                self.count_seen();
                 let object = matches!(event, Event::ObjectStart(_));
                 let (state, action) = self.decision();
                 if self.frames.is_empty() || self.rules.may_descend(state) {
@@ -196,27 +232,40 @@ impl JsonFilter {
                         Action::Null => {
                             self.begin_item(out);
                             out.extend_from_slice(b"null");
-                            self.stats.transformed += 1;
+                            self.tally(false);
                             self.subtree = Subtree::Skip(1);
                         }
                         Action::Drop | Action::Transform(_) => {
-                            self.stats.withheld += 1;
+                            self.tally(true);
                             self.subtree = Subtree::Skip(1);
                         }
                     }
                 }
             }
             Event::ObjectEnd(_) | Event::ArrayEnd(_) => {
-                if let Some(frame) = self.frames.pop() {
-                    if frame.opened {
-                        out.push(if frame.object { b'}' } else { b']' });
-                    } else {
-                        self.stats.withheld += 1;
+                if let Some(&Frame {
+                    object,
+                    opened,
+                    seen,
+                    key_start,
+                    name_start,
+                    ..
+                }) = self.frames.last()
+                {
+                    if opened {
+                        out.push(if object { b'}' } else { b']' });
+                    } else if seen == 0 {
+                        // An empty container withheld as such; one whose members were all
+                        // withheld is already accounted for by them.
+                        self.tally_frame();
                     }
-                    self.keys.truncate(frame.key_start);
+                    self.frames.pop();
+                    self.keys.truncate(key_start);
+                    self.names.truncate(name_start);
                 }
             }
             Event::ScalarStart(at, kind) => {
+                self.count_seen();
                 let (_, action) = self.decision();
                 let root = self.frames.is_empty();
                 match action {
@@ -225,11 +274,11 @@ impl JsonFilter {
                         self.copy_from = Some(at);
                     }
                     Action::Drop if root => out.extend_from_slice(b"null"),
-                    Action::Drop => self.stats.withheld += 1,
+                    Action::Drop => self.tally(true),
                     Action::Null => {
                         self.begin_item(out);
                         out.extend_from_slice(b"null");
-                        self.stats.transformed += 1;
+                        self.tally(false);
                         self.transform = None;
                     }
                     Action::Transform(transform) => match kind {
@@ -245,7 +294,7 @@ impl JsonFilter {
                         ScalarKind::True | ScalarKind::False if root => {
                             out.extend_from_slice(b"null")
                         }
-                        ScalarKind::True | ScalarKind::False => self.stats.withheld += 1,
+                        ScalarKind::True | ScalarKind::False => self.tally(true),
                     },
                 }
             }
@@ -262,7 +311,7 @@ impl JsonFilter {
                             })?;
                     self.begin_item(out);
                     out.extend_from_slice(&value);
-                    self.stats.transformed += 1;
+                    self.tally(false);
                 }
             }
         }
@@ -281,8 +330,10 @@ impl JsonFilter {
 
     fn push_frame(&mut self, object: bool, state: StateId, action: Action, out: &mut Vec<u8>) {
         let key_start = self.keys.len();
+        let name_start = self.names.len();
         if self.frames.last().is_some_and(|f| f.object) {
             self.keys.extend_from_slice(self.lexer.key_raw());
+            self.names.extend_from_slice(self.lexer.key());
         }
         let root = self.frames.is_empty();
         let eager = root || action == Action::Keep;
@@ -294,10 +345,63 @@ impl JsonFilter {
             written: 0,
             key_start,
             key_end: self.keys.len(),
+            name_start,
+            seen: 0,
         });
         if eager {
             self.open_frames(out);
         }
+    }
+
+    fn count_seen(&mut self) {
+        if let Some(top) = self.frames.last_mut() {
+            top.seen += 1;
+        }
+    }
+
+    /// The field path of the containers being rewritten, plus `current` (a member key).
+    fn field_path(&self, upto: usize, current: Option<&[u8]>) -> String {
+        let mut path = String::new();
+        for (i, frame) in self.frames.iter().enumerate().take(upto).skip(1) {
+            if self.frames[i - 1].object {
+                let end = self
+                    .frames
+                    .get(i + 1)
+                    .map_or(self.names.len(), |f| f.name_start);
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&String::from_utf8_lossy(&self.names[frame.name_start..end]));
+            }
+        }
+        if let Some(key) = current {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&String::from_utf8_lossy(key));
+        }
+        path
+    }
+
+    /// Records the value that starts now as withheld (or transformed).
+    fn tally(&mut self, withheld: bool) {
+        let current = match self.frames.last() {
+            Some(top) if top.object => Some(self.lexer.key()),
+            _ => None,
+        };
+        let path = self.field_path(self.frames.len(), current);
+        let tally = if withheld {
+            &mut self.stats.withheld
+        } else {
+            &mut self.stats.transformed
+        };
+        tally.add(&path);
+    }
+
+    /// Records the innermost container as withheld.
+    fn tally_frame(&mut self) {
+        let path = self.field_path(self.frames.len(), None);
+        self.stats.withheld.add(&path);
     }
 
     /// Writes the openings of every container not yet written, outermost first.
@@ -591,6 +695,48 @@ mod tests {
     }
 
     #[test]
+    fn audit_paths_follow_the_policy_syntax() {
+        let r = rules(
+            Action::Drop,
+            &[
+                ("entry.resource.id", Action::Keep),
+                ("entry.resource.code", Action::Null),
+                ("empty.x", Action::Keep),
+            ],
+        );
+        let mut f = JsonFilter::new(r, 8, TransformContext::default());
+        let mut out = Vec::new();
+        let doc = br#"{"entry":[{"resource":{"id":1,"name":"a","code":"c"}},{"resource":{"id":2,"name":"b"}},{"x":[1,2]}],"empty":{},"ssn":"x"}"#;
+        f.write(doc, &mut out).unwrap();
+        f.finish(&mut out).unwrap();
+        let withheld: Vec<(&str, u64)> = f
+            .stats()
+            .withheld
+            .counts
+            .iter()
+            .map(|(p, c)| (p.as_str(), *c))
+            .collect();
+        assert_eq!(
+            withheld,
+            vec![
+                ("empty", 1),
+                ("entry.resource.name", 2),
+                ("entry.x", 1),
+                ("ssn", 1)
+            ]
+        );
+        let transformed: Vec<(&str, u64)> = f
+            .stats()
+            .transformed
+            .counts
+            .iter()
+            .map(|(p, c)| (p.as_str(), *c))
+            .collect();
+        assert_eq!(transformed, vec![("entry.resource.code", 1)]);
+        assert_eq!(f.stats().withheld.total(), 5);
+    }
+
+    #[test]
     fn stats_count_withheld_fields_once() {
         let r = rules(
             Action::Drop,
@@ -601,8 +747,14 @@ mod tests {
         let doc = br#"{"id":1,"name":{"a":1,"b":[1,2]},"ssn":"x","address":{"line":"l"}}"#;
         f.write(doc, &mut out).unwrap();
         f.finish(&mut out).unwrap();
-        // name, ssn, address.line, and the emptied address.
-        assert_eq!(f.stats().withheld, 4);
+        let withheld: Vec<(&str, u64)> = f
+            .stats()
+            .withheld
+            .counts
+            .iter()
+            .map(|(p, c)| (p.as_str(), *c))
+            .collect();
+        assert_eq!(withheld, vec![("address.line", 1), ("name", 1), ("ssn", 1)]);
         assert_eq!(f.stats().bytes_in, doc.len() as u64);
         assert_eq!(f.stats().bytes_out, out.len() as u64);
     }

@@ -227,6 +227,9 @@ pub struct Lexer {
     utf8_hi: u8,
     saw_root: bool,
     framing: Framing,
+    /// Whether `key` belongs to the innermost object (for error paths); the key itself is
+    /// kept after `{` so the caller can still read the member that opened the object.
+    key_fresh: bool,
 }
 
 type Step = Result<Option<Event>, LexError>;
@@ -239,6 +242,7 @@ impl Lexer {
     pub fn with_framing(max_depth: u32, framing: Framing) -> Lexer {
         Lexer {
             framing,
+            key_fresh: false,
             state: State::Expect(Expect::Root),
             levels: Vec::new(),
             max_depth,
@@ -320,7 +324,7 @@ impl Lexer {
         }
         if let Some(last) = self.levels.last() {
             let in_key = matches!(self.state, State::String { key: true, .. });
-            if last.object && !self.key.is_empty() && !in_key {
+            if last.object && self.key_fresh && !in_key {
                 push_key(&mut path, &self.key);
             } else if !last.object && last.index > 0 {
                 path.push_str(&format!("[{}]", last.index - 1));
@@ -482,8 +486,8 @@ impl Lexer {
                             key_start,
                         });
                         *pos += 1;
+                        self.key_fresh = false;
                         if object {
-                            self.key.clear();
                             self.state = State::Expect(Expect::KeyOrObjectEnd);
                             Ok(Some(Event::ObjectStart(at)))
                         } else {
@@ -593,7 +597,7 @@ impl Lexer {
         if let Some(level) = self.levels.pop() {
             self.path_keys.truncate(level.key_start);
         }
-        self.key.clear();
+        self.key_fresh = false;
         self.value_done();
         if object {
             Event::ObjectEnd(end)
@@ -703,6 +707,7 @@ impl Lexer {
                     match b {
                         b'"' => {
                             if key {
+                                self.key_fresh = true;
                                 self.state = State::Expect(Expect::Colon);
                                 return Ok(Some(Event::Key));
                             }
