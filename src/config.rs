@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::error::ConfigError;
 
 /// The whole plugin configuration (Envoy's `configuration`, Istio's `pluginConfig`).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -38,6 +39,7 @@ fn default_purpose_header() -> String {
 }
 
 /// Deny is the default: a route nobody wrote a policy for must not leak.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unmatched {
@@ -46,6 +48,7 @@ pub enum Unmatched {
     Allow,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -75,6 +78,7 @@ fn default_max_depth() -> u32 {
 }
 
 /// Where verified claims come from and which claims mean what.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
@@ -125,6 +129,7 @@ fn default_purposes_claim() -> String {
     "purposes".to_string()
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
@@ -135,6 +140,7 @@ pub enum TokenSource {
     Jwks,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtAuthnConfig {
@@ -155,6 +161,7 @@ fn default_metadata_key() -> String {
     "jwt_payload".to_string()
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PseudonymizationConfig {
@@ -169,6 +176,7 @@ fn default_key_env() -> String {
 }
 
 /// One policy: which requests it covers, who may call, and what each purpose sees.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
@@ -187,9 +195,17 @@ pub struct PolicyConfig {
     /// response until the whole body is filtered; the default of this policy's purposes.
     #[serde(default)]
     pub streaming: Option<bool>,
+    /// `enforce` (default) or `dry_run`: compute and record everything, withhold nothing.
+    #[serde(default)]
+    pub mode: PolicyMode,
+    /// For `auth: "mtls"`: each client (the peer certificate's URI SAN, such as a SPIFFE id)
+    /// and what it is authorised for.
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientConfig>,
     pub purposes: BTreeMap<String, PurposeConfig>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
@@ -205,15 +221,42 @@ pub struct MatchConfig {
 }
 
 /// Required by default: an open route is a choice the operator must write down.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthRequirement {
+    /// A verified bearer token.
     #[default]
     Required,
+    /// The client is the peer certificate's URI SAN (mutual TLS, e.g. inside a mesh).
+    Mtls,
+    /// No authentication: open data.
     None,
 }
 
+/// Enforcing is the default; a dry run lets an operator see what a policy would do.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    DryRun,
+}
+
+/// What one mTLS client may do.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    #[serde(default)]
+    pub purposes: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
 /// A list means all of these scopes; the object forms say it explicitly.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ScopeRequirementConfig {
@@ -221,6 +264,7 @@ pub enum ScopeRequirementConfig {
     Explicit(ExplicitScopes),
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExplicitScopes {
@@ -231,14 +275,23 @@ pub struct ExplicitScopes {
 }
 
 /// What one purpose sees.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurposeConfig {
     /// `drop` (allowlist, the default) or `keep` (denylist).
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<crate::schema::DefaultAction>")
+    )]
     pub default: Option<Value>,
     /// Field path → action; validated by the policy compiler.
     #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "BTreeMap<String, crate::schema::FieldAction>")
+    )]
     pub fields: BTreeMap<String, Value>,
     #[serde(default)]
     pub headers: Option<HeaderRulesConfig>,
@@ -250,6 +303,7 @@ pub struct PurposeConfig {
     pub streaming: Option<bool>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderRulesConfig {

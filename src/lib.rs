@@ -5,6 +5,7 @@
 //! thin proxy-wasm adapter, compiled only for wasm32, that maps host callbacks onto it.
 //! Dependencies point one way: `proxy` uses the core, never the reverse.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -16,6 +17,9 @@ pub mod policy;
 pub mod protobuf_struct;
 pub mod request;
 pub mod response;
+/// The JSON Schema of the configuration (native only, for the command-line tool).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod schema;
 
 #[cfg(target_arch = "wasm32")]
 mod proxy;

@@ -1,91 +1,174 @@
-//! The request path: policy, token, scopes, purpose.
+//! The request path: policy, caller identity, scopes, purpose.
 
 use crate::auth::claims::{ClaimSource, Claims};
 use crate::auth::purpose::{self, PurposeRefusal};
 use crate::auth::scopes::MethodScopes;
-use crate::config::{AuthRequirement, Unmatched};
+use crate::config::{AuthRequirement, PolicyMode, Unmatched};
 use crate::decision::{Allowed, Denial, Problem, RequestDecision};
 use crate::policy::route::{RouteInfo, Selection};
-use crate::policy::CompiledConfig;
+use crate::policy::{CompiledConfig, Policy};
+
+/// The decision and what the audit record says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: RequestDecision,
+    pub policy: Option<usize>,
+    /// The purpose, only when it is a name the policy defines (never a raw header value).
+    pub purpose: Option<String>,
+    pub client: Option<String>,
+    /// The policy is in dry-run mode: a denial is recorded but not enforced, and the
+    /// response is measured but not changed.
+    pub dry_run: bool,
+}
+
+impl Verdict {
+    fn new(decision: RequestDecision) -> Verdict {
+        Verdict {
+            decision,
+            policy: None,
+            purpose: None,
+            client: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// Who is calling, as the host established it.
+pub struct Caller<'a> {
+    /// Verified token claims.
+    pub claims: &'a dyn ClaimSource,
+    /// The URI SAN of the client certificate, when the connection is mutual TLS.
+    pub peer_uri_san: Option<&'a str>,
+}
 
 /// Decides a request from what the host tells about it.
 pub fn decide(
     config: &CompiledConfig,
     route: &RouteInfo<'_>,
     declared_purpose: Option<&str>,
-    claims: &dyn ClaimSource,
-) -> RequestDecision {
-    let policy = match config.routes.select(route) {
+    caller: &Caller<'_>,
+) -> Verdict {
+    let index = match config.routes.select(route) {
         Selection::Policy(index) => index,
-        Selection::UnknownPolicy(_) => return RequestDecision::Deny(no_policy()),
+        Selection::UnknownPolicy(_) => return Verdict::new(RequestDecision::Deny(no_policy())),
         Selection::None => {
-            return match config.unmatched {
+            return Verdict::new(match config.unmatched {
                 Unmatched::Allow => RequestDecision::PassUnfiltered,
                 Unmatched::Deny => RequestDecision::Deny(no_policy()),
-            }
+            })
         }
     };
-    let policy_config = &config.policies[policy];
-    let claims = match policy_config.auth {
-        AuthRequirement::None => None,
-        AuthRequirement::Required => match Claims::read(claims, &config.token) {
-            Some(claims) => Some(claims),
-            None => {
-                return RequestDecision::Deny(Denial {
-                    problem: Problem {
-                        slug: "invalid-token",
-                        title: "Unauthorized",
-                        status: 401,
-                        detail: "this route requires a valid bearer token".into(),
-                    },
-                    www_authenticate: Some("Bearer error=\"invalid_token\"".into()),
-                })
-            }
+    let policy = &config.policies[index];
+    let claims = identify(policy, config, caller);
+    let defined = |name: Option<&str>| {
+        name.map(str::trim)
+            .filter(|n| policy.purposes.contains_key(*n))
+            .map(str::to_string)
+    };
+    let mut verdict = Verdict {
+        decision: RequestDecision::PassUnfiltered,
+        policy: Some(index),
+        purpose: defined(declared_purpose).or_else(|| policy.default_purpose.clone()),
+        client: claims
+            .as_ref()
+            .ok()
+            .and_then(|c| c.as_ref())
+            .and_then(|c| c.client_id.clone()),
+        dry_run: policy.mode == PolicyMode::DryRun,
+    };
+    verdict.decision = match claims {
+        Err(denial) => RequestDecision::Deny(denial),
+        Ok(claims) => match check_scopes(policy, route.method, claims.as_ref()) {
+            Err(denial) => RequestDecision::Deny(denial),
+            Ok(()) => match purpose::resolve(declared_purpose, policy, claims.as_ref()) {
+                Ok(name) => RequestDecision::Allow(Allowed {
+                    policy: index,
+                    purpose: name.to_string(),
+                    client_id: claims.and_then(|c| c.client_id),
+                }),
+                Err(refusal) => {
+                    RequestDecision::Deny(purpose_denial(refusal, &config.purpose_header).into())
+                }
+            },
         },
     };
-    if let Some(claims) = &claims {
-        match policy_config.scopes.for_method(route.method) {
-            MethodScopes::None => {}
-            MethodScopes::Required(requirement) if requirement.is_met_by(&claims.scopes) => {}
-            MethodScopes::Required(requirement) => {
-                let scope = requirement.challenge();
-                return RequestDecision::Deny(Denial {
-                    problem: Problem {
-                        slug: "insufficient-scope",
-                        title: "Forbidden",
-                        status: 403,
-                        detail: format!("the token lacks the scope this request needs: {scope}"),
-                    },
-                    www_authenticate: Some(format!(
-                        "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
-                    )),
-                });
-            }
-            MethodScopes::MethodNotCovered => {
-                return RequestDecision::Deny(
-                    Problem {
-                        slug: "method-not-covered",
-                        title: "Forbidden",
-                        status: 403,
-                        detail: format!(
-                            "this route's policy grants no scope for the method {}",
-                            route.method
-                        ),
-                    }
+    verdict
+}
+
+/// The caller's claims as the policy's `auth` defines them (`None` for open routes).
+fn identify(
+    policy: &Policy,
+    config: &CompiledConfig,
+    caller: &Caller<'_>,
+) -> Result<Option<Claims>, Denial> {
+    match policy.auth {
+        AuthRequirement::None => Ok(None),
+        AuthRequirement::Required => match Claims::read(caller.claims, &config.token) {
+            Some(claims) => Ok(Some(claims)),
+            None => Err(Denial {
+                problem: Problem {
+                    slug: "invalid-token",
+                    title: "Unauthorized",
+                    status: 401,
+                    detail: "this route requires a valid bearer token".into(),
+                },
+                www_authenticate: Some("Bearer error=\"invalid_token\"".into()),
+            }),
+        },
+        AuthRequirement::Mtls => match caller.peer_uri_san.filter(|s| !s.is_empty()) {
+            // An unknown client is identified but authorised for nothing.
+            Some(san) => Ok(Some(Claims {
+                client_id: Some(san.to_string()),
+                scopes: policy
+                    .clients
+                    .get(san)
+                    .map(|c| c.scopes.clone())
+                    .unwrap_or_default(),
+                purposes: policy
+                    .clients
+                    .get(san)
+                    .map(|c| c.purposes.clone())
+                    .unwrap_or_default(),
+            })),
+            None => Err(Problem {
+                slug: "client-certificate-required",
+                title: "Unauthorized",
+                status: 401,
+                detail: "this route requires a client certificate with a URI SAN (mutual TLS)"
                     .into(),
-                )
             }
-        }
+            .into()),
+        },
     }
-    match purpose::resolve(declared_purpose, policy_config, claims.as_ref()) {
-        Ok(name) => RequestDecision::Allow(Allowed {
-            policy,
-            purpose: name.to_string(),
-            client_id: claims.and_then(|c| c.client_id),
-        }),
-        Err(refusal) => {
-            RequestDecision::Deny(purpose_denial(refusal, &config.purpose_header).into())
+}
+
+fn check_scopes(policy: &Policy, method: &str, claims: Option<&Claims>) -> Result<(), Denial> {
+    let Some(claims) = claims else {
+        return Ok(());
+    };
+    match policy.scopes.for_method(method) {
+        MethodScopes::None => Ok(()),
+        MethodScopes::Required(requirement) if requirement.is_met_by(&claims.scopes) => Ok(()),
+        MethodScopes::Required(requirement) => {
+            let scope = requirement.challenge();
+            Err(Denial {
+                problem: Problem {
+                    slug: "insufficient-scope",
+                    title: "Forbidden",
+                    status: 403,
+                    detail: format!("the caller lacks the scope this request needs: {scope}"),
+                },
+                www_authenticate: (policy.auth == AuthRequirement::Required)
+                    .then(|| format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"")),
+            })
         }
+        MethodScopes::MethodNotCovered => Err(Problem {
+            slug: "method-not-covered",
+            title: "Forbidden",
+            status: 403,
+            detail: format!("this route's policy grants no scope for the method {method}"),
+        }
+        .into()),
     }
 }
 
@@ -107,7 +190,7 @@ fn purpose_denial(refusal: PurposeRefusal, header: &str) -> Problem {
         ),
         PurposeRefusal::NotAuthorised(name) => (
             "purpose-not-authorised",
-            format!("the token does not authorise the purpose {name:?}"),
+            format!("the caller is not authorised for the purpose {name:?}"),
         ),
         PurposeRefusal::NotAccepted(name) => (
             "purpose-not-accepted",
@@ -137,6 +220,25 @@ mod tests {
         fn claim(&self, name: &str) -> Option<ClaimValue> {
             self.0.as_ref()?.get(name).cloned()
         }
+    }
+
+    /// `decide` with a token and no client certificate.
+    fn decide(
+        c: &CompiledConfig,
+        route: &RouteInfo<'_>,
+        purpose: Option<&str>,
+        token: &Token,
+    ) -> RequestDecision {
+        super::decide(
+            c,
+            route,
+            purpose,
+            &Caller {
+                claims: token,
+                peer_uri_san: None,
+            },
+        )
+        .decision
     }
 
     fn token(scope: &str, purposes: &[&str]) -> Token {
@@ -284,5 +386,126 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod mtls_and_audit_tests {
+    use super::*;
+    use crate::auth::claims::ClaimValue;
+
+    struct NoToken;
+
+    impl ClaimSource for NoToken {
+        fn has_verified_token(&self) -> bool {
+            false
+        }
+        fn claim(&self, _: &str) -> Option<ClaimValue> {
+            None
+        }
+    }
+
+    fn config() -> CompiledConfig {
+        CompiledConfig::load(
+            br#"{"policies": {
+              "internal": {"auth": "mtls", "mode": "dry_run", "scopes": {"GET": ["records:read"]},
+                           "clients": {"spiffe://hospital.example/ns/care/sa/ehr": {"purposes": ["care"], "scopes": ["records:read"]}},
+                           "purposes": {"care": {"default": "keep"}, "audit": {}}}}}"#,
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    fn run(san: Option<&str>, purpose: Option<&str>) -> Verdict {
+        let route = RouteInfo {
+            route_name: Some("internal"),
+            path: "/x",
+            method: "GET",
+            ..RouteInfo::default()
+        };
+        decide(
+            &config(),
+            &route,
+            purpose,
+            &Caller {
+                claims: &NoToken,
+                peer_uri_san: san,
+            },
+        )
+    }
+
+    #[test]
+    fn the_certificate_names_the_client() {
+        let v = run(
+            Some("spiffe://hospital.example/ns/care/sa/ehr"),
+            Some("care"),
+        );
+        assert!(
+            matches!(v.decision, RequestDecision::Allow(ref a) if a.client_id.as_deref() == Some("spiffe://hospital.example/ns/care/sa/ehr"))
+        );
+        assert_eq!(
+            v.client.as_deref(),
+            Some("spiffe://hospital.example/ns/care/sa/ehr")
+        );
+        assert_eq!(v.purpose.as_deref(), Some("care"));
+        assert!(v.dry_run);
+    }
+
+    #[test]
+    fn no_certificate_or_an_unknown_client_is_refused() {
+        match run(None, Some("care")).decision {
+            RequestDecision::Deny(d) => {
+                assert_eq!(
+                    (d.status(), d.problem.slug),
+                    (401, "client-certificate-required")
+                );
+                assert_eq!(d.www_authenticate, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match run(Some("spiffe://elsewhere/sa/x"), Some("care")).decision {
+            RequestDecision::Deny(d) => assert_eq!(d.problem.slug, "insufficient-scope"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_audit_never_carries_an_undefined_purpose() {
+        assert_eq!(
+            run(
+                Some("spiffe://hospital.example/ns/care/sa/ehr"),
+                Some("<script>")
+            )
+            .purpose,
+            None
+        );
+        assert_eq!(
+            run(
+                Some("spiffe://hospital.example/ns/care/sa/ehr"),
+                Some("audit")
+            )
+            .purpose
+            .as_deref(),
+            Some("audit")
+        );
+    }
+
+    #[test]
+    fn mtls_configuration_errors() {
+        let err = |json: &str| {
+            CompiledConfig::load(json.as_bytes(), &|_| None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            err(r#"{"policies": {"p": {"auth": "mtls", "purposes": {"c": {}}}}}"#)
+                .starts_with("policies.p.clients: \"auth\": \"mtls\" needs")
+        );
+        assert!(
+            err(r#"{"policies": {"p": {"clients": {"x": {}}, "purposes": {"c": {}}}}}"#)
+                .starts_with("policies.p.clients: clients are for")
+        );
+        assert!(err(r#"{"policies": {"p": {"auth": "mtls", "clients": {"x": {"purposes": ["d"]}}, "purposes": {"c": {}}}}}"#)
+            .starts_with("policies.p.clients.x.purposes[0]: purpose \"d\" is not defined"));
     }
 }

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use crate::auth::scopes::{ScopeRequirement, ScopeTable};
 use crate::config::{
-    AuthRequirement, Config, HeaderRulesConfig, PolicyConfig, PurposeConfig,
-    ScopeRequirementConfig, TokenSource, Unmatched,
+    AuthRequirement, ClientConfig, Config, HeaderRulesConfig, PolicyConfig, PolicyMode,
+    PurposeConfig, ScopeRequirementConfig, TokenSource, Unmatched,
 };
 use crate::error::{ConfigError, KeyPath};
 use crate::media_type::MediaType;
@@ -55,7 +55,13 @@ pub struct TokenSettings {
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub name: String,
+    /// Short digest of the policy as configured, so an audit record says which version of
+    /// the rules applied.
+    pub hash: String,
+    pub mode: PolicyMode,
     pub auth: AuthRequirement,
+    /// mTLS clients and what each may do.
+    pub clients: BTreeMap<String, ClientConfig>,
     pub scopes: ScopeTable,
     pub default_purpose: Option<String>,
     pub purposes: BTreeMap<String, Purpose>,
@@ -318,13 +324,48 @@ fn compile_policy(name: &str, policy: &PolicyConfig, key: &KeyPath) -> Result<Po
         compiled.streaming = purpose.streaming.or(policy.streaming).unwrap_or(false);
         purposes.insert(purpose_name.clone(), compiled);
     }
+    if policy.auth == AuthRequirement::Mtls && policy.clients.is_empty() {
+        return Err(key.field("clients").error(
+            "\"auth\": \"mtls\" needs the clients it accepts (URI SAN → purposes, scopes)",
+        ));
+    }
+    if policy.auth != AuthRequirement::Mtls && !policy.clients.is_empty() {
+        return Err(key
+            .field("clients")
+            .error("clients are for \"auth\": \"mtls\" only"));
+    }
+    for (client, settings) in &policy.clients {
+        for (i, purpose) in settings.purposes.iter().enumerate() {
+            if !policy.purposes.contains_key(purpose) {
+                return Err(key
+                    .field("clients")
+                    .name(client)
+                    .field("purposes")
+                    .index(i)
+                    .error(format!(
+                        "purpose {purpose:?} is not defined in this policy's purposes"
+                    )));
+            }
+        }
+    }
     Ok(Policy {
         name: name.to_string(),
+        hash: policy_hash(policy),
+        mode: policy.mode,
+        clients: policy.clients.clone(),
         auth: policy.auth,
         scopes,
         default_purpose: policy.default_purpose.clone(),
         purposes,
     })
+}
+
+/// SHA-256 of the policy as configured (its debug form is deterministic: maps are
+/// ordered), as 12 hex digits.
+fn policy_hash(policy: &PolicyConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{policy:?}").as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 fn compile_purpose(

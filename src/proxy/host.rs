@@ -36,6 +36,13 @@ pub fn string_property(path: Vec<&str>) -> Option<String> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
+/// An integer property (Envoy encodes them as 8 little-endian bytes).
+pub fn int_property(path: Vec<&str>) -> Option<i64> {
+    let bytes = hostcalls::get_property(path).ok().flatten()?;
+    let array: [u8; 8] = bytes.as_slice().try_into().ok()?;
+    Some(i64::from_le_bytes(array))
+}
+
 /// Bytes `[start, start + len)` of the response body buffer.
 pub fn response_body(start: usize, len: usize) -> Option<Vec<u8>> {
     if len == 0 {

@@ -7,46 +7,74 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host::{self, JwtAuthnClaims};
+use super::metrics::Metrics;
+use crate::audit::{AuditRecord, Outcome};
 use crate::body::BodyFilter;
 use crate::decision::{
-    Allowed, BodyPlan, Denial, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE,
+    Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE,
 };
+use crate::json::filter::FilterStats;
 use crate::json::JsonFilter;
-
 use crate::policy::route::RouteInfo;
 use crate::policy::CompiledConfig;
-use crate::{request, response};
+use crate::request::{self, Caller};
+use crate::response;
+
+/// How a body passes through the pipeline.
+enum Delivery {
+    /// Response headers held; `fed` bytes of the host's growing buffer went through, the
+    /// output kept in `out` until the end.
+    Buffered { fed: usize, out: Vec<u8> },
+    /// Each chunk replaced by its filtered bytes as it passes.
+    Streamed,
+    /// Dry run: each chunk measured and passed unchanged.
+    Measured,
+}
 
 enum Stage {
-    /// Nothing to do on the response (denied, unmatched-allowed, or untouched body).
+    /// Nothing more to do for this stream.
     Done,
     /// Request allowed; the response is planned when its headers arrive.
     Allowed(Allowed),
-    /// Filtering the body. Buffered: the response headers are held and `fed` bytes of the
-    /// host's growing buffer went through the pipeline, the output kept in `out` until the
-    /// end. Streaming: each chunk is replaced by its filtered bytes as it passes.
     Filtering {
         body: Box<BodyFilter>,
-        streaming: bool,
-        fed: usize,
-        out: Vec<u8>,
+        delivery: Delivery,
     },
+}
+
+/// What the audit record will say; filled in as the stream goes.
+#[derive(Default)]
+struct Trace {
+    outcome: Option<Outcome>,
+    dry_run: bool,
+    route: Option<String>,
+    policy: Option<usize>,
+    purpose: Option<String>,
+    client: Option<String>,
+    request_id: Option<String>,
+    stats: FilterStats,
+    /// Upstream body bytes as received (before decoding) and as sent.
+    sizes: Option<(u64, u64)>,
 }
 
 pub struct FinaliteHttp {
     config: Rc<CompiledConfig>,
+    metrics: Option<Rc<Metrics>>,
     stage: Stage,
+    trace: Trace,
 }
 
 impl FinaliteHttp {
-    pub fn new(config: Rc<CompiledConfig>) -> FinaliteHttp {
+    pub fn new(config: Rc<CompiledConfig>, metrics: Option<Rc<Metrics>>) -> FinaliteHttp {
         FinaliteHttp {
             config,
+            metrics,
             stage: Stage::Done,
+            trace: Trace::default(),
         }
     }
 
-    fn deny(&mut self, denial: &Denial) -> Action {
+    fn send(&mut self, denial: &Denial) -> Action {
         let headers = denial.headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         if let Err(status) =
@@ -64,7 +92,56 @@ impl FinaliteHttp {
     /// Answers 502 in place of the upstream response; nothing of its body is sent.
     fn fail_closed(&mut self, problem: Problem) -> Action {
         log::warn!("response withheld: {}", problem.detail);
-        self.deny(&problem.into())
+        self.set_outcome(Outcome::FailedClosed);
+        if self.trace.dry_run {
+            self.stage = Stage::Done;
+            return Action::Continue;
+        }
+        self.send(&problem.into())
+    }
+
+    fn set_outcome(&mut self, outcome: Outcome) {
+        self.trace.outcome = Some(outcome);
+        set_state("finalite_decision", outcome.as_str());
+    }
+
+    fn start_body(&mut self, spec: FilterSpec, client: Option<&str>) -> Action {
+        let context = self.config.transform_context(client);
+        let filter =
+            JsonFilter::with_framing(spec.rules, self.config.max_depth, context, spec.framing);
+        let body = Box::new(BodyFilter::new(
+            filter,
+            spec.encoding,
+            self.config.max_body_bytes,
+        ));
+        let (delivery, action) = match (self.trace.dry_run, spec.streaming) {
+            (true, _) => (Delivery::Measured, Action::Continue),
+            (false, true) => (Delivery::Streamed, Action::Continue),
+            // Held until the body is filtered, so a failure can still become a 502.
+            (false, false) => (
+                Delivery::Buffered {
+                    fed: 0,
+                    out: Vec::new(),
+                },
+                Action::Pause,
+            ),
+        };
+        self.stage = Stage::Filtering { body, delivery };
+        action
+    }
+
+    fn body_done(&mut self, body: &BodyFilter, sent: Option<u64>) {
+        let (received, _) = body.sizes();
+        self.trace.stats = body.stats().clone();
+        self.trace.sizes = Some((received, sent.unwrap_or(received)));
+        set_state(
+            "finalite_withheld",
+            &self.trace.stats.withheld.total().to_string(),
+        );
+        set_state(
+            "finalite_transformed",
+            &self.trace.stats.transformed.total().to_string(),
+        );
     }
 }
 
@@ -82,6 +159,7 @@ impl HttpContext for FinaliteHttp {
             "policy",
         ]);
         let route_name = host::string_property(vec!["xds", "route_name"]);
+        let peer = host::string_property(vec!["connection", "uri_san_peer_certificate"]);
         let route = RouteInfo {
             metadata_policy: metadata_policy.as_deref(),
             route_name: route_name.as_deref(),
@@ -92,13 +170,53 @@ impl HttpContext for FinaliteHttp {
         let claims = JwtAuthnClaims {
             metadata_key: &self.config.token.metadata_key,
         };
-        match request::decide(&self.config, &route, declared.as_deref(), &claims) {
-            RequestDecision::Deny(denial) => self.deny(&denial),
+        let caller = Caller {
+            claims: &claims,
+            peer_uri_san: peer.as_deref(),
+        };
+        let verdict = request::decide(&self.config, &route, declared.as_deref(), &caller);
+
+        self.trace.route = route_name;
+        self.trace.request_id = host::header(MapType::HttpRequestHeaders, "x-request-id");
+        self.trace.policy = verdict.policy;
+        self.trace.purpose = verdict.purpose.clone();
+        self.trace.client = verdict.client.clone();
+        self.trace.dry_run = verdict.dry_run;
+        if let Some(policy) = verdict.policy.map(|i| &self.config.policies[i]) {
+            set_state("finalite_policy", &policy.name);
+            set_state("finalite_policy_hash", &policy.hash);
+        }
+        if let Some(purpose) = &verdict.purpose {
+            set_state("finalite_purpose", purpose);
+        }
+        if let Some(client) = &verdict.client {
+            set_state("finalite_client", client);
+        }
+        if verdict.dry_run {
+            set_state("finalite_dry_run", "true");
+        }
+
+        match verdict.decision {
+            RequestDecision::Deny(denial) => {
+                self.set_outcome(Outcome::of_denial(denial.problem.slug));
+                if verdict.dry_run {
+                    log::info!(
+                        "dry run: would refuse with {}: {}",
+                        denial.status(),
+                        denial.problem.detail
+                    );
+                    self.stage = Stage::Done;
+                    return Action::Continue;
+                }
+                self.send(&denial)
+            }
             RequestDecision::PassUnfiltered => {
+                self.set_outcome(Outcome::PassedUnfiltered);
                 self.stage = Stage::Done;
                 Action::Continue
             }
             RequestDecision::Allow(allowed) => {
+                self.set_outcome(Outcome::Allowed);
                 for name in REQUEST_HEADERS_TO_REMOVE {
                     host::remove_header(MapType::HttpRequestHeaders, name);
                 }
@@ -109,106 +227,93 @@ impl HttpContext for FinaliteHttp {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Stage::Allowed(allowed) = &self.stage else {
+        let Stage::Allowed(allowed) = std::mem::replace(&mut self.stage, Stage::Done) else {
             return Action::Continue;
         };
         let headers = host::headers(MapType::HttpResponseHeaders);
-        let plan = response::plan(&self.config, allowed, &headers, end_of_stream);
-        for name in &plan.remove_headers {
-            host::remove_header(MapType::HttpResponseHeaders, name);
+        let plan = response::plan(&self.config, &allowed, &headers, end_of_stream);
+        if !self.trace.dry_run {
+            for name in &plan.remove_headers {
+                host::remove_header(MapType::HttpResponseHeaders, name);
+            }
         }
         match plan.body {
-            BodyPlan::Untouched => {
-                self.stage = Stage::Done;
-                Action::Continue
-            }
+            BodyPlan::Untouched => Action::Continue,
             BodyPlan::FailClosed(problem) => self.fail_closed(problem),
-            BodyPlan::Filter(spec) => {
-                let context = self.config.transform_context(allowed.client_id.as_deref());
-                let filter = JsonFilter::with_framing(
-                    spec.rules,
-                    self.config.max_depth,
-                    context,
-                    spec.framing,
-                );
-                let body = BodyFilter::new(filter, spec.encoding, self.config.max_body_bytes);
-                self.stage = Stage::Filtering {
-                    body: Box::new(body),
-                    streaming: spec.streaming,
-                    fed: 0,
-                    out: Vec::new(),
-                };
-                if spec.streaming {
-                    Action::Continue
-                } else {
-                    // Held until the body is filtered, so a failure can still become a 502.
-                    Action::Pause
-                }
-            }
+            BodyPlan::Filter(spec) => self.start_body(spec, allowed.client_id.as_deref()),
         }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Stage::Filtering {
-            body,
-            streaming,
-            fed,
-            out,
-        } = &mut self.stage
+            mut body,
+            mut delivery,
+        } = std::mem::replace(&mut self.stage, Stage::Done)
         else {
             return Action::Continue;
         };
-        if *streaming {
-            return match stream_chunk(body, body_size, end_of_stream) {
-                Ok(()) => {
-                    if end_of_stream {
-                        self.stage = Stage::Done;
-                    }
-                    Action::Continue
+        let result = match &mut delivery {
+            Delivery::Streamed => pass_chunk(&mut body, body_size, end_of_stream, true),
+            Delivery::Measured => pass_chunk(&mut body, body_size, end_of_stream, false),
+            Delivery::Buffered { fed, out } => {
+                // The encoded size counts too: Envoy holds these bytes until the end.
+                if body_size as u64 > self.config.max_body_bytes {
+                    return self.fail_closed(Problem::too_large(self.config.max_body_bytes));
                 }
-                Err(reason) => {
-                    // The headers are gone: only a reset keeps the client from taking a cut
-                    // body for a complete one.
-                    log::warn!("streamed response reset: {reason}");
-                    if let Err(status) = hostcalls::reset_http_response() {
-                        log::error!("could not reset the stream: {status:?}");
+                match buffer_chunk(&mut body, fed, out, body_size, end_of_stream) {
+                    Ok(Some(filtered)) => {
+                        if hostcalls::set_buffer(
+                            BufferType::HttpResponseBody,
+                            0,
+                            body_size,
+                            &filtered,
+                        )
+                        .is_err()
+                        {
+                            return self.fail_closed(Problem::not_filterable(
+                                "the filtered body could not be written",
+                            ));
+                        }
+                        let sent = filtered.len() as u64;
+                        self.body_done(&body, Some(sent));
+                        return Action::Continue;
                     }
-                    self.stage = Stage::Done;
-                    Action::Pause
+                    Ok(None) => {
+                        self.stage = Stage::Filtering { body, delivery };
+                        return Action::Pause;
+                    }
+                    Err(problem) => return self.fail_closed(problem),
                 }
-            };
-        }
-        // The encoded size counts too: Envoy holds these bytes until the end.
-        if body_size as u64 > self.config.max_body_bytes {
-            return self.fail_closed(Problem::too_large(self.config.max_body_bytes));
-        }
-        if body_size > *fed {
-            let Some(chunk) = host::response_body(*fed, body_size - *fed) else {
-                return self.fail_closed(Problem::not_filterable("the body could not be read"));
-            };
-            *fed = body_size;
-            if let Err(error) = body.write(&chunk) {
-                log::warn!("upstream body refused: {error}");
-                return self.fail_closed(Problem::from_body_error(&error));
             }
-            out.extend(body.take_output());
+        };
+        match result {
+            Ok(()) if end_of_stream => {
+                let sent = matches!(delivery, Delivery::Streamed).then(|| body.stats().bytes_out);
+                self.body_done(&body, sent);
+                Action::Continue
+            }
+            Ok(()) => {
+                self.stage = Stage::Filtering { body, delivery };
+                Action::Continue
+            }
+            Err(reason) if matches!(delivery, Delivery::Measured) => {
+                log::info!("dry run: the body would have failed closed: {reason}");
+                self.body_done(&body, None);
+                self.set_outcome(Outcome::FailedClosed);
+                Action::Continue
+            }
+            Err(reason) => {
+                // The headers are gone: only a reset keeps the client from taking a cut body
+                // for a complete one.
+                log::warn!("streamed response reset: {reason}");
+                self.body_done(&body, None);
+                self.set_outcome(Outcome::FailedClosed);
+                if let Err(status) = hostcalls::reset_http_response() {
+                    log::error!("could not reset the stream: {status:?}");
+                }
+                Action::Pause
+            }
         }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        if let Err(error) = body.finish() {
-            log::warn!("upstream body refused: {error}");
-            return self.fail_closed(Problem::from_body_error(&error));
-        }
-        out.extend(body.take_output());
-        let filtered = std::mem::take(out);
-        if hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &filtered).is_err() {
-            return self.fail_closed(Problem::not_filterable(
-                "the filtered body could not be written",
-            ));
-        }
-        self.stage = Stage::Done;
-        Action::Continue
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
@@ -220,16 +325,90 @@ impl HttpContext for FinaliteHttp {
         }
         Action::Continue
     }
+
+    fn on_log(&mut self) {
+        let Some(outcome) = self.trace.outcome else {
+            return;
+        };
+        let time = hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
+        let mut record = AuditRecord::new(time, outcome);
+        let trace = std::mem::take(&mut self.trace);
+        let policy = trace.policy.map(|i| &self.config.policies[i]);
+        record.request_id = trace.request_id;
+        record.route = trace.route;
+        record.policy = policy.map(|p| p.name.clone());
+        record.policy_hash = policy.map(|p| p.hash.clone());
+        record.client = trace.client;
+        record.purpose = trace.purpose;
+        record.dry_run = trace.dry_run;
+        record.status =
+            host::int_property(vec!["response", "code"]).and_then(|c| u16::try_from(c).ok());
+        record.withheld = trace.stats.withheld;
+        record.transformed = trace.stats.transformed;
+        if let Some((received, sent)) = trace.sizes {
+            record.bytes_in = received;
+            record.bytes_out = sent;
+        }
+        log::info!("{}", record.to_json_line());
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&record);
+        }
+    }
 }
 
-/// Filters one streamed chunk in place: the host's buffer holds only this chunk.
-fn stream_chunk(body: &mut BodyFilter, size: usize, end_of_stream: bool) -> Result<(), String> {
+/// Buffered delivery: feeds the new bytes; at the end, returns the whole filtered body.
+fn buffer_chunk(
+    body: &mut BodyFilter,
+    fed: &mut usize,
+    out: &mut Vec<u8>,
+    body_size: usize,
+    end_of_stream: bool,
+) -> Result<Option<Vec<u8>>, Problem> {
+    if body_size > *fed {
+        let chunk = host::response_body(*fed, body_size - *fed)
+            .ok_or_else(|| Problem::not_filterable("the body could not be read"))?;
+        *fed = body_size;
+        body.write(&chunk).map_err(|error| {
+            log::warn!("upstream body refused: {error}");
+            Problem::from_body_error(&error)
+        })?;
+        out.extend(body.take_output());
+    }
+    if !end_of_stream {
+        return Ok(None);
+    }
+    body.finish().map_err(|error| {
+        log::warn!("upstream body refused: {error}");
+        Problem::from_body_error(&error)
+    })?;
+    out.extend(body.take_output());
+    Ok(Some(std::mem::take(out)))
+}
+
+/// Streamed or measured delivery: the host's buffer holds only this chunk; it is replaced
+/// by its filtered bytes (`replace`) or left as is (dry run).
+fn pass_chunk(
+    body: &mut BodyFilter,
+    size: usize,
+    end_of_stream: bool,
+    replace: bool,
+) -> Result<(), String> {
     let chunk = host::response_body(0, size).ok_or("the body could not be read")?;
     body.write(&chunk).map_err(|e| e.to_string())?;
     if end_of_stream {
         body.finish().map_err(|e| e.to_string())?;
     }
     let filtered = body.take_output();
-    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &filtered)
-        .map_err(|status| format!("the filtered chunk could not be written: {status:?}"))
+    if replace {
+        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &filtered)
+            .map_err(|status| format!("the filtered chunk could not be written: {status:?}"))?;
+    }
+    Ok(())
+}
+
+/// Filter state for access logs: `%FILTER_STATE(wasm.NAME:PLAIN)%`.
+fn set_state(name: &str, value: &str) {
+    if let Err(status) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {
+        log::debug!("could not set {name}: {status:?}");
+    }
 }

@@ -7,11 +7,13 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use super::http::FinaliteHttp;
+use super::metrics::Metrics;
 use crate::policy::CompiledConfig;
 
 #[derive(Default)]
 pub struct FinaliteRoot {
     config: Option<Rc<CompiledConfig>>,
+    metrics: Option<Rc<Metrics>>,
 }
 
 impl Context for FinaliteRoot {}
@@ -36,6 +38,12 @@ impl RootContext for FinaliteRoot {
                     }
                 );
                 self.config = Some(Rc::new(config));
+                if self.metrics.is_none() {
+                    self.metrics = Metrics::define().map(Rc::new);
+                    if self.metrics.is_none() {
+                        log::warn!("the host refused to define finalite's metrics");
+                    }
+                }
                 true
             }
             Err(error) => {
@@ -48,7 +56,7 @@ impl RootContext for FinaliteRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Without a configuration there is no context: the host refuses rather than passes.
         let config = self.config.clone()?;
-        Some(Box::new(FinaliteHttp::new(config)))
+        Some(Box::new(FinaliteHttp::new(config, self.metrics.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,0 +1,61 @@
+//! Counters in the host's stats (Envoy: `/stats`, `/stats/prometheus`).
+//!
+//! Envoy shows them as `wasmcustom.finalite_*`; the `;decision=…` suffix becomes a
+//! Prometheus label with the `stats_tags` snippet shipped in envoy/envoy.yaml.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::audit::{AuditRecord, Outcome};
+
+pub struct Metrics {
+    requests: Vec<(Outcome, u32)>,
+    withheld: u32,
+    transformed: u32,
+    failed_closed: u32,
+    bytes_in: u32,
+    bytes_out: u32,
+}
+
+impl Metrics {
+    /// Defines every counter once per VM; `None` if the host refuses one.
+    pub fn define() -> Option<Metrics> {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        let mut requests = Vec::new();
+        for outcome in Outcome::ALL {
+            requests.push((
+                outcome,
+                counter(&format!(
+                    "finalite_requests_total;decision={}",
+                    outcome.as_str()
+                ))?,
+            ));
+        }
+        Some(Metrics {
+            requests,
+            withheld: counter("finalite_fields_withheld_total")?,
+            transformed: counter("finalite_fields_transformed_total")?,
+            failed_closed: counter("finalite_bodies_failed_closed_total")?,
+            bytes_in: counter("finalite_body_bytes_in_total")?,
+            bytes_out: counter("finalite_body_bytes_out_total")?,
+        })
+    }
+
+    pub fn record(&self, record: &AuditRecord) {
+        let add = |id: u32, value: u64| {
+            if value > 0 {
+                let _ = hostcalls::increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        };
+        if let Some((_, id)) = self.requests.iter().find(|(o, _)| *o == record.outcome) {
+            add(*id, 1);
+        }
+        add(self.withheld, record.withheld.total());
+        add(self.transformed, record.transformed.total());
+        if record.outcome == Outcome::FailedClosed {
+            add(self.failed_closed, 1);
+        }
+        add(self.bytes_in, record.bytes_in);
+        add(self.bytes_out, record.bytes_out);
+    }
+}
