@@ -10,9 +10,12 @@ shipped one:
 - the `api` cluster's endpoint (address, port);
 - the wasm module's file name;
 - the listener's address and port, the admin port;
-- optionally the jwt_authn provider's inline JWKS and finalite's plugin configuration.
+- optionally the jwt_authn provider's inline JWKS and finalite's plugin configuration (and
+  whether it is written as a StringValue holding JSON, as shipped, or as a Struct).
 
-Everything else (filters, routes, limits, policies) stays as shipped.
+Everything else (filters, routes, limits, policies) stays as shipped. Secrets such as the
+pseudonymisation key are not in the YAML at all: Envoy passes them from its own environment
+(vm_config.environment_variables.host_env_keys), so whoever starts Envoy sets them.
 
 As a module:
 
@@ -102,13 +105,23 @@ def wasm_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return http_filter(cfg, WASM)["config"]
 
 
+STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
+STRUCT = "type.googleapis.com/google.protobuf.Struct"
+
+
 def plugin_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """finalite's plugin configuration (the JSON inside the StringValue), parsed."""
+    """finalite's plugin configuration, parsed: the JSON inside the StringValue (as shipped),
+    or the value of a google.protobuf.Struct."""
     conf = wasm_config(cfg)["configuration"]
-    if conf.get("@type") != "type.googleapis.com/google.protobuf.StringValue":
-        raise RenderError(f"finalite's configuration is a {conf.get('@type')}, "
-                          "expected a google.protobuf.StringValue holding JSON")
-    return json.loads(conf["value"])
+    if conf.get("@type") == STRING_VALUE:
+        return json.loads(conf["value"])
+    if conf.get("@type") == STRUCT:
+        return copy.deepcopy(conf["value"])
+    raise RenderError(f"finalite's configuration is a {conf.get('@type')}, expected a "
+                      "google.protobuf.StringValue holding JSON or a google.protobuf.Struct")
+
+
+_plugin_config = plugin_config  # render() has a parameter of that name
 
 
 def jwks(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +149,7 @@ def render(
     admin: tuple[str | None, int | None] | None = None,
     jwks: dict[str, Any] | None = None,
     plugin_config: dict[str, Any] | None = None,
+    plugin_config_as: str | None = None,
 ) -> dict[str, Any]:
     """A copy of `cfg` with the given parts replaced; None leaves a part as it is.
 
@@ -144,6 +158,9 @@ def render(
     listen, admin: (address, port) of the listener / admin interface; either may be None
     jwks:          the JWK Set the `idp` provider verifies tokens with
     plugin_config: finalite's configuration, as a dict (serialised to the StringValue)
+    plugin_config_as: "string" (a StringValue holding JSON, as shipped) or "struct" (the same
+                   configuration as a google.protobuf.Struct, which Envoy hands the module
+                   serialised); None keeps the type as it is
     """
     out = copy.deepcopy(cfg)
     if api is not None:
@@ -162,8 +179,17 @@ def render(
     if jwks is not None:
         provider = http_filter(out, JWT_AUTHN)["providers"][JWT_PROVIDER]
         provider["local_jwks"] = {"inline_string": json.dumps(jwks)}
-    if plugin_config is not None:
-        wasm_config(out)["configuration"]["value"] = json.dumps(plugin_config, indent=2)
+    if plugin_config is not None or plugin_config_as is not None:
+        conf = plugin_config if plugin_config is not None else _plugin_config(out)
+        kind = plugin_config_as or (
+            "struct" if wasm_config(out)["configuration"].get("@type") == STRUCT else "string")
+        if kind == "string":
+            wasm_config(out)["configuration"] = {"@type": STRING_VALUE,
+                                                 "value": json.dumps(conf, indent=2)}
+        elif kind == "struct":
+            wasm_config(out)["configuration"] = {"@type": STRUCT, "value": copy.deepcopy(conf)}
+        else:
+            raise RenderError(f"plugin_config_as: {kind!r} is neither 'string' nor 'struct'")
     return out
 
 
@@ -214,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--admin", metavar="[ADDR:]PORT", help="the admin interface")
     p.add_argument("--jwks", metavar="FILE", help="a JWKS file for the jwt_authn provider")
     p.add_argument("--plugin-config", metavar="FILE", help="a finalite configuration (JSON)")
+    p.add_argument("--plugin-config-as", choices=["string", "struct"],
+                   help="write finalite's configuration as a StringValue (JSON) or a Struct")
     args = p.parse_args(argv)
 
     api = None
@@ -231,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         jwks=json.loads(Path(args.jwks).read_text()) if args.jwks else None,
         plugin_config=json.loads(Path(args.plugin_config).read_text())
         if args.plugin_config else None,
+        plugin_config_as=args.plugin_config_as,
     )
     write(cfg, args.output)
 

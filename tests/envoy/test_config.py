@@ -28,11 +28,11 @@ def test_unknown_policy_key_is_refused(refused):
     refused(change, "policies.appointments")
 
 
-def test_bad_json_is_refused(envoy_bin, workdir, test_config, wasm):
+def test_bad_json_is_refused(envoy_bin, workdir, test_config, wasm, envoy_env):
     cfg = test_config(wasm=wasm)
     render.wasm_config(cfg)["configuration"]["value"] = '{"policies": {'
     harness.assert_refused(envoy_bin, cfg, workdir, "refused-bad-json",
-                           "configuration refused")
+                           "configuration refused", env=envoy_env)
 
 
 def test_shipped_configuration_loads(envoy):
