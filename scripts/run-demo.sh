@@ -7,6 +7,8 @@
 # envoy/demo's public demo key.
 #
 # Environment (all set by the Makefile): PYTHON, ENVOY, WASM, PORT, ADMIN_PORT, API_PORT.
+# FINALITE_PSEUDONYM_KEY: the key of the "pseudonymize" action, which Envoy passes to the VM
+# (vm_config.environment_variables.host_env_keys). Unset, a DEMO key is used (below).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +24,15 @@ RUN="$ROOT/.run"
 [[ -f "$WASM" ]] || { echo "run-demo: $WASM is missing (make build)" >&2; exit 1; }
 mkdir -p "$RUN"
 
+# DEMO ONLY: a published, well-known pseudonymisation key, so that the demo's research view
+# works out of the box. Anyone who knows it can recompute the pseudonyms (HMAC of a patient id
+# and client id): in production, give Envoy a secret random key of at least 32 bytes
+# (e.g. `openssl rand -base64 48`) from your secret store, never this one.
+if [[ -z "${FINALITE_PSEUDONYM_KEY:-}" ]]; then
+  export FINALITE_PSEUDONYM_KEY="DEMO-ONLY-finalite-pseudonym-key-not-secret-never-in-production"
+  echo "run-demo: FINALITE_PSEUDONYM_KEY is not set: using the DEMO-ONLY key (not secret)" >&2
+fi
+
 "$PYTHON" envoy/render.py -o "$RUN/envoy.yaml" --api "127.0.0.1:$API_PORT" --wasm "$WASM" \
   --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN_PORT"
 
@@ -29,7 +40,8 @@ mint() { "$PYTHON" envoy/demo/mint_token.py --ttl 86400 "$@"; }
 CARE=$(mint --client-id care-team --scope "patients:read appointments:read" --purposes care)
 BILLING=$(mint --client-id billing-partner --scope "patients:read appointments:read" \
   --purposes billing)
-RESEARCH=$(mint --client-id research-lab --scope "patients:read purpose:research")
+RESEARCH=$(mint --client-id research-lab --scope "patients:read exports:read purpose:research")
+OTHER_LAB=$(mint --client-id other-lab --scope "patients:read purpose:research")
 
 URL="http://127.0.0.1:$PORT"
 cat <<EOF
@@ -39,8 +51,16 @@ finalite demo: one URL, three purposes, three views (DEMO tokens, valid 24 h).
 # Billing partner: identity and insurance, no diagnoses
 curl -s $URL/patients/1 -H 'x-purpose: billing' -H 'authorization: Bearer $BILLING'
 
-# Research lab: birth date, city, diagnosis codes; no name, no x-patient-* headers
+# Research lab: a pseudonym for the id, birth year, postcode cut to 2 characters, diagnosis
+# codes and onset years; no name, no street, no x-patient-* headers
 curl -si $URL/patients/1 -H 'x-purpose: research' -H 'authorization: Bearer $RESEARCH'
+
+# Another lab gets other pseudonyms for the same patients (per-client keys): no join
+curl -s $URL/patients/1 -H 'x-purpose: research' -H 'authorization: Bearer $OTHER_LAB'
+
+# Bulk export (NDJSON, 100 000 fictional patients), filtered and streamed as it arrives
+curl -s '$URL/exports/patients?count=100000' -H 'x-purpose: research' \
+  -H 'authorization: Bearer $RESEARCH' | head -3
 
 # Care team: everything, byte for byte as the API wrote it
 curl -s $URL/patients -H 'x-purpose: care' -H 'authorization: Bearer $CARE'

@@ -1,7 +1,8 @@
 """Responses finalite cannot filter fail closed: a 502 problem, none of the upstream body.
 
-Each upstream body carries a canary in a field the purpose would keep (`id` for research), so
-that an unfiltered or half-filtered body reaching the client is caught.
+Each upstream body carries a canary in a field the purpose would keep as written (`id` for
+billing), so that an unfiltered or half-filtered body reaching the client is caught. (research
+would only show a pseudonym of `id`.)
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ CANARY = b"CANARY-7f3a"
 GOOD = b'{"id": "' + CANARY + b'", "ssn": "1840375999001", "name": {"family": "Martin"}}'
 
 
-def research(envoy, token, path):
-    t = token("patients:read", ["research"])
-    return envoy.get(path, token=t, purpose="research")
+def billing(envoy, token, path):
+    """A purpose with body rules that keeps `id` (and `insurance`) as written."""
+    t = token("patients:read", ["billing"])
+    return envoy.get(path, token=t, purpose="billing")
 
 
 def assert_bad_gateway(r):
@@ -29,12 +31,12 @@ def assert_bad_gateway(r):
     "text/plain", "text/html; charset=utf-8", "application/xml", "application/octet-stream"])
 def test_non_json_media_type(envoy, upstream, token, content_type):
     upstream.set("/patients/1", GOOD, content_type=content_type)
-    assert_bad_gateway(research(envoy, token, "/patients/1"))
+    assert_bad_gateway(billing(envoy, token, "/patients/1"))
 
 
 def test_no_content_type(envoy, upstream, token):
     upstream.set("/patients/1", GOOD, content_type=None)
-    assert_bad_gateway(research(envoy, token, "/patients/1"))
+    assert_bad_gateway(billing(envoy, token, "/patients/1"))
 
 
 # gzip and deflate are decoded and filtered (see test_encodings.py); anything else, or a
@@ -43,7 +45,7 @@ def test_no_content_type(envoy, upstream, token):
 def test_content_encoding(envoy, upstream, token, encoding):
     # GOOD is not compressed: for "deflate" and "gzip" it is a corrupt stream.
     upstream.set("/patients/1", GOOD, headers=[("content-encoding", encoding)])
-    r = research(envoy, token, "/patients/1")
+    r = billing(envoy, token, "/patients/1")
     assert_bad_gateway(r)
     assert "content-encoding" not in r.headers
 
@@ -63,7 +65,7 @@ MALFORMED = {
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_malformed_json(envoy, upstream, token, case):
     upstream.set("/patients/1", MALFORMED[case])
-    r = research(envoy, token, "/patients/1")
+    r = billing(envoy, token, "/patients/1")
     assert_problem(r, 502, "response-not-filterable", "Bad Gateway", absent=[CANARY])
 
 
@@ -71,7 +73,7 @@ def test_malformed_json_arriving_in_chunks(envoy, upstream, token):
     """The error is at the very end: the filtered start must not have gone out already."""
     body = b'[' + b", ".join([GOOD] * 50) + b', {"id": "x", "ssn": tru}]'
     upstream.set("/patients", body, chunk_size=256, delay=0.002)
-    r = research(envoy, token, "/patients")
+    r = billing(envoy, token, "/patients")
     assert_problem(r, 502, "response-not-filterable", "Bad Gateway", absent=[CANARY])
 
 
@@ -79,16 +81,16 @@ def test_malformed_json_arriving_in_chunks(envoy, upstream, token):
 def test_too_deep(envoy, upstream, token, where):
     """limits.max_depth is 64: 200 levels of nesting fail, kept or not."""
     deep = b"[" * 200 + b"1" + b"]" * 200
-    key = b"conditions" if where == "kept" else b"phone"
+    key = b"insurance" if where == "kept" else b"phone"
     body = b'{"id": "' + CANARY + b'", "' + key + b'": ' + deep + b"}"
     upstream.set("/patients/1", body)
-    assert_bad_gateway(research(envoy, token, "/patients/1"))
+    assert_bad_gateway(billing(envoy, token, "/patients/1"))
 
 
 def test_moderate_depth_is_fine(envoy, upstream, token):
     deep = b'{"a":' * 20 + b"1" + b"}" * 20
     upstream.set("/patients/1", b'{"id": "1", "conditions": [' + deep + b"]}")
-    r = research(envoy, token, "/patients/1")
+    r = billing(envoy, token, "/patients/1")
     assert r.status_code == 200, describe(r)
     assert r.json() == {"id": "1"}
 
@@ -115,20 +117,20 @@ def small_limit_envoy(plugin_variant):
 def test_body_over_limit(small_limit_envoy, upstream, token, chunked):
     body = big_body(4096)
     upstream.set("/patients", body, chunk_size=512 if chunked else None, delay=0.002)
-    r = research(small_limit_envoy, token, "/patients")
+    r = billing(small_limit_envoy, token, "/patients")
     assert_bad_gateway(r)
 
 
 def test_body_under_limit_on_small_limit_envoy(small_limit_envoy, upstream, token):
     upstream.set("/patients", big_body(500))
-    r = research(small_limit_envoy, token, "/patients")
+    r = billing(small_limit_envoy, token, "/patients")
     assert r.status_code == 200, describe(r)
 
 
 def test_body_over_shipped_limit(envoy, upstream, token):
     """1.5 MiB against the shipped 1 MiB limit: a clean 502, not a cut 200 from Envoy."""
     upstream.set("/patients", big_body(1536 * 1024), chunk_size=64 * 1024)
-    assert_bad_gateway(research(envoy, token, "/patients"))
+    assert_bad_gateway(billing(envoy, token, "/patients"))
 
 
 def test_body_just_under_shipped_limit(envoy, upstream, token):
@@ -136,6 +138,6 @@ def test_body_just_under_shipped_limit(envoy, upstream, token):
     body = big_body(1000 * 1024)
     assert len(body) < 1048576
     upstream.set("/patients", body, chunk_size=64 * 1024)
-    r = research(envoy, token, "/patients")
+    r = billing(envoy, token, "/patients")
     assert r.status_code == 200, describe(r)
     assert len(r.json()) == body.count(b'"id"')

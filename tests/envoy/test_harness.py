@@ -39,6 +39,25 @@ def test_shipped_wasm_settings(shipped):
     assert conf["vm_config"]["code"]["local"]["filename"] == "/etc/finalite/finalite.wasm"
 
 
+def test_shipped_pseudonymization_key_comes_from_the_environment(shipped,
+                                                                  shipped_plugin_config):
+    """The key is named, never written: Envoy hands the VM its own FINALITE_PSEUDONYM_KEY."""
+    assert shipped_plugin_config["pseudonymization"] == {
+        "key_env": "FINALITE_PSEUDONYM_KEY", "per_client": True}
+    vm = render.wasm_config(shipped)["vm_config"]
+    assert vm["environment_variables"] == {"host_env_keys": ["FINALITE_PSEUDONYM_KEY"]}
+    assert "key_values" not in vm["environment_variables"]
+
+
+def test_shipped_exports_stream(shipped, shipped_plugin_config):
+    exports = shipped_plugin_config["policies"]["exports"]
+    assert exports["streaming"] is True
+    assert exports["purposes"]["research"]["fields"] == (
+        shipped_plugin_config["policies"]["patients"]["purposes"]["research"]["fields"])
+    route = {r["name"]: r for r in render.routes(shipped)}["exports"]
+    assert route["route"]["timeout"] == "0s", "a long export must not hit the route timeout"
+
+
 def test_shipped_buffer_limit_above_filter_limit(shipped, shipped_plugin_config):
     # ENVOY-NOTES "Bodies and buffers": Envoy's limit must not trip before finalite's.
     limit = render.listener(shipped)["per_connection_buffer_limit_bytes"]
@@ -50,7 +69,7 @@ def test_shipped_routes_name_defined_policies(shipped, shipped_plugin_config):
     assert all(r.get("name") for r in routes), "every route has a name"
     by_name = {r["name"]: r for r in routes}
     expected = {"patients": "/patients", "appointments": "/appointments",
-                "open-data": "/open/"}
+                "exports": "/exports/", "open-data": "/open/"}
     for policy, prefix in expected.items():
         route = by_name[policy]
         assert route["match"] == {"prefix": prefix}
@@ -70,7 +89,7 @@ def test_shipped_jwt_provider(shipped):
     assert idp["payload_in_metadata"] == "idp"
     assert idp["forward"] is True
     prefixes = [rule["match"]["prefix"] for rule in jwt["rules"]]
-    assert prefixes == ["/patients", "/appointments"]
+    assert prefixes == ["/patients", "/appointments", "/exports/"]
     for rule in jwt["rules"]:
         assert rule["requires"] == {"requires_any": {"requirements": [
             {"provider_name": "idp"}, {"allow_missing_or_failed": {}}]}}
@@ -123,6 +142,19 @@ def test_render_round_trips_through_yaml(shipped, tmp_path):
     path = render.write(render.render(shipped, api=("127.0.0.1", 1)), tmp_path / "e.yaml")
     again = render.load(path)
     assert render.plugin_config(again) == render.plugin_config(shipped)
+
+
+def test_render_writes_the_plugin_configuration_as_a_struct(shipped, tmp_path):
+    out = render.render(shipped, plugin_config_as="struct")
+    conf = render.wasm_config(out)["configuration"]
+    assert conf["@type"] == "type.googleapis.com/google.protobuf.Struct"
+    assert conf["value"] == render.plugin_config(shipped)
+    again = render.load(render.write(out, tmp_path / "s.yaml"))
+    assert render.plugin_config(again) == render.plugin_config(shipped)
+    back = render.render(out, plugin_config_as="string")
+    assert render.wasm_config(back)["configuration"]["@type"] == (
+        "type.googleapis.com/google.protobuf.StringValue")
+    assert render.plugin_config(back) == render.plugin_config(shipped)
 
 
 # --- Sample data --------------------------------------------------------------------------

@@ -7,6 +7,10 @@ withheld and whose own default is drop is omitted; the root is always present.
 
 The sample patients (envoy/sample-data) are pretty-printed with one-line sub-objects, so a kept
 subtree such as `name` keeps its inner spaces while the opened root loses its indentation.
+
+research sees transformed values (DESIGN scenario 2): `id` pseudonymised per client (computed
+here with the session's key, see harness.pseudonym), dates as years, the postcode truncated;
+transformed values are JSON strings. test_transforms.py covers each action in detail.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import pytest
 
 from conftest import sample
-from harness import assert_json_bytes, describe, media_type
+from harness import assert_json_bytes, describe, media_type, pseudonym
 
 # --- Expected views of the sample patients ------------------------------------------------
 
@@ -28,14 +32,28 @@ BILLING = {
     3: '{"id":"3","name":{"family": "Nguyen", "given": ["Anh", "Thi"]},'
        '"insurance":{"provider": "Mutuelle Exemple", "number": "MX-0003"}}',
 }
-RESEARCH = {
-    1: '{"id":"1","birthDate":"1984-03-12","address":{"city":"Lyon"},'
-       '"conditions":[{"code":"E11"},{"code":"I10"}]}',
-    2: '{"id":"2","birthDate":"1991-07-30","address":{"city":"Bordeaux"},'
-       '"conditions":[{"code":"J45"}]}',
-    3: '{"id":"3","birthDate":"1958-01-05","address":{"city":"Lille"},'
-       '"conditions":[{"code":"M81"},{"code":"H25"}]}',
+# `{id}`: the patient's pseudonym for the calling client.
+RESEARCH_TEMPLATES = {
+    1: '{{"id":"{id}","birthDate":"1984","address":{{"postalCode":"69"}},'
+       '"conditions":[{{"code":"E11","onset":"2015"}},{{"code":"I10","onset":"2019"}}]}}',
+    2: '{{"id":"{id}","birthDate":"1991","address":{{"postalCode":"33"}},'
+       '"conditions":[{{"code":"J45","onset":"2001"}}]}}',
+    3: '{{"id":"{id}","birthDate":"1958","address":{{"postalCode":"59"}},'
+       '"conditions":[{{"code":"M81","onset":"2012"}},{{"code":"H25","onset":"2021"}}]}}',
 }
+TEST_CLIENT = "test-client"  # the client_id of the session's tokens (conftest `token`)
+
+
+def research_views(key: str, client: str = TEST_CLIENT) -> dict[int, str]:
+    """The research view of each sample patient, as `client` sees it."""
+    return {i: t.format(id=pseudonym(key, str(i), client))
+            for i, t in RESEARCH_TEMPLATES.items()}
+
+
+@pytest.fixture(scope="module")
+def research_view(pseudonym_key) -> dict[int, str]:
+    """research_views() for the session's key and tokens."""
+    return research_views(pseudonym_key)
 
 
 def array(views: dict[int, str]) -> str:
@@ -54,9 +72,9 @@ def test_billing_view_of_one_patient(envoy, sample_patients, token):
     assert_json_bytes(r, BILLING[1])
 
 
-def test_research_view_of_one_patient(envoy, sample_patients, token):
+def test_research_view_of_one_patient(envoy, sample_patients, token, research_view):
     r = envoy.get("/patients/1", token=purposes_token(token, "research"), purpose="research")
-    assert_json_bytes(r, RESEARCH[1])
+    assert_json_bytes(r, research_view[1])
 
 
 def test_care_view_of_one_patient_is_the_upstream_body(envoy, sample_patients, token):
@@ -70,9 +88,9 @@ def test_billing_view_of_all_patients(envoy, sample_patients, token):
     assert_json_bytes(r, array(BILLING))
 
 
-def test_research_view_of_all_patients(envoy, sample_patients, token):
+def test_research_view_of_all_patients(envoy, sample_patients, token, research_view):
     r = envoy.get("/patients", token=purposes_token(token, "research"), purpose="research")
-    assert_json_bytes(r, array(RESEARCH))
+    assert_json_bytes(r, array(research_view))
 
 
 def test_care_view_of_all_patients_is_the_upstream_body(envoy, sample_patients, token):
@@ -94,7 +112,7 @@ def test_billing_and_research_see_different_data(envoy, sample_patients, token):
     assert "name" not in research, "research sees no names"
 
 
-def test_sample_patients_on_chunk_boundaries(envoy, upstream, token):
+def test_sample_patients_on_chunk_boundaries(envoy, upstream, token, research_view):
     """The same views when the body arrives in small pieces (split inside keys, strings and
     `\\u00e9` escapes)."""
     for size in (1, 3, 64):
@@ -102,7 +120,8 @@ def test_sample_patients_on_chunk_boundaries(envoy, upstream, token):
                      chunk_size=size, delay=0.0005 if size > 1 else 0)
         t = purposes_token(token, "billing", "research", "care")
         assert_json_bytes(envoy.get("/patients", token=t, purpose="billing"), array(BILLING))
-        assert_json_bytes(envoy.get("/patients", token=t, purpose="research"), array(RESEARCH))
+        assert_json_bytes(envoy.get("/patients", token=t, purpose="research"),
+                          array(research_view))
         r = envoy.get("/patients", token=t, purpose="care")
         assert r.content == sample("patients.json"), f"chunk size {size}"
 
@@ -142,15 +161,18 @@ def test_kept_values_keep_their_spelling(envoy, upstream, token):
                          b'"insurance":[ 1 , -0.5e3 ]}')
 
 
-def test_keys_are_matched_after_unescaping(envoy, upstream, token):
+def test_keys_are_matched_after_unescaping(envoy, upstream, token, pseudonym_key):
     body = (b'{"\\u0069d": "1", "birth\\u0044ate": "1984-03-12", "s\\u0073n": "CANARY-SSN",'
-            b' "address": {"c\\u0069ty": "Lyon", "line": "CANARY-LINE"}}')
+            b' "address": {"postalC\\u006fde": "69003", "line": "CANARY-LINE"}}')
     upstream.set("/patients/escaped", body)
     r = envoy.get("/patients/escaped", token=purposes_token(token, "research"),
                   purpose="research")
     assert r.status_code == 200, describe(r)
     assert b"CANARY" not in r.content
-    assert r.json() == {"id": "1", "birthDate": "1984-03-12", "address": {"city": "Lyon"}}
+    # A kept key is written as the upstream spelled it (escapes and all).
+    assert_json_bytes(r, '{"\\u0069d":"%s","birth\\u0044ate":"1984",'
+                         '"address":{"postalC\\u006fde":"69"}}'
+                      % pseudonym(pseudonym_key, "1", TEST_CLIENT))
 
 
 def test_denylist_drops_escaped_and_duplicate_keys(envoy, upstream, token):
@@ -164,22 +186,24 @@ def test_denylist_drops_escaped_and_duplicate_keys(envoy, upstream, token):
     assert_json_bytes(r, b'{"id":"a","followUp":{"date":"2027-01-14"}}')
 
 
-def test_duplicate_keys_all_treated_alike(envoy, upstream, token):
+def test_duplicate_keys_all_treated_alike(envoy, upstream, token, pseudonym_key):
     body = b'{"id": "1", "ssn": "CANARY-1", "id": "2", "ssn": "CANARY-2"}'
     upstream.set("/patients/dup", body)
     r = envoy.get("/patients/dup", token=purposes_token(token, "research"), purpose="research")
-    assert_json_bytes(r, b'{"id":"1","id":"2"}')
+    p1, p2 = (pseudonym(pseudonym_key, v, TEST_CLIENT) for v in ("1", "2"))
+    assert r.status_code == 200, describe(r)
+    assert r.content == b'{"id":"%s","id":"%s"}' % (p1.encode(), p2.encode())
 
 
 def test_containers_with_nothing_kept_are_omitted(envoy, upstream, token):
     """research opens `address` and `conditions` elements; when nothing in them survives they
     disappear rather than leaving {} behind."""
-    body = (b'{"id": "1", "address": {"line": "x", "postalCode": "69003"},'
-            b' "conditions": [{"display": "y"}, {"code": "E11", "onset": "z"}, {"onset": "w"}]}')
+    body = (b'{"birthDate": null, "address": {"line": "x", "city": "Lyon"},'
+            b' "conditions": [{"display": "y"}, {"code": "E11", "note": "z"}, {"note": "w"}]}')
     upstream.set("/patients/sparse", body)
     r = envoy.get("/patients/sparse", token=purposes_token(token, "research"),
                   purpose="research")
-    assert_json_bytes(r, b'{"id":"1","conditions":[{"code":"E11"}]}')
+    assert_json_bytes(r, b'{"birthDate":null,"conditions":[{"code":"E11"}]}')
 
 
 def test_root_is_always_present(envoy, upstream, token):
@@ -238,10 +262,10 @@ def test_open_data_default_purpose(envoy, upstream):
 
 @pytest.mark.parametrize("content_type", [
     "application/json; charset=utf-8", "application/fhir+json", "Application/JSON"])
-def test_json_media_types_are_filtered(envoy, upstream, token, content_type):
+def test_json_media_types_are_filtered(envoy, upstream, token, content_type, research_view):
     upstream.set("/patients/1", sample("patients/1.json"), content_type=content_type)
     r = envoy.get("/patients/1", token=purposes_token(token, "research"), purpose="research")
-    assert_json_bytes(r, RESEARCH[1])
+    assert_json_bytes(r, research_view[1])
 
 
 # --- Headers ------------------------------------------------------------------------------
