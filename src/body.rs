@@ -121,6 +121,23 @@ impl BodyFilter {
         }
     }
 
+    /// The pipeline a response plan asks for: the purpose's rules, the configuration's depth
+    /// and size limits, and the transforms' key (per reuser when so configured). What the
+    /// adapter runs in the proxy and `finalite filter` runs on a file.
+    pub fn for_spec(
+        spec: &crate::decision::FilterSpec,
+        config: &crate::policy::CompiledConfig,
+        client: Option<&str>,
+    ) -> BodyFilter {
+        let filter = JsonFilter::with_framing(
+            spec.rules.clone(),
+            config.max_depth,
+            config.transform_context(client),
+            spec.framing,
+        );
+        BodyFilter::new(filter, spec.encoding, config.max_body_bytes)
+    }
+
     /// A body filter for JSON or NDJSON, as the response plan says.
     pub fn json(
         filter_framing: Framing,
@@ -335,6 +352,33 @@ mod tests {
         assert!(matches!(
             run(ContentEncoding::Deflate, &gzip(DOC), 8, 1000),
             Err(BodyError::Decoding(_))
+        ));
+    }
+
+    #[test]
+    fn for_spec_applies_the_configured_limits() {
+        let config = crate::policy::CompiledConfig::load(
+            br#"{"limits": {"max_body_bytes": 20, "max_depth": 2},
+                 "policies": {"p": {"purposes": {"u": {"fields": {"id": "keep"}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let spec = crate::decision::FilterSpec {
+            rules: config.policies[0].purposes["u"].body.clone().unwrap(),
+            framing: Framing::Single,
+            encoding: ContentEncoding::Identity,
+            streaming: false,
+        };
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        body.write(br#"{"id":1,"x":2}"#).unwrap();
+        body.finish().unwrap();
+        assert_eq!(body.take_output(), br#"{"id":1}"#);
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        assert_eq!(body.write(DOC), Err(BodyError::TooLarge { limit: 20 }));
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        assert!(matches!(
+            body.write(br#"{"a":{"b":{"c":1}}}"#),
+            Err(BodyError::Json(_))
         ));
     }
 

@@ -2,6 +2,7 @@
 //! only looks up.
 
 pub mod action;
+pub mod explain;
 pub mod headers;
 pub mod path;
 pub mod route;
