@@ -1,0 +1,148 @@
+//! The engine against its limits and its alternative, on FHIR-like Bundles of 1 KiB, 64 KiB
+//! and 1 MiB:
+//!
+//! - `memcpy`: copying the same bytes (the ceiling);
+//! - `validate`: `serde_json::from_slice::<IgnoredAny>`, validation alone, no output;
+//! - `naive/POLICY`: parse to `serde_json::Value`, edit, serialise (the baseline to beat);
+//! - `finalite/POLICY`: the streaming engine with full validation, in 64 KiB chunks.
+//!
+//! `cargo bench --bench engine` (or `make bench`); after criterion's own report, a table of
+//! medians with the ratios to memcpy and to the naive filter is printed, and written as
+//! Markdown to `$ENGINE_BENCH_SUMMARY` when set.
+
+mod common;
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+
+use common::{bundle, naive, run_engine, Policy, POLICIES, PSEUDONYM_KEY, SIZES};
+
+const SEED: u64 = 7;
+
+fn benches(c: &mut Criterion) {
+    for (size, label) in SIZES {
+        let doc = bundle(size, SEED);
+        let mut group = c.benchmark_group(format!("engine/{label}"));
+        group.throughput(Throughput::Bytes(doc.len() as u64));
+        if size >= 1 << 20 {
+            group.sample_size(20);
+        }
+        let mut out = Vec::with_capacity(doc.len() + 1024);
+        group.bench_function("memcpy", |b| {
+            b.iter(|| {
+                out.clear();
+                out.extend_from_slice(black_box(&doc));
+                black_box(out.len())
+            })
+        });
+        group.bench_function("validate", |b| {
+            b.iter(|| {
+                serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&doc)).expect("valid")
+            })
+        });
+        for (policy, name) in POLICIES {
+            let rules = policy.rules();
+            group.bench_function(BenchmarkId::new("finalite", name), |b| {
+                b.iter(|| run_engine(&rules, black_box(&doc), &mut out))
+            });
+            let naive_rules = policy.naive();
+            group.bench_function(BenchmarkId::new("naive", name), |b| {
+                b.iter(|| {
+                    naive::filter(black_box(&doc), &naive_rules, PSEUDONYM_KEY)
+                        .expect("valid")
+                        .len()
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+/// Where criterion wrote its estimates: `<target>/criterion`.
+fn criterion_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("criterion");
+    }
+    // The bench runs as <target>/release/deps/engine-HASH.
+    let exe = std::env::current_exe().expect("the executable's path");
+    exe.ancestors()
+        .nth(3)
+        .map(|target| target.join("criterion"))
+        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+}
+
+/// Median time per iteration (ns) of one benchmark, from criterion's estimates.
+fn median_ns(group: &str, id: &str) -> Option<f64> {
+    let path = criterion_dir()
+        .join(group.replace('/', "_"))
+        .join(id)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value["median"]["point_estimate"].as_f64()
+}
+
+fn summary() -> String {
+    let mut md = String::from(
+        "| body | case | median | throughput | vs memcpy | speed-up vs naive |\n|---|---|---:|---:|---:|---:|\n",
+    );
+    for (size, label) in SIZES {
+        let len = bundle(size, SEED).len() as f64;
+        let group = format!("engine/{label}");
+        let Some(memcpy) = median_ns(&group, "memcpy") else {
+            continue;
+        };
+        let mbps = |ns: f64| len / ns * 1e3; // bytes per ns → MB/s
+        let mut row = |case: &str, ns: f64, naive: Option<f64>| {
+            md.push_str(&format!(
+                "| {label} ({len} B) | {case} | {} | {:.0} MB/s | {:.1}× slower | {} |\n",
+                show_time(ns),
+                mbps(ns),
+                ns / memcpy,
+                naive.map_or("".to_string(), |n| format!("{:.1}×", n / ns)),
+            ));
+        };
+        row("memcpy", memcpy, None);
+        if let Some(ns) = median_ns(&group, "validate") {
+            row("serde_json validate (IgnoredAny)", ns, None);
+        }
+        for (_, name) in POLICIES {
+            let naive = median_ns(&group, &format!("naive/{name}"));
+            if let Some(ns) = median_ns(&group, &format!("finalite/{name}")) {
+                row(&format!("finalite {name}"), ns, naive);
+            }
+            if let Some(ns) = naive {
+                row(&format!("naive serde_json {name}"), ns, None);
+            }
+        }
+    }
+    md
+}
+
+fn show_time(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn main() {
+    let _ = Policy::Realistic; // every policy is measured, see `POLICIES`
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(800))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+    let md = summary();
+    println!("\n{md}");
+    if let Ok(path) = std::env::var("ENGINE_BENCH_SUMMARY") {
+        std::fs::write(&path, &md).expect("write the summary");
+    }
+}

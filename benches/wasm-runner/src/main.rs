@@ -1,0 +1,130 @@
+//! The engine benchmark as a plain program: built for `wasm32-wasip1` and run inside Node's
+//! V8 by `run.mjs` (the same engine that runs inside Envoy), and natively for the ratio.
+//!
+//!   wasm-runner [--quick]                 every case; one JSON line per case on stdout
+//!   wasm-runner --only CASE SIZE --iters N  runs one case N times, untimed (for callgrind)
+//!
+//! CASE: memcpy, validate, finalite/denylist, finalite/realistic, finalite/drop-most,
+//! naive/realistic; SIZE: 1KiB, 64KiB, 1MiB.
+
+#[path = "../../common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::{bundle, naive, run_engine, Policy, POLICIES, PSEUDONYM_KEY, SIZES};
+
+const SEED: u64 = 7;
+
+fn case(name: &str) -> Box<dyn FnMut(&[u8]) -> usize> {
+    let mut out = Vec::with_capacity(2 << 20);
+    if name == "memcpy" {
+        return Box::new(move |doc| {
+            out.clear();
+            out.extend_from_slice(doc);
+            out.len()
+        });
+    }
+    if name == "validate" {
+        return Box::new(|doc| {
+            serde_json::from_slice::<serde::de::IgnoredAny>(doc).expect("valid");
+            0
+        });
+    }
+    let (kind, policy) = name.split_once('/').expect("KIND/POLICY");
+    let policy = POLICIES
+        .iter()
+        .find(|(_, n)| *n == policy)
+        .map(|(p, _)| *p)
+        .unwrap_or(Policy::Realistic);
+    match kind {
+        "finalite" => {
+            let rules = policy.rules();
+            Box::new(move |doc| run_engine(&rules, doc, &mut out))
+        }
+        _ => {
+            let rules = policy.naive();
+            Box::new(move |doc| {
+                naive::filter(doc, &rules, PSEUDONYM_KEY)
+                    .expect("valid")
+                    .len()
+            })
+        }
+    }
+}
+
+/// Median throughput (MB/s) over `rounds` rounds of about `round` each.
+fn measure(run: &mut dyn FnMut(&[u8]) -> usize, doc: &[u8], rounds: usize, round: Duration) -> f64 {
+    // Warm up, and size a round.
+    let start = Instant::now();
+    let mut n = 0u32;
+    while n < 3 || start.elapsed() < round / 2 {
+        black_box(run(black_box(doc)));
+        n += 1;
+    }
+    let per_round =
+        ((round.as_secs_f64() / (start.elapsed().as_secs_f64() / n as f64)) as u32).max(1);
+    let mut rates: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per_round {
+                black_box(run(black_box(doc)));
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            doc.len() as f64 * per_round as f64 / seconds / 1e6
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--only") {
+        let name = &args[i + 1];
+        let size = SIZES
+            .iter()
+            .find(|(_, l)| *l == args[i + 2])
+            .expect("a size")
+            .0;
+        let iters: usize = args
+            .iter()
+            .position(|a| a == "--iters")
+            .map(|j| args[j + 1].parse().expect("a count"))
+            .unwrap_or(10);
+        let doc = bundle(size, SEED);
+        let mut run = case(name);
+        let mut total = 0;
+        for _ in 0..iters {
+            total += run(black_box(&doc));
+        }
+        println!("{name} {} x{iters}: {total} bytes out", doc.len());
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let (rounds, round) = if quick {
+        (5, Duration::from_millis(60))
+    } else {
+        (9, Duration::from_millis(150))
+    };
+    let cases = [
+        "memcpy",
+        "validate",
+        "finalite/denylist",
+        "finalite/realistic",
+        "finalite/drop-most",
+        "naive/realistic",
+    ];
+    for (size, label) in SIZES {
+        let doc = bundle(size, SEED);
+        for name in cases {
+            let mut run = case(name);
+            let mbps = measure(&mut *run, &doc, rounds, round);
+            println!(
+                "{{\"case\":\"{name}\",\"size\":\"{label}\",\"bytes\":{},\"mbps\":{mbps:.1}}}",
+                doc.len()
+            );
+        }
+    }
+}
