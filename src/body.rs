@@ -124,6 +124,10 @@ impl BodyFilter {
     /// The pipeline a response plan asks for: the purpose's rules, the configuration's depth
     /// and size limits, and the transforms' key (per reuser when so configured). What the
     /// adapter runs in the proxy and `finalite filter` runs on a file.
+    ///
+    /// `limits.max_body_bytes` bounds what the filter holds: a buffered body, counted
+    /// decoded. A streamed body is filtered and handed on chunk by chunk, never held whole
+    /// (large exports are what streaming is for), so its total size is not limited.
     pub fn for_spec(
         spec: &crate::decision::FilterSpec,
         config: &crate::policy::CompiledConfig,
@@ -135,7 +139,12 @@ impl BodyFilter {
             config.transform_context(client),
             spec.framing,
         );
-        BodyFilter::new(filter, spec.encoding, config.max_body_bytes)
+        let limit = if spec.streaming {
+            u64::MAX
+        } else {
+            config.max_body_bytes
+        };
+        BodyFilter::new(filter, spec.encoding, limit)
     }
 
     /// A body filter for JSON or NDJSON, as the response plan says.
@@ -376,6 +385,26 @@ mod tests {
         let mut body = BodyFilter::for_spec(&spec, &config, None);
         assert_eq!(body.write(DOC), Err(BodyError::TooLarge { limit: 20 }));
         let mut body = BodyFilter::for_spec(&spec, &config, None);
+        assert!(matches!(
+            body.write(br#"{"a":{"b":{"c":1}}}"#),
+            Err(BodyError::Json(_))
+        ));
+        // Streamed: not held, so not limited in size (the depth limit still applies).
+        let streamed = crate::decision::FilterSpec {
+            streaming: true,
+            framing: Framing::Lines,
+            ..spec
+        };
+        let mut body = BodyFilter::for_spec(&streamed, &config, None);
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            body.write(DOC).unwrap();
+            body.write(b"\n").unwrap();
+            out.extend(body.take_output());
+        }
+        body.finish().unwrap();
+        assert_eq!(out, b"{\"id\":\"p1\"}\n".repeat(10));
+        let mut body = BodyFilter::for_spec(&streamed, &config, None);
         assert!(matches!(
             body.write(br#"{"a":{"b":{"c":1}}}"#),
             Err(BodyError::Json(_))

@@ -14,7 +14,6 @@ use crate::decision::{
     Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE,
 };
 use crate::json::filter::FilterStats;
-use crate::json::JsonFilter;
 use crate::policy::route::RouteInfo;
 use crate::policy::CompiledConfig;
 use crate::request::{self, Caller};
@@ -106,14 +105,7 @@ impl FinaliteHttp {
     }
 
     fn start_body(&mut self, spec: FilterSpec, client: Option<&str>) -> Action {
-        let context = self.config.transform_context(client);
-        let filter =
-            JsonFilter::with_framing(spec.rules, self.config.max_depth, context, spec.framing);
-        let body = Box::new(BodyFilter::new(
-            filter,
-            spec.encoding,
-            self.config.max_body_bytes,
-        ));
+        let body = Box::new(BodyFilter::for_spec(&spec, &self.config, client));
         let (delivery, action) = match (self.trace.dry_run, spec.streaming) {
             (true, _) => (Delivery::Measured, Action::Continue),
             (false, true) => (Delivery::Streamed, Action::Continue),
