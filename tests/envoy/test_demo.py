@@ -12,8 +12,9 @@ import time
 import pytest
 
 import render
+import sample_api as demo_api  # envoy/sample_api.py (the fixture below is its port)
 from conftest import sample
-from harness import ROOT, assert_problem, describe, free_port
+from harness import ROOT, assert_problem, describe, free_port, pseudonym
 from test_views import BILLING, research_views
 
 
@@ -68,6 +69,22 @@ def test_sample_api_serves_the_files(sample_api):
                         timeout=10).status_code == 404
 
 
+def test_sample_api_generates_the_export(sample_api):
+    import requests
+
+    r = requests.get(f"http://127.0.0.1:{sample_api}/exports/patients?count=3", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/x-ndjson"
+    assert r.headers["transfer-encoding"] == "chunked"
+    assert r.content == b"".join(json.dumps(demo_api.export_record(i)).encode() + b"\n"
+                                 for i in (1, 2, 3))
+    assert json.loads(r.content.split(b"\n")[0])["id"] == "x-0000001"
+    for bad in ("-1", "x", str(demo_api.EXPORT_MAX_COUNT + 1)):
+        r = requests.get(f"http://127.0.0.1:{sample_api}/exports/patients?count={bad}",
+                         timeout=10)
+        assert r.status_code == 400
+
+
 def test_demo_billing_and_research(demo_envoy, pseudonym_key):
     billing = mint("--client-id", "billing-partner", "--scope", "patients:read",
                    "--purposes", "billing")
@@ -99,3 +116,25 @@ def test_demo_open_data_and_health(demo_envoy):
 def test_demo_without_token(demo_envoy):
     r = demo_envoy.get("/patients/1", purpose="billing")
     assert_problem(r, 401, "invalid-token", "Unauthorized")
+
+
+def test_demo_research_export_is_streamed(demo_envoy, pseudonym_key):
+    """The shipped /exports/ route over the sample API's generated export: every record in
+    the research view (pseudonymised for research-lab), nothing else."""
+    research = mint("--client-id", "research-lab", "--scope", "exports:read purpose:research")
+    count = 3000
+    r = demo_envoy.get(f"/exports/patients?count={count}", token=research, purpose="research")
+    assert r.status_code == 200, describe(r)
+    assert "content-length" not in r.headers
+    lines = r.content.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == count + 1
+    for i, line in enumerate(lines[:-1], start=1):
+        rec = demo_api.export_record(i)
+        want = {
+            "id": pseudonym(pseudonym_key, rec["id"], "research-lab"),
+            "birthDate": rec["birthDate"][:4],
+            "address": {"postalCode": rec["address"]["postalCode"][:2]},
+            "conditions": [{"code": c["code"], "onset": c["onset"][:4]}
+                           for c in rec["conditions"]],
+        }
+        assert line == json.dumps(want, separators=(",", ":")).encode(), (i, line)
