@@ -192,10 +192,12 @@ impl HttpContext for FinaliteHttp {
             RequestDecision::Deny(denial) => {
                 self.set_outcome(Outcome::of_denial(denial.problem.slug));
                 if verdict.dry_run {
+                    // The slug, not the detail: the detail may quote client input (an
+                    // undeclared purpose name), which stays out of the log.
                     log::info!(
-                        "dry run: would refuse with {}: {}",
+                        "dry run: would refuse with {} ({})",
                         denial.status(),
-                        denial.problem.detail
+                        denial.problem.slug
                     );
                     self.stage = Stage::Done;
                     return Action::Continue;
@@ -248,6 +250,9 @@ impl HttpContext for FinaliteHttp {
             Delivery::Streamed => pass_chunk(&mut body, body_size, end_of_stream, true),
             Delivery::Measured => pass_chunk(&mut body, body_size, end_of_stream, false),
             Delivery::Buffered { fed, out } => {
+                // What came in so far, none of it out: what the record says if this fails
+                // closed (body_done overwrites it once the body is filtered).
+                self.trace.sizes = Some((body_size as u64, 0));
                 // The encoded size counts too: Envoy holds these bytes until the end.
                 if body_size as u64 > self.config.max_body_bytes {
                     return self.fail_closed(Problem::too_large(self.config.max_body_bytes));
