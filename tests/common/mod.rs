@@ -1,0 +1,66 @@
+//! Shared by the JSON integration tests (`json_test_suite.rs`, `properties.rs`): the engine
+//! run over chunks, and the plain reference it is compared with.
+
+// Each test crate uses its own part of this module.
+#![allow(dead_code)]
+
+pub mod reference;
+
+use std::sync::Arc;
+
+use finalite::json::{JsonFilter, LexError};
+use finalite::policy::rules::FieldRules;
+use finalite::policy::transform::TransformContext;
+
+/// The depth limit the filter runs with by default (`limits.max_depth`).
+pub fn max_depth() -> u32 {
+    finalite::config::Limits::default().max_depth
+}
+
+/// Filters `doc` cut at `cuts` (ascending offsets); `Err` means refused, nothing sent.
+pub fn run_cuts(rules: &Arc<FieldRules>, doc: &[u8], cuts: &[usize]) -> Result<Vec<u8>, LexError> {
+    let mut filter = JsonFilter::new(rules.clone(), max_depth(), TransformContext::default());
+    let mut out = Vec::new();
+    let mut last = 0;
+    for &at in cuts.iter().chain(std::iter::once(&doc.len())) {
+        let at = at.clamp(last, doc.len());
+        filter.write(&doc[last..at], &mut out)?;
+        last = at;
+    }
+    filter.finish(&mut out)?;
+    Ok(out)
+}
+
+/// Filters `doc` in one chunk.
+pub fn run_whole(rules: &Arc<FieldRules>, doc: &[u8]) -> Result<Vec<u8>, LexError> {
+    run_cuts(rules, doc, &[])
+}
+
+/// Filters `doc` fed one byte at a time.
+pub fn run_bytewise(rules: &Arc<FieldRules>, doc: &[u8]) -> Result<Vec<u8>, LexError> {
+    let cuts: Vec<usize> = (1..doc.len()).collect();
+    run_cuts(rules, doc, &cuts)
+}
+
+/// `doc` without the whitespace between tokens: what the engine writes when it rewrites
+/// every container and keeps every scalar.
+pub fn strip_whitespace(doc: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(doc.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in doc {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(b);
+            in_string = b == b'"';
+        }
+    }
+    out
+}
