@@ -133,6 +133,7 @@ mod tests {
             metadata_key: "idp".into(),
             client_claim: "client_id".into(),
             purposes_claim: "purposes".into(),
+            verification: None,
         }
     }
 

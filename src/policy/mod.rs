@@ -7,11 +7,13 @@ pub mod headers;
 pub mod path;
 pub mod route;
 pub mod rules;
+pub mod token;
 pub mod transform;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::auth::key_cache::Verification;
 use crate::auth::scopes::{ScopeRequirement, ScopeTable};
 use crate::config::{
     AuthRequirement, ClientConfig, Config, HeaderRulesConfig, PolicyConfig, PolicyMode,
@@ -51,6 +53,8 @@ pub struct TokenSettings {
     pub metadata_key: String,
     pub client_claim: String,
     pub purposes_claim: String,
+    /// With `from: "jwks"`: the checks and keys that verify bearer tokens.
+    pub verification: Option<Arc<Verification>>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,11 +137,7 @@ pub fn compile(
             .error("must be between 1 and 10000"));
     }
     let token_key = root.field("token");
-    if config.token.from == TokenSource::Jwks {
-        return Err(token_key.field("from").error(
-            "\"jwks\" (verification by finalite itself) is not available in this version; use \"jwt_authn\" with Envoy's jwt_authn filter",
-        ));
-    }
+    let verification = token::compile_verification(&config.token, &token_key, env)?;
     if config.token.jwt_authn.metadata_key.is_empty() {
         return Err(token_key
             .field("jwt_authn")
@@ -217,6 +217,7 @@ pub fn compile(
             metadata_key: config.token.jwt_authn.metadata_key.clone(),
             client_claim: config.token.client_claim.clone(),
             purposes_claim: config.token.purposes_claim.clone(),
+            verification,
         },
         policies,
         routes,
@@ -584,7 +585,7 @@ mod tests {
             ),
             (
                 r#"{"token": {"from": "jwks"}, "policies": {}}"#,
-                "token.from: \"jwks\" (verification by finalite itself) is not available",
+                "token.from: \"jwks\" needs keys: set token.jwks",
             ),
             (
                 r#"{"policies": {"p": {"purposes": {"r": {"fields": {"a": {"mask": {}}}}}}}}"#,
