@@ -1,6 +1,9 @@
 //! Test-only keys (`testdata/`, published on purpose) and tokens minted with them by a real
 //! JOSE library (jsonwebtoken, on ring: an implementation independent of the verifier's).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{EncodingKey, Header};
@@ -17,7 +20,7 @@ pub const HMAC_SECRET: &[u8] = b"test-only-hmac-secret-0123456789-test-only-hmac
 /// A fixed "now" for the tests (2026-01-01T00:00:00Z).
 pub const NOW: u64 = 1_767_225_600;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key {
     RsaA,
     RsaB,
@@ -49,8 +52,19 @@ impl Key {
         .expect("test key")
     }
 
-    /// The public JWK of the key (no `kid`, `alg` or `use`), derived from the PEM.
+    /// The public JWK of the key (no `kid`, `alg` or `use`), derived from the PEM once.
     pub fn public_jwk(self) -> Value {
+        static CACHE: OnceLock<Mutex<HashMap<Key, Value>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(jwk) = cache.lock().unwrap().get(&self) {
+            return jwk.clone();
+        }
+        let jwk = self.derive_public_jwk();
+        cache.lock().unwrap().insert(self, jwk.clone());
+        jwk
+    }
+
+    fn derive_public_jwk(self) -> Value {
         let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
         match self {
             Key::RsaA | Key::RsaB | Key::Rsa1024 => {
@@ -101,13 +115,17 @@ pub fn set(jwks: Vec<Value>) -> KeySet {
 
 /// One key per test key, kids `rsa-a`, `rsa-b`, `p256`, `p384`, `ed25519`.
 pub fn all_keys() -> KeySet {
-    set(vec![
-        Key::RsaA.jwk("rsa-a", json!({"use": "sig"})),
-        Key::RsaB.jwk("rsa-b", json!({})),
-        Key::P256.jwk("p256", json!({"alg": "ES256"})),
-        Key::P384.jwk("p384", json!({})),
-        Key::Ed25519.jwk("ed25519", json!({"key_ops": ["verify"]})),
-    ])
+    static ALL: OnceLock<KeySet> = OnceLock::new();
+    ALL.get_or_init(|| {
+        set(vec![
+            Key::RsaA.jwk("rsa-a", json!({"use": "sig"})),
+            Key::RsaB.jwk("rsa-b", json!({})),
+            Key::P256.jwk("p256", json!({"alg": "ES256"})),
+            Key::P384.jwk("p384", json!({})),
+            Key::Ed25519.jwk("ed25519", json!({"key_ops": ["verify"]})),
+        ])
+    })
+    .clone()
 }
 
 /// Claims that pass every check at [`NOW`].
