@@ -80,6 +80,8 @@ pub struct Denial {
     pub problem: Problem,
     /// RFC 6750 challenge, for 401 and scope refusals.
     pub www_authenticate: Option<String>,
+    /// `Retry-After` in seconds, for a 503 the client may retry.
+    pub retry_after_seconds: Option<u32>,
 }
 
 impl Denial {
@@ -95,6 +97,9 @@ impl Denial {
         if let Some(challenge) = &self.www_authenticate {
             headers.push(("www-authenticate", challenge.clone()));
         }
+        if let Some(seconds) = self.retry_after_seconds {
+            headers.push(("retry-after", seconds.to_string()));
+        }
         headers
     }
 
@@ -108,6 +113,7 @@ impl From<Problem> for Denial {
         Denial {
             problem,
             www_authenticate: None,
+            retry_after_seconds: None,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The request path: policy, caller identity, scopes, purpose.
 
 use crate::auth::claims::{ClaimSource, Claims};
+use crate::auth::jwt::TokenError;
+use crate::auth::key_cache::BearerRefusal;
 use crate::auth::purpose::{self, PurposeRefusal};
 use crate::auth::scopes::MethodScopes;
 use crate::config::{AuthRequirement, PolicyMode, Unmatched};
@@ -35,7 +37,8 @@ impl Verdict {
 
 /// Who is calling, as the host established it.
 pub struct Caller<'a> {
-    /// Verified token claims.
+    /// Verified token claims: Envoy's jwt_authn metadata, or the bearer token verified by
+    /// finalite itself on first use (`auth::bearer::BearerClaims`, `token.from: "jwks"`).
     pub claims: &'a dyn ClaimSource,
     /// The URI SAN of the client certificate, when the connection is mutual TLS.
     pub peer_uri_san: Option<&'a str>,
@@ -105,14 +108,12 @@ fn identify(
         AuthRequirement::None => Ok(None),
         AuthRequirement::Required => match Claims::read(caller.claims, &config.token) {
             Some(claims) => Ok(Some(claims)),
-            None => Err(Denial {
-                problem: Problem {
-                    slug: "invalid-token",
-                    title: "Unauthorized",
-                    status: 401,
-                    detail: "this route requires a valid bearer token".into(),
-                },
-                www_authenticate: Some("Bearer error=\"invalid_token\"".into()),
+            None => Err(match caller.claims.refusal() {
+                None => no_token(),
+                Some(BearerRefusal::Invalid(error)) => invalid_token(error),
+                Some(BearerRefusal::KeysUnavailable {
+                    retry_after_seconds,
+                }) => keys_unavailable(retry_after_seconds),
             }),
         },
         AuthRequirement::Mtls => match caller.peer_uri_san.filter(|s| !s.is_empty()) {
@@ -160,6 +161,7 @@ fn check_scopes(policy: &Policy, method: &str, claims: Option<&Claims>) -> Resul
                 },
                 www_authenticate: (policy.auth == AuthRequirement::Required)
                     .then(|| format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"")),
+                retry_after_seconds: None,
             })
         }
         MethodScopes::MethodNotCovered => Err(Problem {
@@ -169,6 +171,53 @@ fn check_scopes(policy: &Policy, method: &str, claims: Option<&Claims>) -> Resul
             detail: format!("this route's policy grants no scope for the method {method}"),
         }
         .into()),
+    }
+}
+
+/// No verified token, and no reason known (jwt_authn saw none, or refused it before us).
+fn no_token() -> Denial {
+    Denial {
+        problem: Problem {
+            slug: "invalid-token",
+            title: "Unauthorized",
+            status: 401,
+            detail: "this route requires a valid bearer token".into(),
+        },
+        www_authenticate: Some("Bearer error=\"invalid_token\"".into()),
+        retry_after_seconds: None,
+    }
+}
+
+/// A token finalite refused: the challenge says which check failed, never echoing the token.
+fn invalid_token(error: TokenError) -> Denial {
+    Denial {
+        problem: Problem {
+            slug: "invalid-token",
+            title: "Unauthorized",
+            status: 401,
+            detail: format!(
+                "this route requires a valid bearer token: {}",
+                error.description()
+            ),
+        },
+        www_authenticate: Some(error.www_authenticate()),
+        retry_after_seconds: None,
+    }
+}
+
+/// No key set is known yet (the first fetch of `jwks_uri` has not succeeded): never an
+/// unverified pass.
+fn keys_unavailable(retry_after_seconds: u32) -> Denial {
+    Denial {
+        problem: Problem {
+            slug: "keys-unavailable",
+            title: "Service Unavailable",
+            status: 503,
+            detail: "the keys that verify bearer tokens are not available yet; retry shortly"
+                .into(),
+        },
+        www_authenticate: None,
+        retry_after_seconds: Some(retry_after_seconds.max(1)),
     }
 }
 
@@ -507,5 +556,302 @@ mod mtls_and_audit_tests {
         );
         assert!(err(r#"{"policies": {"p": {"auth": "mtls", "clients": {"x": {"purposes": ["d"]}}, "purposes": {"c": {}}}}}"#)
             .starts_with("policies.p.clients.x.purposes[0]: purpose \"d\" is not defined"));
+    }
+}
+
+/// Tokens verified by finalite itself (`token.from: "jwks"`).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod bearer_tests {
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::auth::bearer::BearerClaims;
+    use crate::auth::key_cache::KeyCache;
+    use crate::auth::testkeys::{claims, token, Alg, Key, AUDIENCE, ISSUER, NOW};
+
+    fn config(keys: Value) -> CompiledConfig {
+        let mut token = json!({"from": "jwks", "issuer": ISSUER, "audiences": [AUDIENCE]});
+        for (name, value) in keys.as_object().unwrap() {
+            token[name] = value.clone();
+        }
+        let json = json!({
+            "token": token,
+            "policies": {
+                "patients": {"match": [{"prefix": "/patients"}], "scopes": {"GET": ["patients:read"]},
+                             "purposes": {"care": {"default": "keep"}, "billing": {}}},
+                "open": {"match": [{"prefix": "/open"}], "auth": "none", "default_purpose": "open-data",
+                         "purposes": {"open-data": {}}}}});
+        CompiledConfig::load(json.to_string().as_bytes(), &|_| None).unwrap()
+    }
+
+    fn inline() -> CompiledConfig {
+        config(
+            json!({"jwks": {"keys": [Key::RsaA.jwk("a", json!({})), Key::P256.jwk("e", json!({}))]}}),
+        )
+    }
+
+    fn remote() -> CompiledConfig {
+        config(json!({"jwks_uri": {"cluster": "idp", "path": "/jwks"}}))
+    }
+
+    fn cache(config: &CompiledConfig) -> KeyCache {
+        KeyCache::new(Arc::clone(config.token.verification.as_ref().unwrap()))
+    }
+
+    fn get(path: &str) -> RouteInfo<'_> {
+        RouteInfo {
+            path,
+            method: "GET",
+            ..RouteInfo::default()
+        }
+    }
+
+    fn run(
+        config: &CompiledConfig,
+        keys: &mut KeyCache,
+        path: &str,
+        purpose: Option<&str>,
+        authorization: Option<&str>,
+        now: u64,
+    ) -> RequestDecision {
+        let bearer = BearerClaims::new(authorization, keys, now);
+        decide(
+            config,
+            &get(path),
+            purpose,
+            &Caller {
+                claims: &bearer,
+                peer_uri_san: None,
+            },
+        )
+        .decision
+    }
+
+    fn bearer(claims: &Value) -> String {
+        format!("Bearer {}", token(Alg::RS256, Key::RsaA, Some("a"), claims))
+    }
+
+    fn refused(decision: RequestDecision) -> Denial {
+        match decision {
+            RequestDecision::Deny(denial) => denial,
+            other => panic!("not denied: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_token_is_read_for_scopes_purposes_and_client() {
+        let config = inline();
+        let mut keys = cache(&config);
+        let decision = run(
+            &config,
+            &mut keys,
+            "/patients/1",
+            Some("billing"),
+            Some(&bearer(&claims())),
+            NOW,
+        );
+        assert_eq!(
+            decision,
+            RequestDecision::Allow(Allowed {
+                policy: 1,
+                purpose: "billing".into(),
+                client_id: Some("partner".into())
+            })
+        );
+        // `purpose:care` in the scope authorises care too.
+        let es256 = format!(
+            "Bearer {}",
+            token(Alg::ES256, Key::P256, Some("e"), &claims())
+        );
+        assert!(matches!(
+            run(&config, &mut keys, "/patients", Some("care"), Some(&es256), NOW),
+            RequestDecision::Allow(Allowed { ref purpose, .. }) if purpose == "care"
+        ));
+        // Verified, but lacking the scope: 403 as with jwt_authn.
+        let mut no_scope = claims();
+        no_scope["scope"] = json!("other");
+        let denial = refused(run(
+            &config,
+            &mut keys,
+            "/patients",
+            Some("billing"),
+            Some(&bearer(&no_scope)),
+            NOW,
+        ));
+        assert_eq!(
+            (denial.status(), denial.problem.slug),
+            (403, "insufficient-scope")
+        );
+    }
+
+    #[test]
+    fn a_refused_token_is_a_401_that_names_the_check() {
+        let config = inline();
+        let mut keys = cache(&config);
+        let mut expired = claims();
+        expired["exp"] = json!(NOW - 3600);
+        let mut wrong_aud = claims();
+        wrong_aud["aud"] = json!("billing-api");
+        let cases = [
+            (None, "the request carries no bearer token"),
+            (
+                Some("Basic dXNlcjpwYXNz".to_string()),
+                "the authorization header does not use the Bearer scheme",
+            ),
+            (Some(bearer(&expired)), "the token has expired"),
+            (
+                Some(bearer(&wrong_aud)),
+                "the token's audience is not accepted",
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    token(Alg::RS256, Key::RsaB, Some("a"), &claims())
+                )),
+                "the token's signature does not verify",
+            ),
+        ];
+        for (authorization, description) in cases {
+            let denial = refused(run(
+                &config,
+                &mut keys,
+                "/patients",
+                Some("care"),
+                authorization.as_deref(),
+                NOW,
+            ));
+            assert_eq!(denial.status(), 401);
+            assert_eq!(denial.problem.slug, "invalid-token");
+            assert_eq!(
+                denial.www_authenticate.as_deref(),
+                Some(
+                    format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
+                        .as_str()
+                )
+            );
+            assert_eq!(
+                denial.problem.detail,
+                format!("this route requires a valid bearer token: {description}")
+            );
+            let body: Value = serde_json::from_slice(&denial.body()).unwrap();
+            assert_eq!(body["type"], "urn:finalite:problem:invalid-token");
+            assert_eq!(body["status"], 401);
+            // The token is never echoed.
+            if let Some(authorization) = &authorization {
+                let token = authorization.rsplit(' ').next().unwrap();
+                assert!(!String::from_utf8_lossy(&denial.body()).contains(token));
+                assert!(!denial.headers().iter().any(|(_, v)| v.contains(token)));
+            }
+        }
+    }
+
+    #[test]
+    fn no_keys_yet_is_a_503_with_retry_after_then_the_keys_are_used() {
+        let config = remote();
+        let mut keys = cache(&config);
+        let token = bearer(&claims());
+        let denial = refused(run(
+            &config,
+            &mut keys,
+            "/patients",
+            Some("care"),
+            Some(&token),
+            NOW,
+        ));
+        assert_eq!(
+            (denial.status(), denial.problem.slug),
+            (503, "keys-unavailable")
+        );
+        assert_eq!(denial.www_authenticate, None);
+        assert!(denial.headers().contains(&("retry-after", "1".to_string())));
+        // No token is still a 401, keys or not.
+        assert_eq!(
+            denial_status(run(
+                &config,
+                &mut keys,
+                "/patients",
+                Some("care"),
+                None,
+                NOW
+            )),
+            401
+        );
+        assert!(keys.needs_fetch(NOW));
+        keys.fetch_started(NOW);
+        let set = json!({"keys": [Key::RsaA.jwk("a", json!({}))]}).to_string();
+        keys.on_fetch_response(NOW, Some(200), Some(set.as_bytes()));
+        assert!(matches!(
+            run(
+                &config,
+                &mut keys,
+                "/patients",
+                Some("care"),
+                Some(&token),
+                NOW + 1
+            ),
+            RequestDecision::Allow(_)
+        ));
+        // A token from a rotated key: 401 now, and the refresh is brought forward.
+        let rotated = format!(
+            "Bearer {}",
+            crate::auth::testkeys::token(Alg::RS256, Key::RsaB, Some("b"), &claims())
+        );
+        let denial = refused(run(
+            &config,
+            &mut keys,
+            "/patients",
+            Some("care"),
+            Some(&rotated),
+            NOW + 60,
+        ));
+        assert_eq!(
+            denial.www_authenticate.as_deref(),
+            Some("Bearer error=\"invalid_token\", error_description=\"the token's key id is not known\"")
+        );
+        assert!(keys.needs_fetch(NOW + 60));
+    }
+
+    fn denial_status(decision: RequestDecision) -> u16 {
+        refused(decision).status()
+    }
+
+    #[test]
+    fn routes_without_auth_never_look_at_the_token() {
+        let config = remote();
+        let mut keys = cache(&config);
+        let bearer = BearerClaims::new(Some("Bearer a.b.c"), &mut keys, NOW);
+        let caller = Caller {
+            claims: &bearer,
+            peer_uri_san: None,
+        };
+        assert!(matches!(
+            decide(&config, &get("/open/x"), None, &caller).decision,
+            RequestDecision::Allow(_)
+        ));
+        assert!(!bearer.was_checked());
+        let mut keys = cache(&config);
+        // Keys unknown and a garbage header: the open route does not care.
+        match run(
+            &config,
+            &mut keys,
+            "/open/stats",
+            None,
+            Some("Bearer !!"),
+            NOW,
+        ) {
+            RequestDecision::Allow(allowed) => {
+                assert_eq!(allowed.purpose, "open-data");
+                assert_eq!(allowed.client_id, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            refused(run(&config, &mut keys, "/elsewhere", None, None, NOW))
+                .problem
+                .slug,
+            "no-policy"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Verified token claims, whatever verified them.
 
+use crate::auth::key_cache::BearerRefusal;
 use crate::policy::TokenSettings;
 
 /// A claim's value as the host hands it over.
@@ -14,6 +15,11 @@ pub trait ClaimSource {
     /// Whether a verified token is present at all.
     fn has_verified_token(&self) -> bool;
     fn claim(&self, name: &str) -> Option<ClaimValue>;
+    /// Why there is no verified token, when the source verified one itself and refused it
+    /// (finalite's own verification); `None` when it does not know (jwt_authn).
+    fn refusal(&self) -> Option<BearerRefusal> {
+        None
+    }
 }
 
 /// The claims finalite acts on.

@@ -1,6 +1,7 @@
 //! Who the caller is and what it may do: claims, scopes, purposes, and the verification of
 //! bearer tokens by finalite itself.
 
+pub mod bearer;
 pub mod claims;
 pub mod jwa;
 pub mod jwks;
