@@ -7,8 +7,9 @@
 //!   [`KeyCache::remote`]) with a timeout of [`FETCH_TIMEOUT_MS`];
 //! - when the call returns (or fails to be dispatched): [`KeyCache::on_fetch_response`] with
 //!   the status and body (`None` for no response), and log the [`FetchReport`];
-//! - on each request: [`KeyCache::verify_bearer`] (through `request::decide_with`), which
-//!   also asks for an early refresh when a token names a `kid` the set lacks.
+//! - on each request: [`KeyCache::verify_bearer`] (through `auth::bearer::BearerClaims`, the
+//!   caller's claims in `request::decide`), which also asks for an early refresh when a
+//!   token names a `kid` the set lacks.
 //!
 //! The last good set is kept when a refresh fails; failures are retried with an exponential
 //! backoff; an unknown `kid` brings the next fetch forward at most once every
