@@ -36,6 +36,14 @@ pub fn string_property(path: Vec<&str>) -> Option<String> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
+/// The host's clock, in Unix seconds (0 if the host cannot tell, which fails `exp` checks).
+pub fn unix_now() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
 /// An integer property (Envoy encodes them as 8 little-endian bytes).
 pub fn int_property(path: Vec<&str>) -> Option<i64> {
     let bytes = hostcalls::get_property(path).ok().flatten()?;

@@ -1,5 +1,6 @@
 //! The HTTP context: one per request.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
@@ -9,6 +10,9 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use super::host::{self, JwtAuthnClaims};
 use super::metrics::Metrics;
 use crate::audit::{AuditRecord, Outcome};
+use crate::auth::bearer::BearerClaims;
+use crate::auth::claims::ClaimSource;
+use crate::auth::key_cache::KeyCache;
 use crate::body::BodyFilter;
 use crate::decision::{
     Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE,
@@ -64,7 +68,11 @@ pub struct FinaliteHttp {
 }
 
 impl FinaliteHttp {
-    pub fn new(config: Rc<CompiledConfig>, metrics: Option<Rc<Metrics>>) -> FinaliteHttp {
+    pub fn new(
+        config: Rc<CompiledConfig>,
+        metrics: Option<Rc<Metrics>>,
+        keys: Option<Rc<RefCell<KeyCache>>>,
+    ) -> FinaliteHttp {
         FinaliteHttp {
             config,
             metrics,
@@ -159,14 +167,26 @@ impl HttpContext for FinaliteHttp {
             method: &method,
         };
         let declared = host::header(MapType::HttpRequestHeaders, &self.config.purpose_header);
-        let claims = JwtAuthnClaims {
+        let jwt_authn = JwtAuthnClaims {
             metadata_key: &self.config.token.metadata_key,
         };
+        let authorization = host::header(MapType::HttpRequestHeaders, "authorization");
+        let keys = self.keys.clone();
+        let mut cache = keys.as_ref().map(|k| k.borrow_mut());
+        let bearer = cache
+            .as_deref_mut()
+            .map(|cache| BearerClaims::new(authorization.as_deref(), cache, host::unix_now()));
+        let claims: &dyn ClaimSource = match &bearer {
+            Some(bearer) => bearer,
+            None => &jwt_authn,
+        };
         let caller = Caller {
-            claims: &claims,
+            claims,
             peer_uri_san: peer.as_deref(),
         };
         let verdict = request::decide(&self.config, &route, declared.as_deref(), &caller);
+        drop(bearer);
+        drop(cache);
 
         self.trace.route = route_name;
         self.trace.request_id = host::header(MapType::HttpRequestHeaders, "x-request-id");
