@@ -24,7 +24,9 @@ pub fn resolve<'p>(
         Some(name) => name,
         None => return Err(PurposeRefusal::Undeclared),
     };
-    if policy.auth == AuthRequirement::Required {
+    // A token (`required`) or a client certificate (`mtls`) says which purposes the caller
+    // is authorised for; only open data (`none`) takes the purpose as declared.
+    if policy.auth != AuthRequirement::None {
         let authorised = claims.is_some_and(|c| c.purposes.iter().any(|p| p == name));
         if !authorised {
             return Err(PurposeRefusal::NotAuthorised(name.to_string()));
@@ -98,6 +100,33 @@ mod tests {
         assert_eq!(
             resolve(Some("care"), &p, Some(&claims(&[]))),
             Err(PurposeRefusal::NotAuthorised("care".into()))
+        );
+    }
+
+    #[test]
+    fn mtls_clients_are_authorised_only_for_their_purposes() {
+        let json = r#"{"policies": {"p": {"auth": "mtls", "default_purpose": "care",
+            "clients": {"spiffe://h/ns/care/sa/ehr": {"purposes": ["care"]}},
+            "purposes": {"care": {}, "billing": {}}}}}"#;
+        let p = CompiledConfig::load(json.as_bytes(), &|_| None)
+            .unwrap()
+            .policies
+            .remove(0);
+        // What request.rs gives a client the `clients` map does not list: no purpose.
+        let unknown = claims(&[]);
+        assert_eq!(
+            resolve(None, &p, Some(&unknown)),
+            Err(PurposeRefusal::NotAuthorised("care".into()))
+        );
+        assert_eq!(
+            resolve(Some("care"), &p, Some(&unknown)),
+            Err(PurposeRefusal::NotAuthorised("care".into()))
+        );
+        let ehr = claims(&["care"]);
+        assert_eq!(resolve(None, &p, Some(&ehr)), Ok("care"));
+        assert_eq!(
+            resolve(Some("billing"), &p, Some(&ehr)),
+            Err(PurposeRefusal::NotAuthorised("billing".into()))
         );
     }
 
