@@ -8,7 +8,7 @@ pub mod reference;
 
 use std::sync::Arc;
 
-use finalite::json::{JsonFilter, LexError};
+use finalite::json::{FilterStats, JsonFilter, LexError};
 use finalite::policy::rules::FieldRules;
 use finalite::policy::transform::TransformContext;
 
@@ -19,16 +19,31 @@ pub fn max_depth() -> u32 {
 
 /// Filters `doc` cut at `cuts` (ascending offsets); `Err` means refused, nothing sent.
 pub fn run_cuts(rules: &Arc<FieldRules>, doc: &[u8], cuts: &[usize]) -> Result<Vec<u8>, LexError> {
+    run_cuts_with_stats(rules, doc, cuts).0
+}
+
+/// [`run_cuts`], with what the filter reports for the audit.
+pub fn run_cuts_with_stats(
+    rules: &Arc<FieldRules>,
+    doc: &[u8],
+    cuts: &[usize],
+) -> (Result<Vec<u8>, LexError>, FilterStats) {
     let mut filter = JsonFilter::new(rules.clone(), max_depth(), TransformContext::default());
     let mut out = Vec::new();
     let mut last = 0;
+    let mut result = Ok(());
     for &at in cuts.iter().chain(std::iter::once(&doc.len())) {
         let at = at.clamp(last, doc.len());
-        filter.write(&doc[last..at], &mut out)?;
+        result = filter.write(&doc[last..at], &mut out);
         last = at;
+        if result.is_err() {
+            break;
+        }
     }
-    filter.finish(&mut out)?;
-    Ok(out)
+    if result.is_ok() {
+        result = filter.finish(&mut out);
+    }
+    (result.map(|()| out), filter.stats().clone())
 }
 
 /// Filters `doc` in one chunk.

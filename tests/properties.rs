@@ -1,0 +1,681 @@
+//! Property tests of the streaming engine (proptest):
+//!
+//! - (a) split invariance: cut at every single point, at random multi-chunk splits and
+//!   into single bytes, a document (valid or corrupted) gives exactly what it gives in one
+//!   chunk: the same output and statistics, or the same error at the same offset;
+//! - (b) no dropped key ever shows: documents with `ssn` keys spelled with random `\uXXXX`
+//!   escapes of their letters, at random depths and inside arrays, under `**.ssn: drop`:
+//!   no key of the output decodes to `ssn` and the planted canary never appears;
+//! - (c) the output is always JSON when the input is (random values written compact, pretty
+//!   and with random spellings: whitespace, escapes), under random policies;
+//! - (d) differential: the output, parsed, equals the plain reference projection
+//!   (`tests/common/reference.rs`) of the input.
+//!
+//! The case counts are kept small so `cargo test` stays fast; `FINALITE_PROPTEST_CASES=N`
+//! runs N cases of each property (e.g. 10000 before a release).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::reference::{Act, Policy};
+use common::{run_cuts, run_cuts_with_stats, run_whole};
+use finalite::policy::rules::FieldRules;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use serde_json::{json, Map, Value};
+
+const CASES_ENV: &str = "FINALITE_PROPTEST_CASES";
+
+fn config(default_cases: u32) -> ProptestConfig {
+    let cases = std::env::var(CASES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Generators
+
+/// Object keys: mostly the vocabulary of the policies, sometimes anything awkward.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(vec!["a", "b", "c", "id", "ssn", "x", ""]).prop_map(str::to_string),
+        1 => r#"[a-z\x00-\x1f"\\/ é€😀]{0,4}"#,
+    ]
+}
+
+/// String values: no capital letters, so that only the canary can spell `CANARY`.
+fn text() -> impl Strategy<Value = String> {
+    r#"[a-z0-9 \x00-\x1f"\\/é€😀\u{2028}]{0,8}"#
+}
+
+/// Numbers whose text survives a round trip through `f64`, so a transform of the number's
+/// text can be predicted from the parsed value.
+fn number() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-100_000i64..100_000).prop_map(|n| Value::from(n as f64 / 64.0)),
+    ]
+}
+
+fn value_sized(depth: u32, size: u32, items: u32) -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        number(),
+        text().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(depth, size, items, move |inner| {
+        let items = items as usize;
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..items).prop_map(Value::Array),
+            prop::collection::vec((key(), inner), 0..items)
+                .prop_map(|members| Value::Object(members.into_iter().collect())),
+        ]
+    })
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    value_sized(5, 48, 6)
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![
+        Just(Act::Keep),
+        Just(Act::Drop),
+        Just(Act::Null),
+        Just(Act::Truncate(2)),
+        Just(Act::Mask(1)),
+    ]
+}
+
+/// Paths of one to three segments from a small vocabulary, wildcards included.
+fn path() -> impl Strategy<Value = String> {
+    // Weighted so that several rules of a policy often reach the same fields.
+    let segment = prop_oneof![
+        3 => Just("a"),
+        1 => Just("b"),
+        1 => Just("id"),
+        1 => Just("ssn"),
+        2 => Just("*"),
+        2 => Just("**"),
+    ];
+    prop::collection::vec(segment, 1..=3).prop_map(|mut segments| {
+        segments.dedup_by(|a, b| *a == "**" && *b == "**");
+        segments.join(".")
+    })
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        prop_oneof![Just(Act::Keep), Just(Act::Drop)],
+        prop::collection::vec((path(), act()), 0..5),
+    )
+        .prop_map(|(default, rules)| Policy { default, rules })
+}
+
+/// How a value is written out.
+#[derive(Debug, Clone)]
+enum Style {
+    Compact,
+    Pretty,
+    /// Random whitespace between tokens, random escapes in strings (seeded).
+    Respelled(u64),
+}
+
+fn style() -> impl Strategy<Value = Style> {
+    prop_oneof![
+        Just(Style::Compact),
+        Just(Style::Pretty),
+        any::<u64>().prop_map(Style::Respelled),
+    ]
+}
+
+fn write(value: &Value, style: &Style) -> Vec<u8> {
+    match style {
+        Style::Compact => serde_json::to_vec(value).unwrap(),
+        Style::Pretty => serde_json::to_vec_pretty(value).unwrap(),
+        Style::Respelled(seed) => {
+            let mut writer = Respeller {
+                rng: Rng(*seed),
+                out: String::new(),
+                literal: None,
+            };
+            writer.document(value);
+            writer.out.into_bytes()
+        }
+    }
+}
+
+/// A damaged copy of a document, to check that refusals too ignore chunk boundaries.
+#[derive(Debug, Clone)]
+enum Damage {
+    None,
+    Truncate(Index),
+    Replace(Index, u8),
+    Insert(Index, u8),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    let byte = prop::sample::select(vec![
+        b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'u', b'0', b'-', b'e', b' ', b'\n', 0x00,
+        0x80, 0xc3, 0xed, 0xff,
+    ]);
+    prop_oneof![
+        2 => Just(Damage::None),
+        1 => any::<Index>().prop_map(Damage::Truncate),
+        1 => (any::<Index>(), byte.clone()).prop_map(|(i, b)| Damage::Replace(i, b)),
+        1 => (any::<Index>(), byte).prop_map(|(i, b)| Damage::Insert(i, b)),
+    ]
+}
+
+fn apply(damage: &Damage, mut doc: Vec<u8>) -> Vec<u8> {
+    let len = doc.len();
+    match damage {
+        Damage::None => {}
+        Damage::Truncate(i) => doc.truncate(i.index(len + 1)),
+        Damage::Replace(i, b) if len > 0 => doc[i.index(len)] = *b,
+        Damage::Replace(..) => {}
+        Damage::Insert(i, b) => doc.insert(i.index(len + 1), *b),
+    }
+    doc
+}
+
+/// SplitMix64: a seeded, reproducible stream of choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn one_in(&mut self, n: u64) -> bool {
+        self.below(n) == 0
+    }
+}
+
+/// Writes JSON with every spelling RFC 8259 allows for the same value (numbers excepted:
+/// they are written as serde_json writes them).
+struct Respeller {
+    rng: Rng,
+    out: String,
+    /// A string value written exactly as is (the canary), so a leak shows in the bytes.
+    literal: Option<String>,
+}
+
+impl Respeller {
+    fn document(&mut self, value: &Value) {
+        self.space();
+        self.value(value);
+        self.space();
+    }
+
+    fn space(&mut self) {
+        if self.rng.one_in(3) {
+            for _ in 0..=self.rng.below(3) {
+                let c = [' ', '\t', '\n', '\r'][self.rng.below(4) as usize];
+                self.out.push(c);
+            }
+        }
+    }
+
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.out.push_str("null"),
+            Value::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => self.out.push_str(&n.to_string()),
+            Value::String(s) if self.literal.as_deref() == Some(s.as_str()) => {
+                self.out.push_str(&serde_json::to_string(s).unwrap())
+            }
+            Value::String(s) => self.string(s, 4),
+            Value::Array(items) => {
+                self.out.push('[');
+                self.space();
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                        self.space();
+                    }
+                    self.value(item);
+                    self.space();
+                }
+                self.out.push(']');
+            }
+            Value::Object(map) => {
+                self.out.push('{');
+                self.space();
+                for (i, (key, member)) in map.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                        self.space();
+                    }
+                    // The key under test gets its letters escaped more often.
+                    self.string(key, if key == "ssn" { 2 } else { 4 });
+                    self.space();
+                    self.out.push(':');
+                    self.space();
+                    self.value(member);
+                    self.space();
+                }
+                self.out.push('}');
+            }
+        }
+    }
+
+    /// A string; each character that need not be escaped is escaped one time in `one_in`.
+    fn string(&mut self, s: &str, one_in: u64) {
+        self.out.push('"');
+        for c in s.chars() {
+            let short = match c {
+                '"' => Some("\\\""),
+                '\\' => Some("\\\\"),
+                '/' => Some("\\/"),
+                '\u{8}' => Some("\\b"),
+                '\u{c}' => Some("\\f"),
+                '\n' => Some("\\n"),
+                '\r' => Some("\\r"),
+                '\t' => Some("\\t"),
+                _ => None,
+            };
+            let must = c == '"' || c == '\\' || c < ' ';
+            if !must && !self.rng.one_in(one_in) {
+                self.out.push(c);
+            } else if let Some(short) = short.filter(|_| self.rng.one_in(2)) {
+                self.out.push_str(short);
+            } else {
+                let upper = self.rng.one_in(2);
+                let mut units = [0u16; 2];
+                for &mut unit in c.encode_utf16(&mut units) {
+                    if upper {
+                        self.out.push_str(&format!("\\u{unit:04X}"));
+                    } else {
+                        self.out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+        }
+        self.out.push('"');
+    }
+}
+
+/// Cut points for a document of `len` bytes.
+fn cuts(indices: &[Index], len: usize) -> Vec<usize> {
+    let mut cuts: Vec<usize> = indices.iter().map(|i| i.index(len + 1)).collect();
+    cuts.sort_unstable();
+    cuts
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// (a) Split invariance
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    #[test]
+    fn every_split_gives_the_output_of_one_chunk(
+        value in value_sized(4, 24, 5),
+        style in style(),
+        damage in damage(),
+        policy in policy(),
+        random_cuts in prop::collection::vec(prop::collection::vec(any::<Index>(), 1..12), 4),
+    ) {
+        let doc = apply(&damage, write(&value, &style));
+        let rules = policy.compile();
+        let (whole, whole_stats) = run_cuts_with_stats(&rules, &doc, &[]);
+        for at in 0..=doc.len() {
+            let (split, stats) = run_cuts_with_stats(&rules, &doc, &[at]);
+            prop_assert_eq!(&split, &whole, "split at {} of {:?} ({})", at, show(&doc), policy);
+            if whole.is_ok() {
+                prop_assert_eq!(&stats, &whole_stats, "stats, split at {}", at);
+            }
+        }
+        let bytewise: Vec<usize> = (1..doc.len()).collect();
+        for cuts in random_cuts.iter().map(|i| cuts(i, doc.len())).chain([bytewise]) {
+            let (split, stats) = run_cuts_with_stats(&rules, &doc, &cuts);
+            prop_assert_eq!(&split, &whole, "cuts {:?} of {:?} ({})", cuts, show(&doc), policy);
+            if whole.is_ok() {
+                prop_assert_eq!(&stats, &whole_stats, "stats, cuts {:?}", cuts);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (b) No dropped key in the output, whatever its spelling
+
+const CANARY: &str = "CANARY-4f1d";
+
+fn canary() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!(CANARY)),
+        Just(json!({ "v": CANARY })),
+        Just(json!([1, CANARY])),
+        Just(json!({ "ssn": CANARY, "x": [{ "v": CANARY }] })),
+    ]
+}
+
+/// Every value held by an `ssn` key becomes the canary.
+fn plant(value: Value, canary: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = if k == "ssn" {
+                        canary.clone()
+                    } else {
+                        plant(v, canary)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| plant(v, canary)).collect()),
+        scalar => scalar,
+    }
+}
+
+/// One level around the planted object: an array (the object at some position among
+/// fillers) or an object (the object under some key, next to siblings).
+fn wrapper() -> impl Strategy<Value = (bool, String, usize, Value)> {
+    (any::<bool>(), key(), 0usize..3, value_sized(2, 6, 3))
+}
+
+fn ssn_document() -> impl Strategy<Value = Value> {
+    (
+        value_sized(4, 24, 5),
+        prop::collection::vec(wrapper(), 0..7),
+        canary(),
+    )
+        .prop_map(|(base, wrappers, canary)| {
+            let mut doc = Map::new();
+            doc.insert("ssn".into(), canary.clone());
+            doc.insert("a".into(), plant(base, &canary));
+            let mut doc = Value::Object(doc);
+            for (array, key, position, sibling) in wrappers {
+                let sibling = plant(sibling, &canary);
+                doc = if array {
+                    let mut items = vec![sibling; position];
+                    items.push(doc);
+                    items.push(Value::Null);
+                    Value::Array(items)
+                } else {
+                    let mut map = Map::new();
+                    map.insert("b".into(), sibling);
+                    map.insert(key, doc);
+                    Value::Object(map)
+                };
+            }
+            doc
+        })
+}
+
+fn no_ssn_no_canary(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "ssn" {
+                    return Err(format!("key ssn in the output: {value}"));
+                }
+                no_ssn_no_canary(v)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(no_ssn_no_canary),
+        Value::String(s) if s.contains("CANARY") => Err(format!("canary in the output: {s}")),
+        _ => Ok(()),
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn no_dropped_key_under_any_spelling(
+        doc in ssn_document(),
+        seed in any::<u64>(),
+        deny in any::<bool>(),
+        indices in prop::collection::vec(any::<Index>(), 0..8),
+    ) {
+        let mut writer = Respeller { rng: Rng(seed), out: String::new(), literal: Some(CANARY.into()) };
+        writer.document(&doc);
+        let bytes = writer.out.into_bytes();
+        prop_assert!(show(&bytes).contains(CANARY));
+        // A denylist, and an allowlist that keeps everything else. The allowlist needs
+        // `**.ssn.**`: `**` names the fields *inside* an ssn, and a rule that names a field
+        // beats its ancestors' (see `wildcard_keep_below_a_dropped_field`).
+        let policy = if deny {
+            Policy::new(Act::Keep, &[("**.ssn", Act::Drop)])
+        } else {
+            Policy::new(
+                Act::Drop,
+                &[("**", Act::Keep), ("**.ssn", Act::Drop), ("**.ssn.**", Act::Drop)],
+            )
+        };
+        let rules = policy.compile();
+        let out = run_whole(&rules, &bytes).map_err(|e| TestCaseError::fail(format!("refused: {e}: {}", show(&bytes))))?;
+        prop_assert_eq!(&run_cuts(&rules, &bytes, &cuts(&indices, bytes.len())), &Ok(out.clone()));
+        prop_assert!(!show(&out).contains("CANARY"), "canary in {} from {}", show(&out), show(&bytes));
+        let parsed: Value = serde_json::from_slice(&out)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {}", show(&out))))?;
+        no_ssn_no_canary(&parsed).map_err(|e| TestCaseError::fail(format!("{e}\ninput: {}", show(&bytes))))?;
+        // Nothing but the ssn fields is lost.
+        prop_assert_eq!(parsed, policy.project(&serde_json::from_slice(&bytes).unwrap()));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (c) The output is JSON, (d) and it is the reference projection
+
+fn filter_checked(
+    rules: &Arc<FieldRules>,
+    doc: &[u8],
+    indices: &[Index],
+) -> Result<Vec<u8>, TestCaseError> {
+    let out = run_whole(rules, doc)
+        .map_err(|e| TestCaseError::fail(format!("valid input refused: {e}: {}", show(doc))))?;
+    prop_assert_eq!(
+        run_cuts(rules, doc, &cuts(indices, doc.len())),
+        Ok(out.clone())
+    );
+    Ok(out)
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn output_is_always_json(
+        value in value(),
+        style in style(),
+        policy in policy(),
+        indices in prop::collection::vec(any::<Index>(), 0..8),
+    ) {
+        let doc = write(&value, &style);
+        let out = filter_checked(&policy.compile(), &doc, &indices)?;
+        if let Err(e) = serde_json::from_slice::<Value>(&out) {
+            return Err(TestCaseError::fail(format!(
+                "output is not JSON ({e}): {}\ninput: {}\npolicy: {policy}", show(&out), show(&doc)
+            )));
+        }
+    }
+
+    #[test]
+    fn output_is_the_reference_projection(
+        value in value(),
+        style in style(),
+        policy in policy(),
+        indices in prop::collection::vec(any::<Index>(), 0..8),
+    ) {
+        let doc = write(&value, &style);
+        let out = filter_checked(&policy.compile(), &doc, &indices)?;
+        let parsed: Value = serde_json::from_slice(&out)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {}", show(&out))))?;
+        let input: Value = serde_json::from_slice(&doc).unwrap();
+        prop_assert_eq!(&input, &value);
+        let expected = policy.project(&input);
+        prop_assert_eq!(
+            &parsed, &expected,
+            "\ninput:  {}\noutput: {}\npolicy: {}", show(&doc), show(&out), policy
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The reference itself, on the engine's documented examples
+
+#[test]
+fn the_reference_follows_the_documented_examples() {
+    let cases: &[(Policy, &str, &str)] = &[
+        (
+            Policy::new(
+                Act::Drop,
+                &[
+                    ("id", Act::Keep),
+                    ("name", Act::Keep),
+                    ("address.city", Act::Keep),
+                    ("conditions.code", Act::Keep),
+                ],
+            ),
+            r#"{"id":"p1","name":{"family":"M","given":["L"]},"ssn":"2","address":{"line":"x","city":"Lyon"},"conditions":[{"code":"E11","display":"D"},{"code":"I10"}]}"#,
+            r#"{"id":"p1","name":{"family":"M","given":["L"]},"address":{"city":"Lyon"},"conditions":[{"code":"E11"},{"code":"I10"}]}"#,
+        ),
+        (
+            Policy::new(
+                Act::Keep,
+                &[("**.ssn", Act::Drop), ("conditions.display", Act::Drop)],
+            ),
+            r#"{"a":{"ssn":1,"b":[{"ssn":2,"c":3}]},"ssn":"x","conditions":[{"code":"E11","display":"D"}]}"#,
+            r#"{"a":{"b":[{"c":3}]},"conditions":[{"code":"E11"}]}"#,
+        ),
+        (
+            Policy::new(
+                Act::Drop,
+                &[
+                    ("address.city", Act::Keep),
+                    ("entry.resource.name", Act::Keep),
+                ],
+            ),
+            r#"{"address":{"line":"x"},"id":1,"entry":[{"resource":{"id":1}},{"resource":{"name":"n"}},{"x":2}]}"#,
+            r#"{"entry":[{"resource":{"name":"n"}}]}"#,
+        ),
+        (
+            Policy::new(Act::Keep, &[("a.b", Act::Drop)]),
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":{}}"#,
+        ),
+        (
+            Policy::new(Act::Drop, &[("id", Act::Keep)]),
+            r#"[{"id":1,"n":2},{"n":3},[{"id":4}]]"#,
+            r#"[{"id":1},[{"id":4}]]"#,
+        ),
+        (
+            Policy::new(Act::Keep, &[("ssn", Act::Null), ("tags", Act::Null)]),
+            r#"{"ssn":"123","tags":[1,2],"x":1}"#,
+            r#"{"ssn":null,"tags":null,"x":1}"#,
+        ),
+        (
+            Policy::new(
+                Act::Drop,
+                &[("**.ssn", Act::Drop), ("patient.ssn", Act::Keep)],
+            ),
+            r#"{"patient":{"ssn":1,"n":2},"other":{"ssn":3}}"#,
+            r#"{"patient":{"ssn":1}}"#,
+        ),
+        (
+            Policy::new(
+                Act::Keep,
+                &[("a.*", Act::Keep), ("*.b", Act::Drop), ("**", Act::Keep)],
+            ),
+            r#"{"a":{"b":1,"c":2}}"#,
+            r#"{"a":{"c":2}}"#,
+        ),
+        (
+            Policy::new(
+                Act::Keep,
+                &[
+                    ("a", Act::Truncate(2)),
+                    ("b", Act::Mask(1)),
+                    ("c", Act::Truncate(2)),
+                ],
+            ),
+            r#"{"a":"69003","b":-12.5,"c":{"x":"y"},"d":true}"#,
+            r#"{"a":"69","b":"****5","d":true}"#,
+        ),
+        (Policy::new(Act::Drop, &[]), r#""text""#, "null"),
+        (Policy::new(Act::Drop, &[]), r#"[1,[2]]"#, "[]"),
+        (
+            Policy::new(Act::Drop, &[("**", Act::Drop)]),
+            r#"{"a":{"b":1}}"#,
+            "{}",
+        ),
+    ];
+    for (policy, input, expected) in cases {
+        let input_value: Value = serde_json::from_str(input).unwrap();
+        let expected: Value = serde_json::from_str(expected).unwrap();
+        assert_eq!(
+            policy.project(&input_value),
+            expected,
+            "reference, {policy}: {input}"
+        );
+        let out = run_whole(&policy.compile(), input.as_bytes()).unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out, expected, "engine, {policy}: {input}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Open questions, shown rather than asserted
+
+/// A dropped field whose *members* a wildcard keep rule names is opened, and those members
+/// are sent with its key: `**.ssn: drop` withholds an `ssn` string but not an `ssn` object
+/// under `entry.**: keep`, because `entry.**` names `entry.ssn.value` and a rule that names
+/// a field beats the rules of its ancestors, however specific. The README's precedence says
+/// exactly this, but a data protection officer would read `**.ssn: drop` as "no ssn ever".
+/// Ignored until the precedence is decided (a policy can spell `**.ssn.**: drop` meanwhile).
+#[test]
+#[ignore = "open: precedence of a wildcard keep below a dropped field"]
+fn wildcard_keep_below_a_dropped_field() {
+    let policy = Policy::new(Act::Drop, &[("entry.**", Act::Keep), ("**.ssn", Act::Drop)]);
+    let doc = r#"{"entry":{"name":"x","ssn":{"system":"urn:ssn","value":"2840375123456"}}}"#;
+    let out = run_whole(&policy.compile(), doc.as_bytes()).unwrap();
+    assert_eq!(show(&out), r#"{"entry":{"name":"x"}}"#);
+}
+
+/// `null` and the transforms treat an object or array whole ("a transform that meets an
+/// object or array withholds it"), unless some rule could name a field inside it; a `**`
+/// rule anywhere in the purpose always could, so an unrelated `**.x: drop` turns
+/// `ssn: null` from `null` into the object's shape with every leaf `null`, and
+/// `address: {truncate: 2}` from withholding the address into truncating each member.
+#[test]
+#[ignore = "open: null and transforms on containers depend on unrelated ** rules"]
+fn null_and_transforms_on_containers_ignore_unrelated_rules() {
+    let doc =
+        r#"{"ssn":{"value":"2840375123456","other":[1,2]},"address":{"postalCode":"69003"},"n":1}"#;
+    let alone = Policy::new(
+        Act::Keep,
+        &[("ssn", Act::Null), ("address", Act::Truncate(2))],
+    );
+    let mut with_unrelated = alone.clone();
+    with_unrelated.rules.push(("**.x".into(), Act::Drop));
+    let out = |p: &Policy| show(&run_whole(&p.compile(), doc.as_bytes()).unwrap());
+    assert_eq!(out(&alone), r#"{"ssn":null,"n":1}"#);
+    assert_eq!(out(&with_unrelated), out(&alone));
+}
