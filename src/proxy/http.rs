@@ -65,6 +65,10 @@ pub struct FinaliteHttp {
     metrics: Option<Rc<Metrics>>,
     stage: Stage,
     trace: Trace,
+    /// TEST ONLY (feature `test-panic`, never in release builds): the request asked for a
+    /// panic in the response body callback (tests/envoy/test_panic.py).
+    #[cfg(feature = "test-panic")]
+    test_panic: bool,
 }
 
 impl FinaliteHttp {
@@ -78,6 +82,8 @@ impl FinaliteHttp {
             metrics,
             stage: Stage::Done,
             trace: Trace::default(),
+            #[cfg(feature = "test-panic")]
+            test_panic: false,
         }
     }
 
@@ -149,6 +155,12 @@ impl Context for FinaliteHttp {}
 
 impl HttpContext for FinaliteHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // TEST ONLY (feature `test-panic`): remember the trigger header.
+        #[cfg(feature = "test-panic")]
+        {
+            self.test_panic = host::header(MapType::HttpRequestHeaders, "x-finalite-test-panic")
+                .is_some_and(|v| v == "1");
+        }
         let path = host::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
         let method = host::header(MapType::HttpRequestHeaders, ":method").unwrap_or_default();
         let metadata_policy = host::string_property(vec![
@@ -259,6 +271,11 @@ impl HttpContext for FinaliteHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        // TEST ONLY (feature `test-panic`): trap the VM to prove that a panic fails closed.
+        #[cfg(feature = "test-panic")]
+        if self.test_panic {
+            panic!("x-finalite-test-panic: panicking in on_http_response_body, as asked");
+        }
         let Stage::Filtering {
             mut body,
             mut delivery,
