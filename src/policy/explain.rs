@@ -73,7 +73,16 @@ pub struct PolicyView {
     /// Per method (`*`: any other): the scopes needed, in words.
     pub scopes: Vec<(String, String)>,
     pub default_purpose: Option<String>,
+    /// For `auth: "mtls"`: each client (certificate URI SAN) with its purposes and scopes.
+    pub clients: Vec<ClientView>,
     pub purposes: Vec<PurposeView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientView {
+    pub id: String,
+    pub purposes: Vec<String>,
+    pub scopes: Vec<String>,
 }
 
 /// One purpose of a policy.
@@ -128,11 +137,13 @@ pub fn describe(config: &Config, compiled: &CompiledConfig) -> Vec<PolicyView> {
                     }
                 })
                 .collect();
-            let scopes = written
+            // Named methods first, then `*` (any other method).
+            let mut scopes: Vec<(String, String)> = written
                 .scopes
                 .iter()
                 .map(|(method, requirement)| (method.clone(), describe_scopes(requirement)))
                 .collect();
+            scopes.sort_by_key(|(method, _)| method == "*");
             let purposes = policy
                 .purposes
                 .values()
@@ -147,6 +158,15 @@ pub fn describe(config: &Config, compiled: &CompiledConfig) -> Vec<PolicyView> {
                 matches,
                 scopes,
                 default_purpose: policy.default_purpose.clone(),
+                clients: policy
+                    .clients
+                    .iter()
+                    .map(|(id, client)| ClientView {
+                        id: id.clone(),
+                        purposes: client.purposes.clone(),
+                        scopes: client.scopes.clone(),
+                    })
+                    .collect(),
                 purposes,
             })
         })
@@ -504,8 +524,8 @@ mod tests {
         assert_eq!(
             patients.scopes,
             vec![
-                ("*".to_string(), "one of patients:write, admin".to_string()),
                 ("GET".to_string(), "patients:read".to_string()),
+                ("*".to_string(), "one of patients:write, admin".to_string()),
             ]
         );
         let care = &patients.purposes[0];
@@ -591,6 +611,25 @@ mod tests {
         assert_eq!(error.path, "$.birthDate");
         let error = sample_fields(&compiled, research, br#"{"id": }"#).unwrap_err();
         assert_eq!(error.offset, 7);
+    }
+
+    #[test]
+    fn mtls_clients_are_listed() {
+        let json = r#"{"policies": {"internal": {"auth": "mtls",
+            "clients": {"spiffe://h.example/ns/care/sa/ehr": {"purposes": ["care"]}},
+            "purposes": {"care": {"default": "keep"}}}}}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        let compiled = super::super::compile(&config, &|_| None).unwrap();
+        let views = describe(&config, &compiled);
+        assert_eq!(views[0].auth, "mtls");
+        assert_eq!(
+            views[0].clients,
+            vec![ClientView {
+                id: "spiffe://h.example/ns/care/sa/ehr".into(),
+                purposes: vec!["care".into()],
+                scopes: vec![],
+            }]
+        );
     }
 
     #[test]
