@@ -65,8 +65,8 @@ struct Frame {
     /// This container's key, as spelled in the input, in `keys`.
     key_start: usize,
     key_end: usize,
-    /// Its decoded key, in `names` (for the field paths of the audit).
-    name_start: usize,
+    /// The length of `path` before this container's key was added to it.
+    path_len: usize,
     /// Members or elements read, written or not.
     seen: u32,
 }
@@ -87,7 +87,9 @@ pub struct JsonFilter {
     lexer: Lexer,
     frames: Vec<Frame>,
     keys: Vec<u8>,
-    names: Vec<u8>,
+    /// The field path (policy syntax) of the innermost container, kept as containers open
+    /// and close, so the audit's tallies build no string per field.
+    path: String,
     subtree: Subtree,
     /// Start, in the current chunk, of bytes being copied verbatim.
     copy_from: Option<usize>,
@@ -96,6 +98,70 @@ pub struct JsonFilter {
     transform: Option<(Transform, ScalarKind)>,
     failed: Option<LexError>,
     stats: FilterStats,
+    steps: StepCache,
+}
+
+/// Rule steps already taken, by state and key: the rules hash every key with SipHash,
+/// which costs more than the rest of handling a member. Direct-mapped; short keys only.
+#[derive(Debug, Clone)]
+struct StepCache {
+    slots: Vec<StepSlot>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StepSlot {
+    /// `StateId::MAX`: empty.
+    from: StateId,
+    to: StateId,
+    len: u8,
+    key: [u8; STEP_KEY_BYTES],
+}
+
+const STEP_SLOTS: usize = 128;
+const STEP_KEY_BYTES: usize = 23;
+
+impl StepCache {
+    fn new() -> StepCache {
+        StepCache {
+            slots: vec![
+                StepSlot {
+                    from: StateId::MAX,
+                    to: 0,
+                    len: 0,
+                    key: [0; STEP_KEY_BYTES],
+                };
+                STEP_SLOTS
+            ],
+        }
+    }
+
+    #[inline]
+    fn step(&mut self, rules: &FieldRules, from: StateId, key: &[u8]) -> StateId {
+        if key.len() > STEP_KEY_BYTES {
+            return rules.step(from, key);
+        }
+        let slot = &mut self.slots[fnv(from, key) % STEP_SLOTS];
+        if slot.from == from && usize::from(slot.len) == key.len() && &slot.key[..key.len()] == key
+        {
+            return slot.to;
+        }
+        let to = rules.step(from, key);
+        slot.from = from;
+        slot.to = to;
+        slot.len = key.len() as u8;
+        slot.key[..key.len()].copy_from_slice(key);
+        to
+    }
+}
+
+/// FNV-1a of a state and a key: a cache index, not a defence against anything.
+#[inline]
+fn fnv(seed: u32, bytes: &[u8]) -> usize {
+    let mut hash: u32 = 0x811c_9dc5 ^ seed;
+    for &b in bytes {
+        hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (hash ^ (hash >> 16)) as usize
 }
 
 impl JsonFilter {
@@ -117,13 +183,14 @@ impl JsonFilter {
             lexer: Lexer::with_framing(max_depth, framing),
             frames: Vec::new(),
             keys: Vec::new(),
-            names: Vec::new(),
+            path: String::new(),
             subtree: Subtree::None,
             copy_from: None,
             pending: (ROOT, default),
             transform: None,
             failed: None,
             stats: FilterStats::default(),
+            steps: StepCache::new(),
         }
     }
 
@@ -207,7 +274,7 @@ impl JsonFilter {
             Event::Newline => out.push(b'\n'),
             Event::Key => {
                 if let Some(top) = self.frames.last() {
-                    let state = self.rules.step(top.state, self.lexer.key());
+                    let state = self.steps.step(&self.rules, top.state, self.lexer.key());
                     let action = self
                         .rules
                         .own_action(state)
@@ -240,6 +307,9 @@ impl JsonFilter {
                             self.subtree = Subtree::Skip(1);
                         }
                     }
+                    // Nothing inside matters but its end: the lexer validates it without
+                    // reporting events.
+                    self.lexer.skim_container();
                 }
             }
             Event::ObjectEnd(_) | Event::ArrayEnd(_) => {
@@ -248,7 +318,7 @@ impl JsonFilter {
                     opened,
                     seen,
                     key_start,
-                    name_start,
+                    path_len,
                     ..
                 }) = self.frames.last()
                 {
@@ -261,7 +331,7 @@ impl JsonFilter {
                     }
                     self.frames.pop();
                     self.keys.truncate(key_start);
-                    self.names.truncate(name_start);
+                    self.path.truncate(path_len);
                 }
             }
             Event::ScalarStart(at, kind) => {
@@ -274,7 +344,10 @@ impl JsonFilter {
                         self.copy_from = Some(at);
                     }
                     Action::Drop if root => out.extend_from_slice(b"null"),
-                    Action::Drop => self.tally(true),
+                    Action::Drop => {
+                        self.tally(true);
+                        self.lexer.skim_scalar();
+                    }
                     Action::Null => {
                         self.begin_item(out);
                         out.extend_from_slice(b"null");
@@ -330,10 +403,10 @@ impl JsonFilter {
 
     fn push_frame(&mut self, object: bool, state: StateId, action: Action, out: &mut Vec<u8>) {
         let key_start = self.keys.len();
-        let name_start = self.names.len();
+        let path_len = self.path.len();
         if self.frames.last().is_some_and(|f| f.object) {
             self.keys.extend_from_slice(self.lexer.key_raw());
-            self.names.extend_from_slice(self.lexer.key());
+            push_segment(&mut self.path, self.lexer.key());
         }
         let root = self.frames.is_empty();
         let eager = root || action == Action::Keep;
@@ -345,7 +418,7 @@ impl JsonFilter {
             written: 0,
             key_start,
             key_end: self.keys.len(),
-            name_start,
+            path_len,
             seen: 0,
         });
         if eager {
@@ -359,49 +432,24 @@ impl JsonFilter {
         }
     }
 
-    /// The field path of the containers being rewritten, plus `current` (a member key).
-    fn field_path(&self, upto: usize, current: Option<&[u8]>) -> String {
-        let mut path = String::new();
-        for (i, frame) in self.frames.iter().enumerate().take(upto).skip(1) {
-            if self.frames[i - 1].object {
-                let end = self
-                    .frames
-                    .get(i + 1)
-                    .map_or(self.names.len(), |f| f.name_start);
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(&String::from_utf8_lossy(&self.names[frame.name_start..end]));
-            }
-        }
-        if let Some(key) = current {
-            if !path.is_empty() {
-                path.push('.');
-            }
-            path.push_str(&String::from_utf8_lossy(key));
-        }
-        path
-    }
-
     /// Records the value that starts now as withheld (or transformed).
     fn tally(&mut self, withheld: bool) {
-        let current = match self.frames.last() {
-            Some(top) if top.object => Some(self.lexer.key()),
-            _ => None,
-        };
-        let path = self.field_path(self.frames.len(), current);
+        let len = self.path.len();
+        if self.frames.last().is_some_and(|top| top.object) {
+            push_segment(&mut self.path, self.lexer.key());
+        }
         let tally = if withheld {
             &mut self.stats.withheld
         } else {
             &mut self.stats.transformed
         };
-        tally.add(&path);
+        tally.add(&self.path);
+        self.path.truncate(len);
     }
 
     /// Records the innermost container as withheld.
     fn tally_frame(&mut self) {
-        let path = self.field_path(self.frames.len(), None);
-        self.stats.withheld.add(&path);
+        self.stats.withheld.add(&self.path);
     }
 
     /// Writes the openings of every container not yet written, outermost first.
@@ -444,6 +492,14 @@ impl JsonFilter {
             }
         }
     }
+}
+
+/// Appends a decoded key to a field path (`a.b` + `c`).
+fn push_segment(path: &mut String, key: &[u8]) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(&String::from_utf8_lossy(key));
 }
 
 #[cfg(test)]

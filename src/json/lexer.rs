@@ -216,8 +216,16 @@ pub struct Lexer {
     max_depth: u32,
     /// Bytes of all previous chunks.
     consumed: u64,
+    /// The decoded key, only once the key has an escape; until then it is `key_raw`.
     key: Vec<u8>,
     key_raw: Vec<u8>,
+    /// Whether the current key has an escape (and so a decoding of its own in `key`).
+    key_escaped: bool,
+    /// While non-zero, events are not reported until the container opened at this depth
+    /// closes (see [`Lexer::skim_container`]).
+    skim_depth: usize,
+    /// Whether the [`Event::ScalarEnd`] of the scalar that just started is not wanted.
+    skim_scalar: bool,
     path_keys: Vec<u8>,
     capture: bool,
     value: Vec<u8>,
@@ -232,7 +240,8 @@ pub struct Lexer {
     key_fresh: bool,
 }
 
-type Step = Result<Option<Event>, LexError>;
+/// What the reading functions return; a refusal is boxed so the common result stays small.
+type Step = Result<Option<Event>, Box<LexError>>;
 
 impl Lexer {
     pub fn new(max_depth: u32) -> Lexer {
@@ -249,6 +258,9 @@ impl Lexer {
             consumed: 0,
             key: Vec::new(),
             key_raw: Vec::new(),
+            key_escaped: false,
+            skim_depth: 0,
+            skim_scalar: false,
             path_keys: Vec::new(),
             capture: false,
             value: Vec::new(),
@@ -262,7 +274,25 @@ impl Lexer {
 
     /// The decoded key of the last [`Event::Key`].
     pub fn key(&self) -> &[u8] {
-        &self.key
+        if self.key_escaped {
+            &self.key
+        } else {
+            &self.key_raw
+        }
+    }
+
+    /// Asks the lexer to read the container that just started (its [`Event::ObjectStart`] or
+    /// [`Event::ArrayStart`] was the last event) to its end without reporting what is inside:
+    /// the next event is its [`Event::ObjectEnd`] or [`Event::ArrayEnd`]. Everything inside
+    /// is validated exactly as usual; only the events are spared.
+    pub fn skim_container(&mut self) {
+        self.skim_depth = self.levels.len();
+    }
+
+    /// Asks the lexer not to report the end of the scalar that just started (its
+    /// [`Event::ScalarStart`] was the last event); it is still read and validated.
+    pub fn skim_scalar(&mut self) {
+        self.skim_scalar = true;
     }
 
     /// The key exactly as the document spells it, without the quotes.
@@ -305,6 +335,12 @@ impl Lexer {
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn fail(&self, pos: usize, kind: ErrorKind) -> Box<LexError> {
+        Box::new(self.error(pos, kind))
+    }
+
     /// The JSON path of the current position, for error messages.
     pub fn path(&self) -> String {
         let mut path = String::from("$");
@@ -325,7 +361,7 @@ impl Lexer {
         if let Some(last) = self.levels.last() {
             let in_key = matches!(self.state, State::String { key: true, .. });
             if last.object && self.key_fresh && !in_key {
-                push_key(&mut path, &self.key);
+                push_key(&mut path, self.key());
             } else if !last.object && last.index > 0 {
                 path.push_str(&format!("[{}]", last.index - 1));
             }
@@ -334,18 +370,57 @@ impl Lexer {
     }
 
     /// Reads from `chunk[*pos..]` up to the next event; `Ok(None)` when the chunk is spent.
-    pub fn next(&mut self, chunk: &[u8], pos: &mut usize) -> Step {
+    #[inline]
+    pub fn next(&mut self, chunk: &[u8], pos: &mut usize) -> Result<Option<Event>, LexError> {
+        self.next_boxed(chunk, pos).map_err(|error| *error)
+    }
+
+    #[inline(always)]
+    fn next_boxed(&mut self, chunk: &[u8], pos: &mut usize) -> Step {
+        if self.skim_depth == 0 {
+            if !self.skim_scalar {
+                return self.next_event(chunk, pos);
+            }
+            let event = self.next_event(chunk, pos)?;
+            if !matches!(event, Some(Event::ScalarEnd(_))) {
+                return Ok(event);
+            }
+            self.skim_scalar = false;
+            return self.next_event(chunk, pos);
+        }
+        loop {
+            match self.next_event(chunk, pos)? {
+                Some(event @ (Event::ObjectEnd(_) | Event::ArrayEnd(_)))
+                    if self.levels.len() < self.skim_depth =>
+                {
+                    self.skim_depth = 0;
+                    return Ok(Some(event));
+                }
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn next_event(&mut self, chunk: &[u8], pos: &mut usize) -> Step {
         loop {
             match self.state {
                 State::Expect(expect) => {
                     let lines = self.framing == Framing::Lines;
+                    // Indentation: eight spaces at a time.
+                    while chunk.get(*pos) == Some(&b' ')
+                        && chunk.get(*pos..*pos + 8).is_some_and(|w| w == b"        ")
+                    {
+                        *pos += 8;
+                    }
                     while *pos < chunk.len() && matches!(chunk[*pos], b' ' | b'\t' | b'\n' | b'\r')
                     {
                         if lines && chunk[*pos] == b'\n' {
                             if !self.levels.is_empty()
                                 || !matches!(expect, Expect::Root | Expect::Done)
                             {
-                                return Err(self.error(*pos, ErrorKind::NewlineInRecord));
+                                return Err(self.fail(*pos, ErrorKind::NewlineInRecord));
                             }
                             *pos += 1;
                             self.state = State::Expect(Expect::Root);
@@ -387,7 +462,7 @@ impl Lexer {
                             return Ok(None);
                         };
                         if b != word[matched] {
-                            return Err(self.error(
+                            return Err(self.fail(
                                 *pos,
                                 ErrorKind::Unexpected {
                                     found: b,
@@ -409,17 +484,24 @@ impl Lexer {
     }
 
     /// Ends the document: completes a trailing root number and checks nothing is missing.
-    pub fn finish(&mut self) -> Step {
+    pub fn finish(&mut self) -> Result<Option<Event>, LexError> {
+        match self.finish_boxed().map_err(|error| *error)? {
+            Some(Event::ScalarEnd(_)) if std::mem::take(&mut self.skim_scalar) => Ok(None),
+            event => Ok(event),
+        }
+    }
+
+    fn finish_boxed(&mut self) -> Step {
         match self.state {
             State::Expect(Expect::Done) => Ok(None),
             State::Expect(Expect::Root) if self.framing == Framing::Lines => Ok(None),
-            State::Expect(Expect::Root) if !self.saw_root => Err(self.error(0, ErrorKind::Empty)),
+            State::Expect(Expect::Root) if !self.saw_root => Err(self.fail(0, ErrorKind::Empty)),
             State::Number(Number::Zero | Number::Int | Number::Frac | Number::Exp) => {
                 if self.levels.is_empty() {
                     self.value_done();
                     Ok(Some(Event::ScalarEnd(0)))
                 } else {
-                    Err(self.error(
+                    Err(self.fail(
                         0,
                         ErrorKind::UnexpectedEnd {
                             expected: describe(Expect::CommaOrEnd),
@@ -427,20 +509,20 @@ impl Lexer {
                     ))
                 }
             }
-            State::Number(_) => Err(self.error(0, ErrorKind::InvalidNumber)),
-            State::String { .. } => Err(self.error(
+            State::Number(_) => Err(self.fail(0, ErrorKind::InvalidNumber)),
+            State::String { .. } => Err(self.fail(
                 0,
                 ErrorKind::UnexpectedEnd {
                     expected: "the end of a string",
                 },
             )),
-            State::Literal { .. } => Err(self.error(
+            State::Literal { .. } => Err(self.fail(
                 0,
                 ErrorKind::UnexpectedEnd {
                     expected: "the rest of a literal",
                 },
             )),
-            State::Expect(expect) => Err(self.error(
+            State::Expect(expect) => Err(self.fail(
                 0,
                 ErrorKind::UnexpectedEnd {
                     expected: describe(expect),
@@ -449,6 +531,7 @@ impl Lexer {
         }
     }
 
+    #[inline(always)]
     fn structure(&mut self, expect: Expect, chunk: &[u8], pos: &mut usize) -> Step {
         let at = *pos;
         let b = chunk[at];
@@ -468,7 +551,7 @@ impl Lexer {
                 match b {
                     b'{' | b'[' => {
                         if self.levels.len() as u32 >= self.max_depth {
-                            return Err(self.error(
+                            return Err(self.fail(
                                 at,
                                 ErrorKind::TooDeep {
                                     limit: self.max_depth,
@@ -477,7 +560,12 @@ impl Lexer {
                         }
                         let key_start = self.path_keys.len();
                         if self.levels.last().is_some_and(|l| l.object) {
-                            self.path_keys.extend_from_slice(&self.key);
+                            let key = if self.key_escaped {
+                                &self.key
+                            } else {
+                                &self.key_raw
+                            };
+                            self.path_keys.extend_from_slice(key);
                         }
                         let object = b == b'{';
                         self.levels.push(Level {
@@ -516,7 +604,7 @@ impl Lexer {
                         self.state = State::Literal { word, matched: 0 };
                         Ok(Some(Event::ScalarStart(at, kind)))
                     }
-                    _ => Err(self.error(
+                    _ => Err(self.fail(
                         at,
                         ErrorKind::Unexpected {
                             found: b,
@@ -528,8 +616,8 @@ impl Lexer {
             Expect::KeyOrObjectEnd | Expect::Key => {
                 if b == b'"' {
                     *pos += 1;
-                    self.key.clear();
                     self.key_raw.clear();
+                    self.key_escaped = false;
                     self.state = State::String {
                         key: true,
                         escape: Escape::None,
@@ -539,7 +627,7 @@ impl Lexer {
                     *pos += 1;
                     Ok(Some(self.close(true, *pos)))
                 } else {
-                    Err(self.error(
+                    Err(self.fail(
                         at,
                         ErrorKind::Unexpected {
                             found: b,
@@ -554,7 +642,7 @@ impl Lexer {
                     self.state = State::Expect(Expect::Value);
                     Ok(None)
                 } else {
-                    Err(self.error(
+                    Err(self.fail(
                         at,
                         ErrorKind::Unexpected {
                             found: b,
@@ -580,7 +668,7 @@ impl Lexer {
                         *pos += 1;
                         Ok(Some(self.close(object, *pos)))
                     }
-                    _ => Err(self.error(
+                    _ => Err(self.fail(
                         at,
                         ErrorKind::Unexpected {
                             found: b,
@@ -589,7 +677,7 @@ impl Lexer {
                     )),
                 }
             }
-            Expect::Done => Err(self.error(at, ErrorKind::TrailingData(b))),
+            Expect::Done => Err(self.fail(at, ErrorKind::TrailingData(b))),
         }
     }
 
@@ -621,7 +709,9 @@ impl Lexer {
                 return Err(ErrorKind::KeyTooLong);
             }
             self.key_raw.extend_from_slice(bytes);
-            self.key.extend_from_slice(bytes);
+            if self.key_escaped {
+                self.key.extend_from_slice(bytes);
+            }
         } else if self.capture {
             if self.value.len() + bytes.len() > MAX_CAPTURE_BYTES {
                 return Err(ErrorKind::ValueTooLong);
@@ -633,6 +723,12 @@ impl Lexer {
 
     fn keep_raw(&mut self, key: bool, bytes: &[u8]) {
         if key {
+            if !self.key_escaped {
+                // The first escape: from here on, the decoded key differs from the raw one.
+                self.key_escaped = true;
+                self.key.clear();
+                self.key.extend_from_slice(&self.key_raw);
+            }
             self.key_raw.extend_from_slice(bytes);
         }
     }
@@ -651,6 +747,65 @@ impl Lexer {
         Ok(())
     }
 
+    /// Reads string content from `start` up to the first quote, backslash or control
+    /// character (or the end of the chunk), validating UTF-8 on the way; returns where it
+    /// stopped. A multi-byte character split across chunks is carried in `utf8_need`.
+    #[inline(always)]
+    fn scan_string(&mut self, chunk: &[u8], start: usize) -> Result<usize, Box<LexError>> {
+        let mut i = start;
+        // The rest of a character that began in the previous chunk.
+        while self.utf8_need > 0 {
+            let Some(&b) = chunk.get(i) else {
+                return Ok(i);
+            };
+            if b < self.utf8_lo || b > self.utf8_hi {
+                return Err(self.fail(i, ErrorKind::InvalidUtf8));
+            }
+            self.utf8_need -= 1;
+            self.utf8_lo = 0x80;
+            self.utf8_hi = 0xBF;
+            i += 1;
+        }
+        loop {
+            i = scan_plain(chunk, i);
+            let Some(&b) = chunk.get(i) else {
+                return Ok(i);
+            };
+            if b < 0x80 {
+                return Ok(i); // a quote, a backslash or a control character
+            }
+            let (need, lo, hi) = match b {
+                0xC2..=0xDF => (1, 0x80, 0xBF),
+                0xE0 => (2, 0xA0, 0xBF),
+                0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
+                0xED => (2, 0x80, 0x9F),
+                0xF0 => (3, 0x90, 0xBF),
+                0xF1..=0xF3 => (3, 0x80, 0xBF),
+                0xF4 => (3, 0x80, 0x8F),
+                _ => return Err(self.fail(i, ErrorKind::InvalidUtf8)),
+            };
+            i += 1;
+            let mut need: u8 = need;
+            let (mut lo, mut hi) = (lo, hi);
+            while need > 0 {
+                let Some(&c) = chunk.get(i) else {
+                    // Split by the end of the chunk: the rest is checked in the next one.
+                    self.utf8_need = need;
+                    self.utf8_lo = lo;
+                    self.utf8_hi = hi;
+                    return Ok(i);
+                };
+                if c < lo || c > hi {
+                    return Err(self.fail(i, ErrorKind::InvalidUtf8));
+                }
+                need -= 1;
+                lo = 0x80;
+                hi = 0xBF;
+                i += 1;
+            }
+        }
+    }
+
     fn string(&mut self, key: bool, mut escape: Escape, chunk: &[u8], pos: &mut usize) -> Step {
         loop {
             if *pos == chunk.len() {
@@ -660,44 +815,9 @@ impl Lexer {
             match escape {
                 Escape::None => {
                     let start = *pos;
-                    let mut i = start;
-                    while i < chunk.len() {
-                        let b = chunk[i];
-                        if self.utf8_need > 0 {
-                            if b < self.utf8_lo || b > self.utf8_hi {
-                                return Err(self.error(i, ErrorKind::InvalidUtf8));
-                            }
-                            self.utf8_need -= 1;
-                            self.utf8_lo = 0x80;
-                            self.utf8_hi = 0xBF;
-                            i += 1;
-                            continue;
-                        }
-                        if (0x20..0x80).contains(&b) && b != b'"' && b != b'\\' {
-                            i += 1;
-                            continue;
-                        }
-                        if b >= 0x80 {
-                            let (need, lo, hi) = match b {
-                                0xC2..=0xDF => (1, 0x80, 0xBF),
-                                0xE0 => (2, 0xA0, 0xBF),
-                                0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-                                0xED => (2, 0x80, 0x9F),
-                                0xF0 => (3, 0x90, 0xBF),
-                                0xF1..=0xF3 => (3, 0x80, 0xBF),
-                                0xF4 => (3, 0x80, 0x8F),
-                                _ => return Err(self.error(i, ErrorKind::InvalidUtf8)),
-                            };
-                            self.utf8_need = need;
-                            self.utf8_lo = lo;
-                            self.utf8_hi = hi;
-                            i += 1;
-                            continue;
-                        }
-                        break;
-                    }
+                    let i = self.scan_string(chunk, start)?;
                     self.keep(key, &chunk[start..i])
-                        .map_err(|k| self.error(i, k))?;
+                        .map_err(|k| self.fail(i, k))?;
                     *pos = i;
                     if i == chunk.len() {
                         continue;
@@ -718,7 +838,7 @@ impl Lexer {
                             self.keep_raw(key, b"\\");
                             escape = Escape::Backslash;
                         }
-                        _ => return Err(self.error(i, ErrorKind::ControlCharacterInString(b))),
+                        _ => return Err(self.fail(i, ErrorKind::ControlCharacterInString(b))),
                     }
                 }
                 Escape::Backslash => {
@@ -741,11 +861,11 @@ impl Lexer {
                             };
                             continue;
                         }
-                        _ => return Err(self.error(*pos, ErrorKind::InvalidEscape(b))),
+                        _ => return Err(self.fail(*pos, ErrorKind::InvalidEscape(b))),
                     };
                     self.keep_raw(key, &[b]);
                     self.keep_decoded(key, decoded)
-                        .map_err(|k| self.error(*pos, k))?;
+                        .map_err(|k| self.fail(*pos, k))?;
                     *pos += 1;
                     escape = Escape::None;
                 }
@@ -755,7 +875,7 @@ impl Lexer {
                         b'0'..=b'9' => b - b'0',
                         b'a'..=b'f' => b - b'a' + 10,
                         b'A'..=b'F' => b - b'A' + 10,
-                        _ => return Err(self.error(*pos, ErrorKind::InvalidUnicodeEscape)),
+                        _ => return Err(self.fail(*pos, ErrorKind::InvalidUnicodeEscape)),
                     };
                     self.keep_raw(key, &[b]);
                     *pos += 1;
@@ -771,7 +891,7 @@ impl Lexer {
                     let code = if self.high_surrogate != 0 {
                         let high = std::mem::take(&mut self.high_surrogate);
                         if !(0xDC00..=0xDFFF).contains(&value) {
-                            return Err(self.error(*pos, ErrorKind::LoneSurrogate));
+                            return Err(self.fail(*pos, ErrorKind::LoneSurrogate));
                         }
                         0x10000 + ((high - 0xD800) << 10) + (value - 0xDC00)
                     } else if (0xD800..=0xDBFF).contains(&value) {
@@ -779,13 +899,13 @@ impl Lexer {
                         escape = Escape::LowBackslash;
                         continue;
                     } else if (0xDC00..=0xDFFF).contains(&value) {
-                        return Err(self.error(*pos, ErrorKind::LoneSurrogate));
+                        return Err(self.fail(*pos, ErrorKind::LoneSurrogate));
                     } else {
                         value
                     };
                     let c = char::from_u32(code)
-                        .ok_or_else(|| self.error(*pos, ErrorKind::LoneSurrogate))?;
-                    self.keep_decoded(key, c).map_err(|k| self.error(*pos, k))?;
+                        .ok_or_else(|| self.fail(*pos, ErrorKind::LoneSurrogate))?;
+                    self.keep_decoded(key, c).map_err(|k| self.fail(*pos, k))?;
                 }
                 Escape::LowBackslash | Escape::LowU => {
                     let b = chunk[*pos];
@@ -795,7 +915,7 @@ impl Lexer {
                         b'u'
                     };
                     if b != wanted {
-                        return Err(self.error(*pos, ErrorKind::LoneSurrogate));
+                        return Err(self.fail(*pos, ErrorKind::LoneSurrogate));
                     }
                     self.keep_raw(key, &[b]);
                     *pos += 1;
@@ -814,6 +934,25 @@ impl Lexer {
 
     fn number(&mut self, mut number: Number, chunk: &[u8], pos: &mut usize) -> Step {
         while let Some(&b) = chunk.get(*pos) {
+            if b.is_ascii_digit() && matches!(number, Number::Int | Number::Frac | Number::Exp) {
+                // A run of digits that changes nothing but the length.
+                let start = *pos;
+                let end = start
+                    + 1
+                    + chunk[start + 1..]
+                        .iter()
+                        .position(|c| !c.is_ascii_digit())
+                        .unwrap_or(chunk.len() - start - 1);
+                if self.capture {
+                    let room = MAX_CAPTURE_BYTES.saturating_sub(self.value.len());
+                    if end - start > room {
+                        return Err(self.fail(start + room, ErrorKind::ValueTooLong));
+                    }
+                    self.value.extend_from_slice(&chunk[start..end]);
+                }
+                *pos = end;
+                continue;
+            }
             let next = match (number, b) {
                 (Number::Start, b'-') => Number::Minus,
                 (Number::Start | Number::Minus, b'0') => Number::Zero,
@@ -830,13 +969,13 @@ impl Lexer {
                         self.value_done();
                         return Ok(Some(Event::ScalarEnd(*pos)));
                     }
-                    return Err(self.error(*pos, ErrorKind::InvalidNumber));
+                    return Err(self.fail(*pos, ErrorKind::InvalidNumber));
                 }
-                _ => return Err(self.error(*pos, ErrorKind::InvalidNumber)),
+                _ => return Err(self.fail(*pos, ErrorKind::InvalidNumber)),
             };
             if self.capture {
                 if self.value.len() >= MAX_CAPTURE_BYTES {
-                    return Err(self.error(*pos, ErrorKind::ValueTooLong));
+                    return Err(self.fail(*pos, ErrorKind::ValueTooLong));
                 }
                 self.value.push(b);
             }
@@ -846,6 +985,37 @@ impl Lexer {
         self.state = State::Number(number);
         Ok(None)
     }
+}
+
+/// The index of the first byte at or after `i` that a string cannot hold as is: a quote, a
+/// backslash, a control character, or a byte of a multi-byte character (which the caller
+/// validates); `chunk.len()` if none. Eight bytes at a time (SWAR): the lowest flagged byte
+/// of each test is exact, so the first of all is too.
+#[inline(always)]
+fn scan_plain(chunk: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(bytes) = chunk.get(i..i + 8) {
+        let w = u64::from_le_bytes(bytes.try_into().expect("eight bytes"));
+        let quote = w ^ (ONES * b'"' as u64);
+        let backslash = w ^ (ONES * b'\\' as u64);
+        let flagged = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | w.wrapping_sub(ONES * 0x20)
+            | w)
+            & HIGH;
+        if flagged != 0 {
+            return i + (flagged.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = chunk.get(i) {
+        if !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\' {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 fn describe(expect: Expect) -> &'static str {
