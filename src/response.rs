@@ -83,8 +83,17 @@ pub fn plan(
             }
         }
     };
-    if let BodyPlan::Filter(spec) = &body {
-        let decoded = (spec.encoding != ContentEncoding::Identity).then_some("content-encoding");
+    // A bodiless answer (HEAD, 204, 304) to a purpose with body rules: the upstream's
+    // content-length and validators describe its unfiltered bytes, not what this purpose
+    // would get from a GET (a filtered body, sent without them); they go too.
+    let bodiless_filtered = end_of_stream && purpose.body.is_some();
+    if let (BodyPlan::Filter(_), _) | (BodyPlan::Untouched, true) = (&body, bodiless_filtered) {
+        let decoded = match &body {
+            BodyPlan::Filter(spec) if spec.encoding != ContentEncoding::Identity => {
+                Some("content-encoding")
+            }
+            _ => None,
+        };
         for name in REPRESENTATION_HEADERS.iter().copied().chain(decoded) {
             if header(name).is_some() && !remove_headers.iter().any(|h| h == name) {
                 remove_headers.push(name.to_string());
@@ -151,6 +160,23 @@ mod tests {
             plan.remove_headers,
             vec!["x-patient-count", "content-length", "etag"]
         );
+    }
+
+    #[test]
+    fn bodiless_answers_lose_the_upstream_length_and_validators() {
+        // HEAD (or 204, 304): nothing to filter, but content-length and etag describe the
+        // unfiltered body.
+        let head = headers(&[
+            ("content-type", "application/json"),
+            ("content-length", "296"),
+            ("etag", "\"x\""),
+        ]);
+        let p = plan(&config(), &allowed("billing"), &head, true);
+        assert!(matches!(p.body, BodyPlan::Untouched));
+        assert_eq!(p.remove_headers, vec!["content-length", "etag"]);
+        // A purpose without body rules sees the upstream's representation as is.
+        let p = plan(&config(), &allowed("care"), &head, true);
+        assert!(p.remove_headers.is_empty());
     }
 
     #[test]
