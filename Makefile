@@ -1,6 +1,9 @@
 # finalite: build the proxy-wasm module, test it (natively and inside a real Envoy), run the demo.
 #
 #   make build       the release module: target/wasm32-wasip1/release/finalite.wasm
+#   make cli         the command-line tool for policy authors: target/release/finalite
+#   make schema      regenerate schema/finalite.schema.json from the configuration types
+#   make oci         the module as an OCI image in Istio's Wasm layout: target/oci/finalite
 #   make test        fmt, clippy, unit tests, build, then the Envoy integration tests
 #   make envoy-test  only the Envoy integration tests (PYTEST_ARGS="-k views -x" to narrow)
 #   make soak        10 minutes of mixed load through Envoy: no leak, no drift (SOAK_SECONDS)
@@ -34,7 +37,7 @@ PYTEST_ARGS ?=
 # `make soak`; `make test` runs the same soak for 60 seconds (tests/envoy/test_soak.py).
 SOAK_SECONDS ?= 600
 
-.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean
+.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -61,21 +64,43 @@ build: toolchain
 	cd $(ROOT) && $(CARGO) build --target $(WASM_TARGET) --release
 	@echo "$$(realpath --relative-to=$(CURDIR) $(WASM)): $$(stat -c %s $(WASM)) bytes"
 
+# The command-line tool (cli/, a package of this workspace): check, explain, filter, token.
+cli:
+	cd $(ROOT) && $(CARGO) build --release -p finalite-cli
+	@echo "target/release/finalite"
+
+# The committed schema is the generated one (cli/tests/schema.rs fails when they differ).
+schema:
+	cd $(ROOT) && $(CARGO) run -q -p finalite-cli -- schema > schema/finalite.schema.json
+
+# The module as an OCI image in Istio's Wasm image layout, without Docker: a layout directory
+# and the same as a tarball; push with e.g. `oras cp --from-oci-layout target/oci/finalite:TAG`.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' $(ROOT)/Cargo.toml | head -1)
+oci: build
+	python3 $(ROOT)/scripts/oci_image.py --wasm $(WASM) --out $(ROOT)/target/oci/finalite \
+	  --tag $(VERSION) --tar $(ROOT)/target/oci/finalite-$(VERSION).tar
+
+# `docker-compose config` (Debian's docker-compose, no Docker engine needed) checks
+# envoy/docker-compose.yml in the Envoy tests; installed only when missing.
+compose-tool:
+	@command -v docker-compose >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose </dev/null; }
+
 # --- Tests --------------------------------------------------------------------------------
 
 fmt-check: toolchain
-	cd $(ROOT) && $(CARGO) fmt --check
+	cd $(ROOT) && $(CARGO) fmt --all --check
 
 # Native targets (core, CLI, tests), then the wasm32 build, where the proxy-wasm adapter lives.
 clippy: toolchain
-	cd $(ROOT) && $(CARGO) clippy --all-targets -- -D warnings
+	cd $(ROOT) && $(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd $(ROOT) && $(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
 
 unit:
-	cd $(ROOT) && $(CARGO) test
+	cd $(ROOT) && $(CARGO) test --workspace
 
 # Through a real Envoy (tests/envoy); the tests fail if the module or Envoy is missing.
-envoy-test: venv build
+envoy-test: venv build compose-tool
 	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) $(PYTHON) -m pytest tests/envoy $(PYTEST_ARGS)
 
 # 16 connections mixing allowed, refused and failed-closed requests, canaries in every
