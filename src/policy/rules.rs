@@ -41,6 +41,8 @@ pub struct FieldRules {
     /// Action for a field no rule reaches (the purpose's `default`).
     pub default: Action,
     actions: Vec<Action>,
+    /// The rank of each entry of `actions`.
+    ranks: Vec<Rank>,
     /// Decoded key → symbol; symbol 0 stands for every key no rule names.
     symbols: HashMap<Box<[u8]>, u32>,
     longest_symbol: usize,
@@ -49,6 +51,16 @@ pub struct FieldRules {
     /// `transitions[state * symbol_count + symbol]`.
     transitions: Vec<StateId>,
 }
+
+/// How strongly a rule holds, for precedence: its path's specificity (more named keys,
+/// then more `*`, then fewer `**`), then how protective its action is. A field's own rule
+/// applies only if it ranks at least as high as the rule it inherits from its ancestors, so
+/// a broad `entry.**: keep` cannot undo a `**.ssn: drop` below it, while `address.city: keep`
+/// does override `address: drop`. The purpose's default ranks below every rule.
+pub type Rank = (usize, usize, isize, u8);
+
+/// The rank of the purpose's default.
+pub const DEFAULT_RANK: Rank = (0, 0, isize::MIN, 0);
 
 /// Too many states: the message says what to simplify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +88,7 @@ impl FieldRules {
         let longest_symbol = symbols.keys().map(|k| k.len()).max().unwrap_or(0);
 
         let mut actions: Vec<Action> = Vec::new();
+        let mut ranks: Vec<Rank> = Vec::new();
         let mut states: Vec<State> = Vec::new();
         let mut transitions: Vec<StateId> = Vec::new();
         let mut index: HashMap<BTreeSet<Position>, StateId> = HashMap::new();
@@ -93,8 +106,9 @@ impl FieldRules {
                 return Err(TooComplex);
             }
             let id = states.len() as StateId;
-            let own = winner(rules, &set).map(|action| {
-                actions.push(action.clone());
+            let own = winner(rules, &set).map(|rule| {
+                actions.push(rule.action.clone());
+                ranks.push(rank(rule));
                 actions.len() - 1
             });
             let may_descend = set
@@ -141,6 +155,7 @@ impl FieldRules {
         Ok(FieldRules {
             default,
             actions,
+            ranks,
             symbols,
             longest_symbol,
             symbol_count,
@@ -167,6 +182,14 @@ impl FieldRules {
     #[inline]
     pub fn own_action(&self, state: StateId) -> Option<&Action> {
         self.states[state as usize].own.map(|i| &self.actions[i])
+    }
+
+    /// The rule that names this field, with its rank, if one does.
+    #[inline]
+    pub fn own_rule(&self, state: StateId) -> Option<(&Action, Rank)> {
+        self.states[state as usize]
+            .own
+            .map(|i| (&self.actions[i], self.ranks[i]))
     }
 
     /// Whether some rule may still apply below this field.
@@ -218,12 +241,16 @@ fn step(rules: &[Rule], set: &BTreeSet<Position>, key: Option<&[u8]>) -> BTreeSe
 
 /// Among the rules that name the field, the most specific wins; at equal specificity, the
 /// most protective action.
-fn winner<'r>(rules: &'r [Rule], set: &BTreeSet<Position>) -> Option<&'r Action> {
+fn rank(rule: &Rule) -> Rank {
+    let (keys, any, deep) = rule.path.specificity();
+    (keys, any, deep, rule.action.protection_rank())
+}
+
+fn winner<'r>(rules: &'r [Rule], set: &BTreeSet<Position>) -> Option<&'r Rule> {
     set.iter()
         .filter(|&&(r, i)| i as usize == rules[r as usize].path.segments.len())
         .map(|&(r, _)| &rules[r as usize])
-        .max_by_key(|rule| (rule.path.specificity(), rule.action.protection_rank()))
-        .map(|rule| &rule.action)
+        .max_by_key(|rule| rank(rule))
 }
 
 #[cfg(test)]
