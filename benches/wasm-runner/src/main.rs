@@ -3,6 +3,7 @@
 //!
 //!   wasm-runner [--quick]                 every case; one JSON line per case on stdout
 //!   wasm-runner --only CASE SIZE --iters N  runs one case N times, untimed (for callgrind)
+//!   wasm-runner --write DIR               writes the bundles (and an 8 MiB one) as JSON files
 //!
 //! CASE: memcpy, validate, finalite/denylist, finalite/realistic, finalite/drop-most,
 //! naive/realistic; SIZE: 1KiB, 64KiB, 1MiB.
@@ -81,6 +82,15 @@ fn measure(run: &mut dyn FnMut(&[u8]) -> usize, doc: &[u8], rounds: usize, round
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--write") {
+        let dir = std::path::Path::new(&args[i + 1]);
+        std::fs::create_dir_all(dir).expect("the directory");
+        for (size, label) in SIZES.iter().copied().chain([(8 << 20, "8MiB")]) {
+            let path = dir.join(format!("bundle-{label}.json"));
+            std::fs::write(&path, bundle(size, SEED)).expect("write a bundle");
+        }
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--only") {
         let name = &args[i + 1];
         let size = SIZES

@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""`make bench`: the engine inside V8, then Envoy with and without filters, under wrk.
+
+Run by the Makefile after it has built everything; it writes benches/RESULTS.md.
+
+1. Engine in wasm: the wasm-runner (benches/wasm-runner) natively and inside Node's V8; MB/s
+   per case and the ratio V8/native.
+2. Envoy (one worker, V8) in front of nginx serving FHIR-like Bundles of 1 KiB, 64 KiB and
+   1 MiB, one listener per filter: passthrough (no wasm), headers-only wasm, the naive serde
+   wasm filter, finalite (release module, the realistic allowlist). wrk drives each listener
+   in turn, round-robin, for BENCH_SECONDS with 2 connections and 1 thread, BENCH_ROUNDS
+   times; Envoy's CPU per request comes from /proc/<pid>/stat (utime + stime) over each run.
+   Medians of the rounds, and ratios.
+3. Memory: Envoy's RSS after rounds of 16 concurrent 8 MiB responses through finalite,
+   buffered and streaming.
+
+Everything listens on 127.0.0.1 only, and every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / ".run" / "bench"
+WWW = RUN / "www"
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+MEMORY_ROUNDS = int(os.environ.get("BENCH_MEMORY_ROUNDS", "4"))
+SIZES = ["1KiB", "64KiB", "1MiB"]
+SCENARIOS = ["passthrough", "headers-only", "naive-serde", "finalite"]
+KEY = "bench-key-0123456789abcdefghijkl"  # 32 bytes, as benches/common/mod.rs
+
+# The realistic allowlist of benches/common/mod.rs (Policy::Realistic).
+FIELDS = {
+    "resourceType": "keep",
+    "type": "keep",
+    "total": "keep",
+    "entry.resource.resourceType": "keep",
+    "entry.resource.id": "pseudonymize",
+    "entry.resource.meta.lastUpdated": "keep",
+    "entry.resource.gender": "keep",
+    "entry.resource.birthDate": "keep",
+    "entry.resource.address.city": "keep",
+    "entry.resource.address.country": "keep",
+    "entry.resource.condition.code": "keep",
+    "entry.search.mode": "keep",
+}
+
+
+def env_path(name: str) -> Path:
+    value = os.environ.get(name)
+    if not value:
+        sys.exit(f"bench.py: {name} is not set (run `make bench`)")
+    return Path(value)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: list[str], **kw) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def first_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return (out.stdout + out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine() -> dict[str, str]:
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model,
+        "nproc": str(os.cpu_count()),
+        "load": Path("/proc/loadavg").read_text().split()[0],
+    }
+
+
+# --- 1. The engine inside V8 ----------------------------------------------------------------
+
+
+def engine_in_wasm(runner: Path, runner_wasm: Path) -> tuple[str, dict]:
+    def parse(out: str) -> dict[tuple[str, str], float]:
+        rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        return {(r["case"], r["size"]): r["mbps"] for r in rows}
+
+    print("engine: native runner ...", flush=True)
+    native = parse(run([str(runner)]))
+    print("engine: the same runner as wasm inside Node's V8 ...", flush=True)
+    v8 = parse(
+        run(["node", "--no-warnings", str(ROOT / "benches/wasm-runner/run.mjs"), str(runner_wasm)])
+    )
+    md = [
+        "| body | case | native MB/s | V8 (Node) MB/s | V8 / native | V8: × slower than memcpy |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for size in SIZES:
+        memcpy = v8.get(("memcpy", size))
+        for case in ["memcpy", "validate", "finalite/denylist", "finalite/realistic",
+                     "finalite/drop-most", "naive/realistic"]:
+            n, w = native.get((case, size)), v8.get((case, size))
+            if n is None or w is None:
+                continue
+            md.append(
+                f"| {size} | {case} | {n:.0f} | {w:.0f} | {w / n:.2f} | "
+                f"{memcpy / w:.0f}× |"
+            )
+    return "\n".join(md), {"native": native, "v8": v8}
+
+
+# --- 2. Envoy ------------------------------------------------------------------------------
+
+
+def wasm_filter(name: str, path: Path, configuration: dict | None = None, env_keys=()) -> dict:
+    vm = {"vm_id": name, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(path)}}}
+    if env_keys:
+        vm["environment_variables"] = {"host_env_keys": list(env_keys)}
+    config = {
+        "name": name,
+        "vm_config": vm,
+        "failure_policy": "FAIL_RELOAD",
+        "allow_on_headers_stop_iteration": True,
+    }
+    if configuration is not None:
+        config["root_id"] = "finalite"
+        config["configuration"] = {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": json.dumps(configuration),
+        }
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": config,
+        },
+    }
+
+
+def finalite_config(streaming: bool) -> dict:
+    return {
+        "purpose_header": "x-purpose",
+        "limits": {"max_body_bytes": 16 << 20, "max_depth": 64},
+        "pseudonymization": {"key_env": "FINALITE_PSEUDONYM_KEY", "per_client": False},
+        "policies": {
+            "bundle": {
+                "match": [{"prefix": "/"}],
+                "auth": "none",
+                "default_purpose": "research",
+                "streaming": streaming,
+                "purposes": {"research": {"fields": FIELDS}},
+            }
+        },
+    }
+
+
+def bootstrap(ports: dict[str, int], admin: int, upstream: int, wasm: dict[str, Path]) -> dict:
+    filters = {
+        "passthrough": None,
+        "headers-only": wasm_filter("headers_only", wasm["headers-only"]),
+        "naive-serde": wasm_filter("naive_serde", wasm["naive-serde"]),
+        "finalite": wasm_filter("finalite", wasm["finalite"], finalite_config(False),
+                                ["FINALITE_PSEUDONYM_KEY"]),
+        "finalite-streaming": wasm_filter("finalite_streaming", wasm["finalite"],
+                                          finalite_config(True), ["FINALITE_PSEUDONYM_KEY"]),
+    }
+    limit = 32 << 20  # 16 concurrent 8 MiB bodies are buffered whole
+    listeners = []
+    for name, port in ports.items():
+        http_filters = [filters[name]] if filters[name] else []
+        http_filters.append({
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        })
+        listeners.append({
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "per_connection_buffer_limit_bytes": limit,
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": name.replace("-", "_"),
+                    "codec_type": "AUTO",
+                    "route_config": {"virtual_hosts": [{
+                        "name": "all", "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "nginx"}}],
+                    }]},
+                    "http_filters": http_filters,
+                },
+            }]}],
+        })
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {
+            "listeners": listeners,
+            "clusters": [{
+                "name": "nginx",
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "per_connection_buffer_limit_bytes": limit,
+                "load_assignment": {"cluster_name": "nginx", "endpoints": [{"lb_endpoints": [{
+                    "endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": upstream}}},
+                }]}]},
+            }],
+        },
+    }
+
+
+def nginx_conf(port: int) -> str:
+    return f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {RUN}/nginx.pid;
+error_log {RUN}/nginx-error.log warn;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  types {{ application/json json; }}
+  default_type application/json;
+  client_body_temp_path {RUN}/nginx-tmp;
+  proxy_temp_path {RUN}/nginx-tmp;
+  fastcgi_temp_path {RUN}/nginx-tmp;
+  uwsgi_temp_path {RUN}/nginx-tmp;
+  scgi_temp_path {RUN}/nginx-tmp;
+  server {{ listen 127.0.0.1:{port}; root {WWW}; }}
+}}
+"""
+
+
+def wait_http(port: int, path: str, seconds: float = 30) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bench.py: nothing ready on 127.0.0.1:{port}{path}")
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", path, headers={"x-purpose": "research"})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, body
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wrk(port: int, path: str, pid: int) -> dict:
+    before = cpu_seconds(pid)
+    out = run([
+        "wrk", "-t1", "-c2", f"-d{SECONDS}s", "--timeout", "10s",
+        "-H", "x-purpose: research", f"http://127.0.0.1:{port}{path}",
+    ], timeout=SECONDS + 60)
+    cpu = cpu_seconds(pid) - before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if bad or errors:
+        raise SystemExit(f"bench.py: wrk on :{port}{path} saw failures:\n{out}")
+    return {"rps": rps, "requests": requests, "cpu_us": cpu / max(requests, 1) * 1e6}
+
+
+def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, str, dict]:
+    shutil.rmtree(RUN, ignore_errors=True)
+    (RUN / "nginx-tmp").mkdir(parents=True)
+    run([str(runner), "--write", str(WWW)])
+    upstream, admin = free_port(), free_port()
+    names = SCENARIOS + ["finalite-streaming"]
+    ports = {name: free_port() for name in names}
+    (RUN / "nginx.conf").write_text(nginx_conf(upstream))
+    (RUN / "envoy.json").write_text(json.dumps(bootstrap(ports, admin, upstream, wasm), indent=1))
+    nginx = subprocess.Popen(["nginx", "-p", str(RUN), "-c", str(RUN / "nginx.conf")],
+                             stdout=subprocess.DEVNULL, stderr=open(RUN / "nginx.out", "w"))
+    env = dict(os.environ, FINALITE_PSEUDONYM_KEY=KEY)
+    proxy = subprocess.Popen(
+        [str(envoy), "-c", str(RUN / "envoy.json"), "--concurrency", "1", "--log-level", "warn",
+         "--use-dynamic-base-id"],
+        stdout=subprocess.DEVNULL, stderr=open(RUN / "envoy.log", "w"), env=env)
+    try:
+        wait_http(upstream, "/bundle-1KiB.json")
+        wait_http(admin, "/ready")
+        # Each listener answers 200; finalite's and the naive filter's bodies are smaller.
+        for name in names:
+            status, body = get(ports[name], "/bundle-64KiB.json")
+            if status != 200:
+                raise SystemExit(f"bench.py: {name} answered {status}: {body[:300]!r}")
+            json.loads(body)
+            print(f"  {name}: 200, {len(body)} bytes for 64 KiB", flush=True)
+        results: dict[tuple[str, str], list[dict]] = {}
+        for round_ in range(ROUNDS):
+            for size in SIZES:
+                for name in SCENARIOS:
+                    r = wrk(ports[name], f"/bundle-{size}.json", proxy.pid)
+                    results.setdefault((size, name), []).append(r)
+                    print(f"round {round_ + 1}/{ROUNDS} {size:>5} {name:<12} "
+                          f"{r['rps']:8.0f} req/s {r['cpu_us']:8.0f} µs CPU/req", flush=True)
+        memory = memory_bench(ports, proxy.pid)
+    finally:
+        for p in (proxy, nginx):
+            p.send_signal(signal.SIGTERM)
+        for p in (proxy, nginx):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return envoy_table(results), memory, results
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def envoy_table(results: dict) -> str:
+    md = [
+        "| body | filter | req/s | Envoy CPU µs/req | CPU vs passthrough | CPU vs headers-only "
+        "| CPU vs naive | req/s vs naive |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size in SIZES:
+        med = {
+            name: (median([r["rps"] for r in results[(size, name)]]),
+                   median([r["cpu_us"] for r in results[(size, name)]]))
+            for name in SCENARIOS
+        }
+        for name in SCENARIOS:
+            rps, cpu = med[name]
+            md.append(
+                f"| {size} | {name} | {rps:.0f} | {cpu:.0f} | {cpu / med['passthrough'][1]:.2f}× "
+                f"| {cpu / med['headers-only'][1]:.2f}× | {cpu / med['naive-serde'][1]:.2f}× "
+                f"| {rps / med['naive-serde'][0]:.2f}× |"
+            )
+    return "\n".join(md)
+
+
+def memory_bench(ports: dict[str, int], pid: int) -> str:
+    md = ["| mode | RSS before | RSS after each round of 16 concurrent 8 MiB responses (MiB) |",
+          "|---|---:|---|"]
+    for name, label in [("finalite", "buffered"), ("finalite-streaming", "streaming")]:
+        before = rss_mib(pid)
+        after = []
+        for _ in range(MEMORY_ROUNDS):
+            statuses: list[int] = []
+
+            def one() -> None:
+                status, body = get(ports[name], "/bundle-8MiB.json")
+                statuses.append(status if body else 0)
+
+            threads = [threading.Thread(target=one) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            if statuses.count(200) != 16:
+                raise SystemExit(f"bench.py: {label}: statuses {statuses}")
+            time.sleep(1)
+            after.append(rss_mib(pid))
+        md.append(f"| {label} | {before:.0f} | {' → '.join(f'{v:.0f}' for v in after)} |")
+        print(f"memory {label}: {before:.0f} MiB, then {after}", flush=True)
+    return "\n".join(md)
+
+
+# --- The report ----------------------------------------------------------------------------
+
+
+def main() -> None:
+    envoy = env_path("ENVOY")
+    wasm = {
+        "finalite": env_path("FINALITE_WASM"),
+        "headers-only": env_path("HEADERS_ONLY_WASM"),
+        "naive-serde": env_path("NAIVE_SERDE_WASM"),
+    }
+    runner, runner_wasm = env_path("RUNNER"), env_path("RUNNER_WASM")
+    engine_md = Path(os.environ.get("ENGINE_SUMMARY", "/nonexistent"))
+    out = Path(os.environ.get("RESULTS", ROOT / "benches" / "RESULTS.md"))
+
+    m = machine()
+    wasm_md, _ = engine_in_wasm(runner, runner_wasm)
+    print(wasm_md, flush=True)
+    envoy_md, memory_md, _ = envoy_bench(envoy, wasm, runner)
+    print(envoy_md, flush=True)
+    print(memory_md, flush=True)
+    load_end = Path("/proc/loadavg").read_text().split()[0]
+
+    versions = {
+        "envoy": first_line([str(envoy), "--version"]).split("version: ")[-1],
+        "node (V8)": first_line(["node", "-p", "process.version + ' (V8 ' + process.versions.v8 + ')'"]),
+        "rustc": first_line(["rustc", "--version"]),
+        "wrk": first_line(["wrk", "--version"]),
+        "nginx": first_line(["nginx", "-v"]),
+    }
+    sizes = {name: path.stat().st_size for name, path in wasm.items()}
+    report = f"""# finalite benchmark results
+
+Written by `make bench` on {m['date']}.
+
+- Machine: {m['nproc']} cores, {m['cpu']}. Load average {m['load']} at the start of the Envoy
+  runs and {load_end} at the end: **the machine was shared with other builds**, so read the
+  ratios (measured side by side, medians of {ROUNDS} interleaved rounds) rather than the
+  absolute numbers.
+- Versions: {'; '.join(f'{k} {v}' for k, v in versions.items())}.
+- Module sizes: finalite.wasm {sizes['finalite']:,} bytes; headers-only {sizes['headers-only']:,};
+  naive serde {sizes['naive-serde']:,}.
+- Bodies: FHIR-like searchset Bundles of Patient entries (generated, seeded:
+  benches/common/mod.rs), compact JSON with non-ASCII names, escapes and numbers. The
+  "1 KiB" body is one entry (about 1.7 KB).
+- Policy: the realistic allowlist, 12 nested paths with `entry.resource.id` pseudonymised
+  (HMAC-SHA-256); `denylist` is `default: keep` with `**.ssn: drop`; `drop-most` keeps two
+  top-level fields.
+
+## Engine, native (criterion, `cargo bench --bench engine`)
+
+Chunks of 64 KiB; full validation (RFC 8259, UTF-8, surrogates); medians.
+
+{engine_md.read_text() if engine_md.exists() else '(not run)'}
+
+## Engine inside V8 (the wasm32-wasip1 build under Node, benches/wasm-runner)
+
+Median MB/s of 9 rounds, the same cases as above.
+
+{wasm_md}
+
+## Envoy, one worker, V8 (wrk -t1 -c2, {SECONDS} s per run, {ROUNDS} rounds)
+
+Envoy CPU per request = (utime + stime of the Envoy process over the run) / requests.
+Medians of the rounds; each ratio compares medians of the same body size.
+
+{envoy_md}
+
+## Memory (Envoy RSS, one process hosting all the filters above)
+
+{memory_md}
+"""
+    out.write_text(report)
+    print(f"\nwritten: {out}")
+
+
+if __name__ == "__main__":
+    main()
