@@ -160,6 +160,10 @@ pub struct JwksUriConfig {
     pub cluster: String,
     /// The set's path on that cluster, starting with `/`.
     pub path: String,
+    /// The `:authority` (Host) of the fetch; defaults to the cluster's name. Hosted
+    /// identity providers route by host name, so set it to theirs.
+    #[serde(default)]
+    pub authority: Option<String>,
     /// Seconds between two fetches of the set.
     #[serde(default = "default_refresh_seconds")]
     #[cfg_attr(not(target_arch = "wasm32"), schemars(range(min = 1, max = 86400)))]

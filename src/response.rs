@@ -9,6 +9,16 @@ use crate::policy::CompiledConfig;
 /// Response headers that describe the upstream's exact bytes and are wrong once filtered.
 const REPRESENTATION_HEADERS: &[&str] = &["content-length", "etag", "content-md5"];
 
+/// Whether a response carries upstream data. An error reply the proxy wrote itself (Envoy:
+/// `response.code_details` other than `via_upstream`, such as an upstream connection
+/// failure's 503) holds none: it passes as is rather than becoming a 502 that would hide the
+/// real status. Anything else, including a proxy-written success such as a
+/// `direct_response`, is planned as usual.
+pub fn carries_upstream_data(status: Option<u16>, code_details: Option<&str>) -> bool {
+    let generated = code_details.is_some_and(|d| d != "via_upstream");
+    !(generated && status.is_some_and(|s| s >= 400))
+}
+
 /// Plans a response from its headers (`end_of_stream`: the response has no body).
 pub fn plan(
     config: &CompiledConfig,
@@ -238,6 +248,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(p.remove_headers, vec!["content-length", "content-encoding"]);
+    }
+
+    #[test]
+    fn proxy_written_error_replies_are_not_upstream_data() {
+        assert!(carries_upstream_data(Some(200), Some("via_upstream")));
+        assert!(carries_upstream_data(Some(500), Some("via_upstream")));
+        assert!(carries_upstream_data(Some(503), None));
+        assert!(!carries_upstream_data(
+            Some(503),
+            Some("upstream_reset_before_response_started{connection_failure}")
+        ));
+        assert!(carries_upstream_data(Some(200), Some("direct_response")));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 pub struct RemoteJwks {
     pub cluster: String,
     pub path: String,
+    /// The fetch's `:authority` (the cluster name unless configured).
+    pub authority: String,
     pub refresh_seconds: u64,
 }
 
@@ -301,6 +303,7 @@ mod tests {
             keys: KeySource::Remote(RemoteJwks {
                 cluster: "idp".into(),
                 path: "/.well-known/jwks.json".into(),
+                authority: "idp".into(),
                 refresh_seconds,
             }),
         }))

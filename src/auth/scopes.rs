@@ -53,13 +53,21 @@ impl ScopeTable {
         }
     }
 
+    /// HEAD reads what GET reads: unless the table names HEAD, it needs GET's scopes.
     pub fn for_method(&self, method: &str) -> MethodScopes<'_> {
         if self.by_method.is_empty() && self.other_methods.is_none() {
             return MethodScopes::None;
         }
+        let method = method.to_ascii_uppercase();
+        let head_as_get = if method == "HEAD" {
+            self.by_method.get("GET")
+        } else {
+            None
+        };
         match self
             .by_method
-            .get(&method.to_ascii_uppercase())
+            .get(&method)
+            .or(head_as_get)
             .or(self.other_methods.as_ref())
         {
             Some(requirement) => MethodScopes::Required(requirement),
@@ -105,5 +113,8 @@ mod tests {
         };
         t.insert("*", write.clone());
         assert_eq!(t.for_method("POST"), MethodScopes::Required(&write));
+        assert_eq!(t.for_method("HEAD"), MethodScopes::Required(&read));
+        t.insert("HEAD", write.clone());
+        assert_eq!(t.for_method("head"), MethodScopes::Required(&write));
     }
 }

@@ -106,6 +106,7 @@ pub fn compile_verification(
             KeySource::Remote(RemoteJwks {
                 cluster: uri.cluster.clone(),
                 path: uri.path.clone(),
+                authority: uri.authority.clone().unwrap_or_else(|| uri.cluster.clone()),
                 refresh_seconds: uri.refresh_seconds,
             })
         }
@@ -208,6 +209,7 @@ mod tests {
             KeySource::Remote(RemoteJwks {
                 cluster: "idp".into(),
                 path: "/.well-known/jwks.json".into(),
+                authority: "idp".into(),
                 refresh_seconds: 300
             })
         );
@@ -272,7 +274,7 @@ mod tests {
             (json!({"from": "jwks", "jwks": {"keys": {}}}), "token.jwks.keys: invalid type: map, expected a sequence"),
             (
                 json!({"from": "jwks", "jwks_uri": {"cluster": "idp", "path": "/k", "refresh": 1}}),
-                "token.jwks_uri.refresh: unknown field `refresh`, expected one of `cluster`, `path`, `refresh_seconds`",
+                "token.jwks_uri.refresh: unknown field `refresh`, expected one of `cluster`, `path`, `authority`, `refresh_seconds`",
             ),
             (json!({"from": "jwks", "jwks_uri": {"path": "/k"}}), "token.jwks_uri: missing field `cluster`"),
             (json!({"from": "jwks", "jwks_uri": "https://idp.example/jwks"}), "token.jwks_uri: invalid type: string"),

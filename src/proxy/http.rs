@@ -63,6 +63,8 @@ struct Trace {
 pub struct FinaliteHttp {
     config: Rc<CompiledConfig>,
     metrics: Option<Rc<Metrics>>,
+    /// Present when finalite verifies tokens itself (`token.from: "jwks"`).
+    keys: Option<Rc<RefCell<KeyCache>>>,
     stage: Stage,
     trace: Trace,
     /// TEST ONLY (feature `test-panic`, never in release builds): the request asked for a
@@ -80,6 +82,7 @@ impl FinaliteHttp {
         FinaliteHttp {
             config,
             metrics,
+            keys,
             stage: Stage::Done,
             trace: Trace::default(),
             #[cfg(feature = "test-panic")]
@@ -256,6 +259,12 @@ impl HttpContext for FinaliteHttp {
         let Stage::Allowed(allowed) = std::mem::replace(&mut self.stage, Stage::Done) else {
             return Action::Continue;
         };
+        let status =
+            host::header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse().ok());
+        let details = host::string_property(vec!["response", "code_details"]);
+        if !response::carries_upstream_data(status, details.as_deref()) {
+            return Action::Continue;
+        }
         let headers = host::headers(MapType::HttpResponseHeaders);
         let plan = response::plan(&self.config, &allowed, &headers, end_of_stream);
         if !self.trace.dry_run {

@@ -11,7 +11,7 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 use super::host::unix_now;
 use super::http::FinaliteHttp;
 use super::metrics::Metrics;
-use crate::auth::key_cache::{KeyCache, FETCH_TIMEOUT_MS, TICK_SECONDS};
+use crate::auth::key_cache::{KeyCache, FETCH_TIMEOUT_MS, MAX_JWKS_BYTES, TICK_SECONDS};
 use crate::policy::CompiledConfig;
 
 #[derive(Default)]
@@ -41,7 +41,7 @@ impl FinaliteRoot {
         let headers = vec![
             (":method", "GET"),
             (":path", remote.path.as_str()),
-            (":authority", remote.cluster.as_str()),
+            (":authority", remote.authority.as_str()),
             ("accept", "application/json"),
         ];
         let timeout = Duration::from_millis(FETCH_TIMEOUT_MS);
@@ -73,8 +73,10 @@ impl Context for FinaliteRoot {
             .flatten()
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|v| v.parse::<u16>().ok());
+        // One byte past the limit is enough for the cache to refuse an oversized set.
         let body = if body_size > 0 {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            let len = body_size.min(MAX_JWKS_BYTES + 1);
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, len)
                 .ok()
                 .flatten()
         } else {
