@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::lexer::{ErrorKind, Event, Framing, LexError, Lexer, ScalarKind};
 use crate::policy::action::{Action, Transform};
-use crate::policy::rules::{FieldRules, StateId, ROOT};
+use crate::policy::rules::{FieldRules, Rank, StateId, DEFAULT_RANK, ROOT};
 use crate::policy::transform::{self, TransformContext};
 
 /// Distinct field paths kept in a tally; beyond, occurrences are only counted.
@@ -56,8 +56,9 @@ pub struct FilterStats {
 struct Frame {
     object: bool,
     state: StateId,
-    /// Action inherited by members no rule names.
+    /// Action inherited by members whose own rule (if any) ranks lower.
     action: Action,
+    rank: Rank,
     /// Whether `{`/`[` (and the member key) has been written.
     opened: bool,
     /// Members or elements written so far.
@@ -94,7 +95,7 @@ pub struct JsonFilter {
     /// Start, in the current chunk, of bytes being copied verbatim.
     copy_from: Option<usize>,
     /// Decision for the value that follows the last key.
-    pending: (StateId, Action),
+    pending: (StateId, Action, Rank),
     transform: Option<(Transform, ScalarKind)>,
     failed: Option<LexError>,
     stats: FilterStats,
@@ -186,7 +187,7 @@ impl JsonFilter {
             path: String::new(),
             subtree: Subtree::None,
             copy_from: None,
-            pending: (ROOT, default),
+            pending: (ROOT, default, DEFAULT_RANK),
             transform: None,
             failed: None,
             stats: FilterStats::default(),
@@ -275,20 +276,30 @@ impl JsonFilter {
             Event::Key => {
                 if let Some(top) = self.frames.last() {
                     let state = self.steps.step(&self.rules, top.state, self.lexer.key());
-                    let action = self
-                        .rules
-                        .own_action(state)
-                        .cloned()
-                        .unwrap_or_else(|| top.action.clone());
-                    self.pending = (state, action);
+                    // The field's own rule applies unless the rule it inherits ranks higher:
+                    // a broad `entry.**: keep` does not undo a `**.ssn: drop` above it.
+                    self.pending = match self.rules.own_rule(state) {
+                        Some((action, rank)) if rank >= top.rank => (state, action.clone(), rank),
+                        _ => (state, top.action.clone(), top.rank),
+                    };
                 }
             }
             Event::ObjectStart(at) | Event::ArrayStart(at) => {
                 self.count_seen();
                 let object = matches!(event, Event::ObjectStart(_));
-                let (state, action) = self.decision();
-                if self.frames.is_empty() || self.rules.may_descend(state) {
-                    self.push_frame(object, state, action, out);
+                let (state, action, rank) = self.decision();
+                let root = self.frames.is_empty();
+                // `null` replaces a container whole; a transform disguises each scalar of an
+                // array and withholds an object; keep and drop go inside only when a rule
+                // may apply there.
+                let descend = root
+                    || match action {
+                        Action::Null => false,
+                        Action::Transform(_) => !object,
+                        Action::Keep | Action::Drop => self.rules.may_descend(state),
+                    };
+                if descend {
+                    self.push_frame(object, state, action, rank, out);
                 } else {
                     match action {
                         Action::Keep => {
@@ -336,7 +347,7 @@ impl JsonFilter {
             }
             Event::ScalarStart(at, kind) => {
                 self.count_seen();
-                let (_, action) = self.decision();
+                let (_, action, _) = self.decision();
                 let root = self.frames.is_empty();
                 match action {
                     Action::Keep => {
@@ -392,21 +403,28 @@ impl JsonFilter {
     }
 
     /// The rule state and action of the value that starts now.
-    fn decision(&self) -> (StateId, Action) {
+    fn decision(&self) -> (StateId, Action, Rank) {
         match self.frames.last() {
-            None => (ROOT, self.rules.default.clone()),
+            None => (ROOT, self.rules.default.clone(), DEFAULT_RANK),
             Some(frame) if frame.object => self.pending.clone(),
             // Arrays are transparent: elements are the field that holds the array.
-            Some(frame) => (frame.state, frame.action.clone()),
+            Some(frame) => (frame.state, frame.action.clone(), frame.rank),
         }
     }
 
-    fn push_frame(&mut self, object: bool, state: StateId, action: Action, out: &mut Vec<u8>) {
+    fn push_frame(
+        &mut self,
+        object: bool,
+        state: StateId,
+        action: Action,
+        rank: Rank,
+        out: &mut Vec<u8>,
+    ) {
         let key_start = self.keys.len();
         let path_len = self.path.len();
         if self.frames.last().is_some_and(|f| f.object) {
             self.keys.extend_from_slice(self.lexer.key_raw());
-            push_segment(&mut self.path, self.lexer.key());
+            push_segment(&mut self.path, self.lexer.key(), &self.rules);
         }
         let root = self.frames.is_empty();
         let eager = root || action == Action::Keep;
@@ -414,6 +432,7 @@ impl JsonFilter {
             object,
             state,
             action,
+            rank,
             opened: false,
             written: 0,
             key_start,
@@ -436,7 +455,7 @@ impl JsonFilter {
     fn tally(&mut self, withheld: bool) {
         let len = self.path.len();
         if self.frames.last().is_some_and(|top| top.object) {
-            push_segment(&mut self.path, self.lexer.key());
+            push_segment(&mut self.path, self.lexer.key(), &self.rules);
         }
         let tally = if withheld {
             &mut self.stats.withheld
@@ -494,12 +513,29 @@ impl JsonFilter {
     }
 }
 
-/// Appends a decoded key to a field path (`a.b` + `c`).
-fn push_segment(path: &mut String, key: &[u8]) {
+/// Appends a decoded key to a field path (`a.b` + `c`), in policy syntax. The audit records
+/// paths, never values, but a key can be data too (`{"byId": {"2840375123456": …}}`): a key
+/// is written as is only when it looks like a field name, quoted when the policy names it,
+/// and as `*` otherwise.
+fn push_segment(path: &mut String, key: &[u8], rules: &FieldRules) {
     if !path.is_empty() {
         path.push('.');
     }
-    path.push_str(&String::from_utf8_lossy(key));
+    let field_name = !key.is_empty()
+        && key.len() <= 64
+        && (key[0].is_ascii_alphabetic() || key[0] == b'_')
+        && key
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if field_name {
+        // Checked ASCII above.
+        path.push_str(std::str::from_utf8(key).unwrap_or("*"));
+    } else if rules.names_key(key) {
+        let text = String::from_utf8_lossy(key);
+        path.push_str(&serde_json::to_string(&text).unwrap_or_else(|_| "*".into()));
+    } else {
+        path.push('*');
+    }
 }
 
 #[cfg(test)]
@@ -738,6 +774,99 @@ mod tests {
         for size in 1..doc.len() {
             assert_eq!(whole(size), whole(doc.len()));
         }
+    }
+
+    #[test]
+    fn a_broad_keep_below_does_not_undo_a_drop_above() {
+        let r = rules(
+            Action::Drop,
+            &[("entry.**", Action::Keep), ("**.ssn", Action::Drop)],
+        );
+        assert_eq!(
+            filter(
+                &r,
+                r#"{"entry":{"name":"x","ssn":{"system":"urn:ssn","value":"2840375123456"}}}"#
+            )
+            .unwrap(),
+            r#"{"entry":{"name":"x"}}"#
+        );
+        let r = rules(
+            Action::Keep,
+            &[("**", Action::Keep), ("**.ssn", Action::Drop)],
+        );
+        assert_eq!(
+            filter(&r, r#"{"a":{"ssn":{"v":1}},"b":2}"#).unwrap(),
+            r#"{"a":{},"b":2}"#
+        );
+        // A more specific rule below still overrides its ancestor's.
+        let r = rules(
+            Action::Keep,
+            &[("address", Action::Drop), ("address.city", Action::Keep)],
+        );
+        assert_eq!(
+            filter(&r, r#"{"address":{"line":"l","city":"c"}}"#).unwrap(),
+            r#"{"address":{"city":"c"}}"#
+        );
+        let r = rules(
+            Action::Keep,
+            &[("patient", Action::Drop), ("**.id", Action::Keep)],
+        );
+        assert_eq!(
+            filter(&r, r#"{"patient":{"id":1},"id":2}"#).unwrap(),
+            r#"{"id":2}"#
+        );
+    }
+
+    #[test]
+    fn null_and_transforms_on_containers_ignore_unrelated_rules() {
+        for extra in [None, Some(("**.x", Action::Drop))] {
+            let mut spec = vec![
+                ("ssn", Action::Null),
+                ("address", Action::Transform(Transform::Truncate(2))),
+                ("tags", Action::Null),
+            ];
+            spec.extend(extra.clone());
+            let r = rules(Action::Keep, &spec);
+            assert_eq!(
+                filter(&r, r#"{"ssn":{"value":"2840375123456","other":[1,2]},"address":{"postalCode":"69003"},"tags":[],"n":1}"#).unwrap(),
+                r#"{"ssn":null,"tags":null,"n":1}"#,
+                "{extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_transform_applies_to_each_scalar_of_an_array() {
+        let r = rules(
+            Action::Drop,
+            &[
+                ("visits", Action::Transform(Transform::Year)),
+                ("codes", Action::Transform(Transform::Truncate(1))),
+            ],
+        );
+        assert_eq!(
+            filter(&r, r#"{"visits":["2019-01-02","2020-03-04T10:00Z"],"codes":["E11",{"x":1},["I10"],null]}"#).unwrap(),
+            r#"{"visits":["2019","2020"],"codes":["E",["I"],null]}"#
+        );
+    }
+
+    #[test]
+    fn audit_paths_never_carry_data_keys() {
+        let r = rules(Action::Drop, &[("\"a.b\".c", Action::Keep)]);
+        let mut f = JsonFilter::new(r, 8, TransformContext::default());
+        let mut out = Vec::new();
+        let doc =
+            br#"{"byId":{"2840375999001":{"ssn":"v"}},"a.b":{"c":1,"d":2},"Martin L\u00e9a":1}"#;
+        f.write(doc, &mut out).unwrap();
+        f.finish(&mut out).unwrap();
+        let withheld: Vec<&str> = f
+            .stats()
+            .withheld
+            .counts
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(withheld, vec!["\"a.b\".d", "*", "byId"]);
     }
 
     #[test]

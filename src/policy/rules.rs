@@ -184,6 +184,11 @@ impl FieldRules {
         self.states[state as usize].own.map(|i| &self.actions[i])
     }
 
+    /// Whether some rule names this key literally.
+    pub fn names_key(&self, key: &[u8]) -> bool {
+        self.symbols.contains_key(key)
+    }
+
     /// The rule that names this field, with its rank, if one does.
     #[inline]
     pub fn own_rule(&self, state: StateId) -> Option<(&Action, Rank)> {

@@ -5,16 +5,18 @@
 //! of its decoded keys (array elements share the path of the array), rules are matched by a
 //! direct recursive glob, and the precedence is re-stated from the README:
 //!
-//! - the action of a field is the winning rule among those that name it, else the action of
-//!   the field that contains it (the root: the purpose's default); the root is not a field,
-//!   no rule names it (not even `**`);
-//! - among the rules that name a field: more named keys, then more `*`, then fewer `**`;
-//!   at equal specificity the most protective action (drop > null > pseudonymize > mask >
-//!   truncate > year > keep);
-//! - an object or array is *opened* (rewritten member by member) when it is the root or when
-//!   some rule could name a field below it (judged on the rules, not on the data, as the
-//!   streaming engine must decide when the container starts); otherwise its action applies
-//!   to it whole: keep copies it, null replaces it, drop and transforms withhold it;
+//! - a rule's rank is its specificity (more named keys, then more `*`, then fewer `**`), then
+//!   how protective its action is (drop > null > pseudonymize > mask > truncate > year >
+//!   keep); the purpose's default ranks below every rule;
+//! - the action of a field is the best-ranked rule among those that name it, unless the rule
+//!   the field inherits from its container ranks higher (the root inherits the default; the
+//!   root is not a field, no rule names it, not even `**`);
+//! - an object or array is *opened* (rewritten member by member) when it is the root; when
+//!   its action is keep or drop and some rule could name a field below it (judged on the
+//!   rules, not on the data, as the streaming engine must decide when the container starts);
+//!   or, for an array, when its action is a transform (each scalar element is disguised).
+//!   Otherwise its action applies to it whole: keep copies it, null replaces it, drop and
+//!   transforms withhold it;
 //! - an opened container whose own action is not `keep` and in which nothing survives is
 //!   omitted; the root is always present, a withheld root scalar becomes `null`;
 //! - scalars: keep, drop, null as named; a transform of a string or number gives a string
@@ -23,12 +25,9 @@
 //!
 //! Only the transforms `truncate` and `mask` are modelled (the others need a key or dates).
 //!
-//! Two consequences of these rules, which the reference states as the engine behaves today
-//! and which are open questions (see the ignored tests at the end of `tests/properties.rs`):
-//! a wildcard `keep` that names the members of a dropped field keeps them (`entry.**: keep`
-//! with `**.ssn: drop` sends the members of an `ssn` object), and whether `null` or a
-//! transform treats a container whole depends on whether any rule *could* name a field
-//! inside it, so an unrelated `**` rule changes what `ssn: null` gives for an object.
+//! So a broad `entry.**: keep` cannot send the members of a field that `**.ssn: drop`
+//! withholds, and `ssn: null` gives `null` for an object whatever other rules exist (the
+//! two cases the tests at the end of `tests/properties.rs` pin down).
 
 use std::sync::Arc;
 
@@ -129,7 +128,7 @@ impl Policy {
             .collect();
         let reference = Reference { rules: &rules };
         let mut path = Vec::new();
-        match reference.value(doc, &mut path, &self.default, true) {
+        match reference.value(doc, &mut path, (&self.default, DEFAULT_RANK), true) {
             Some(value) => value,
             None => Value::Null,
         }
@@ -188,6 +187,15 @@ fn reaches_below(pattern: &[Seg], path: &[String]) -> bool {
     }
 }
 
+/// Specificity, then protection; the default ranks below every rule.
+type Rank = (usize, usize, isize, u8);
+const DEFAULT_RANK: Rank = (0, 0, isize::MIN, 0);
+
+fn rank(rule: &RefRule) -> Rank {
+    let (keys, any, deep) = specificity(&rule.segments);
+    (keys, any, deep, rule.act.protection())
+}
+
 fn specificity(pattern: &[Seg]) -> (usize, usize, isize) {
     let keys = pattern.iter().filter(|s| matches!(s, Seg::Key(_))).count();
     let any = pattern.iter().filter(|s| **s == Seg::Any).count();
@@ -200,25 +208,16 @@ struct Reference<'r> {
 }
 
 impl Reference<'_> {
-    /// The winning rule that names the field at `path` (never the root).
-    fn own(&self, path: &[String]) -> Option<&Act> {
+    /// The best-ranked rule that names the field at `path` (never the root), with its rank.
+    fn own(&self, path: &[String]) -> Option<(&Act, Rank)> {
         if path.is_empty() {
             return None;
         }
-        let mut best: Option<&RefRule> = None;
-        for rule in self.rules.iter().filter(|r| matches(&r.segments, path)) {
-            let better = match best {
-                None => true,
-                Some(b) => {
-                    (specificity(&rule.segments), rule.act.protection())
-                        > (specificity(&b.segments), b.act.protection())
-                }
-            };
-            if better {
-                best = Some(rule);
-            }
-        }
-        best.map(|r| &r.act)
+        self.rules
+            .iter()
+            .filter(|r| matches(&r.segments, path))
+            .map(|r| (&r.act, rank(r)))
+            .max_by_key(|(_, rank)| *rank)
     }
 
     fn opened(&self, path: &[String]) -> bool {
@@ -231,18 +230,28 @@ impl Reference<'_> {
         &self,
         value: &Value,
         path: &mut Vec<String>,
-        inherited: &Act,
+        inherited: (&Act, Rank),
         root: bool,
     ) -> Option<Value> {
-        let act = self.own(path).unwrap_or(inherited).clone();
+        let (act, act_rank) = match self.own(path) {
+            Some((own, rank)) if rank >= inherited.1 => (own.clone(), rank),
+            _ => (inherited.0.clone(), inherited.1),
+        };
+        let opened = root
+            || match (&act, value) {
+                (Act::Null, _) => false,
+                (Act::Truncate(_) | Act::Mask(_), Value::Array(_)) => true,
+                (Act::Truncate(_) | Act::Mask(_), _) => false,
+                (Act::Keep | Act::Drop, _) => self.opened(path),
+            };
         match value {
-            Value::Object(_) | Value::Array(_) if root || self.opened(path) => {
+            Value::Object(_) | Value::Array(_) if opened => {
                 let result = match value {
                     Value::Object(map) => {
                         let mut out = Map::new();
                         for (key, member) in map {
                             path.push(key.clone());
-                            let filtered = self.value(member, path, &act, false);
+                            let filtered = self.value(member, path, (&act, act_rank), false);
                             path.pop();
                             if let Some(v) = filtered {
                                 out.insert(key.clone(), v);
@@ -254,7 +263,7 @@ impl Reference<'_> {
                         items
                             .iter()
                             // Arrays are transparent: an element is the field that holds it.
-                            .filter_map(|item| self.value(item, path, &act, false))
+                            .filter_map(|item| self.value(item, path, (&act, act_rank), false))
                             .collect(),
                     ),
                     _ => unreachable!(),
