@@ -194,25 +194,31 @@ def test_transformed_strings_are_valid_json(transforms_envoy, upstream, token):
     assert r.json() == {"nickname": '"\\\n', "phone": "**b\tc\x00"}
 
 
-def test_transform_meeting_a_container_or_boolean_withholds_it(transforms_envoy, upstream,
-                                                               token):
-    """null stays null; an object, an array or a boolean cannot be disguised: withheld."""
+def test_transform_meeting_an_object_or_boolean_withholds_it(transforms_envoy, upstream,
+                                                              token):
+    """null stays null; an object or a boolean cannot be disguised: withheld. An array is
+    disguised scalar by scalar, at any nesting."""
     upstream.set("/patients/1", b'{"id": {"system": "CANARY-SYS", "value": "CANARY-V"},'
-                                b' "birthDate": ["CANARY-D"], "phone": true,'
+                                b' "phone": true,'
                                 b' "nickname": false, "address": {"postalCode": {"x": 1}},'
-                                b' "name": null, "score": [[1]]}')
+                                b' "name": null, "score": [[1], {"CANARY-K": 2}]}')
     r = transforms(transforms_envoy, token, "/patients/1")
-    assert_json_bytes(r, b'{"name":null}')
+    assert_json_bytes(r, b'{"name":null,"score":[["1"]]}')
 
 
-def test_transform_meeting_an_array_of_scalars_withholds_it(transforms_envoy, upstream, token):
-    """As implemented (and as the brief for these tests says): the whole array is withheld.
-    Issue 4 asks instead for the transform to apply to each element of an array of scalars
-    (["2019", "2021", null] here); reported, not decided by this test's author."""
+def test_transform_applies_to_each_scalar_of_an_array(transforms_envoy, upstream, token):
+    """Issue 4: a transform that meets an array of scalars disguises each element."""
     upstream.set("/patients/1", b'{"visits": ["2019-01-02", "2021-06-30T08:00:00+02:00", null],'
                                 b' "phone": ["+33 6 12 34 56 78"], "birthDate": "1984-03-12"}')
     r = transforms(transforms_envoy, token, "/patients/1")
-    assert_json_bytes(r, b'{"birthDate":"1984"}')
+    assert_json_bytes(r, b'{"visits":["2019","2021",null],"phone":["*************6 78"],'
+                         b'"birthDate":"1984"}')
+
+
+def test_transform_failing_on_an_array_element_fails_closed(transforms_envoy, upstream, token):
+    upstream.set("/patients/1", b'{"visits": ["2019-01-02", "' + CANARY + b'"]}')
+    assert_problem(transforms(transforms_envoy, token, "/patients/1"), 502,
+                   "response-not-filterable", "Bad Gateway", absent=[CANARY, b"2019"])
 
 
 def test_transform_failure_on_the_variant_fails_closed(transforms_envoy, upstream, token):
