@@ -1,0 +1,182 @@
+//! The input of `engine_differential`: a fixed header that picks a policy from a small
+//! vocabulary, the framing, the depth limit and the chunk sizes, then the document.
+//!
+//! ```text
+//! byte 0      bit 0: default keep (else drop); bit 1: NDJSON (else one document);
+//!             bits 2-4: max_depth, an index into MAX_DEPTHS
+//! bytes 1-4   chunk sizes, used in turn (0 writes an empty chunk); all 0: one chunk
+//! byte 5      number of rules, modulo 5
+//! bytes 6-13  four rules: (index into PATHS, index into ACTIONS), each modulo its length
+//! bytes 14-   the document
+//! ```
+//!
+//! `fuzz/seeds.py` writes seed inputs in this format.
+
+use serde_json::{json, Map, Value};
+
+pub const HEADER: usize = 14;
+
+pub const MAX_DEPTHS: [u32; 8] = [1, 2, 3, 4, 6, 16, 64, 64];
+
+/// A path segment, as the reference reads it (independently of finalite's path parser).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(&'static str),
+    Any,
+    Deep,
+}
+
+use Seg::{Any, Deep, Key};
+
+/// Field paths as written in the configuration, with their meaning.
+pub const PATHS: [(&str, &[Seg]); 24] = [
+    ("a", &[Key("a")]),
+    ("b", &[Key("b")]),
+    ("a.b", &[Key("a"), Key("b")]),
+    ("*", &[Any]),
+    ("**", &[Deep]),
+    ("**.ssn", &[Deep, Key("ssn")]),
+    ("*.id", &[Any, Key("id")]),
+    ("a.*", &[Key("a"), Any]),
+    ("a.**", &[Key("a"), Deep]),
+    ("\"a.b\"", &[Key("a.b")]),
+    ("id", &[Key("id")]),
+    ("café", &[Key("café")]),
+    ("**.a.b", &[Deep, Key("a"), Key("b")]),
+    ("*.*", &[Any, Any]),
+    (
+        "entry.resource.id",
+        &[Key("entry"), Key("resource"), Key("id")],
+    ),
+    ("ssn", &[Key("ssn")]),
+    ("b.**.a", &[Key("b"), Deep, Key("a")]),
+    ("**.b.**", &[Deep, Key("b"), Deep]),
+    ("a[*].b", &[Key("a"), Key("b")]),
+    ("\"\\\"\"", &[Key("\"")]),
+    ("**.*", &[Deep, Any]),
+    ("\"a.b\".c", &[Key("a.b"), Key("c")]),
+    ("entry.**", &[Key("entry"), Deep]),
+    ("a.b.c", &[Key("a"), Key("b"), Key("c")]),
+];
+
+/// What a rule does, as the reference reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Act {
+    Keep,
+    Drop,
+    Null,
+    Year,
+    Truncate(usize),
+    Mask(usize),
+    Pseudonymize,
+}
+
+pub const ACTIONS: [Act; 9] = [
+    Act::Keep,
+    Act::Drop,
+    Act::Null,
+    Act::Year,
+    Act::Truncate(2),
+    Act::Truncate(1),
+    Act::Mask(1),
+    Act::Mask(0),
+    Act::Pseudonymize,
+];
+
+impl Act {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Act::Keep => json!("keep"),
+            Act::Drop => json!("drop"),
+            Act::Null => json!("null"),
+            Act::Year => json!("year"),
+            Act::Truncate(n) => json!({ "truncate": n }),
+            Act::Mask(n) => json!({"mask": {"keep_last": n}}),
+            Act::Pseudonymize => json!("pseudonymize"),
+        }
+    }
+}
+
+/// One decoded input.
+#[derive(Debug, Clone)]
+pub struct Case<'a> {
+    pub default_keep: bool,
+    pub lines: bool,
+    pub max_depth: u32,
+    pub chunks: [usize; 4],
+    /// Path index → action, one per path (a later rule on the same path replaces an
+    /// earlier one, as a JSON object's duplicate key would).
+    pub rules: Vec<(usize, Act)>,
+    pub document: &'a [u8],
+}
+
+/// The pseudonymisation key every case runs with (the VM's environment).
+pub const KEY: &str = "0123456789abcdef0123456789abcdef";
+/// The reuser; pseudonyms are per client.
+pub const CLIENT: &str = "fuzz-client";
+
+impl<'a> Case<'a> {
+    pub fn decode(data: &'a [u8]) -> Option<Case<'a>> {
+        if data.len() < HEADER {
+            return None;
+        }
+        let flags = data[0];
+        let count = (data[5] % 5) as usize;
+        let mut rules: Vec<(usize, Act)> = Vec::new();
+        for i in 0..count {
+            let path = data[6 + 2 * i] as usize % PATHS.len();
+            let action = ACTIONS[data[7 + 2 * i] as usize % ACTIONS.len()].clone();
+            rules.retain(|(p, _)| *p != path);
+            rules.push((path, action));
+        }
+        // In the order of the configuration's `fields` (finalite reads it into a sorted map).
+        rules.sort_by_key(|(p, _)| PATHS[*p].0);
+        Some(Case {
+            default_keep: flags & 1 == 1,
+            lines: flags & 2 == 2,
+            max_depth: MAX_DEPTHS[((flags >> 2) & 7) as usize],
+            chunks: [
+                data[1] as usize,
+                data[2] as usize,
+                data[3] as usize,
+                data[4] as usize,
+            ],
+            rules,
+            document: &data[HEADER..],
+        })
+    }
+
+    /// The configuration: one open policy `p`, one purpose `f`.
+    pub fn configuration(&self) -> Vec<u8> {
+        let mut fields = Map::new();
+        for (path, action) in &self.rules {
+            fields.insert(PATHS[*path].0.to_string(), action.to_json());
+        }
+        let config = json!({
+            "pseudonymization": {"key_env": "KEY", "per_client": true},
+            "limits": {"max_depth": self.max_depth},
+            "policies": {"p": {"auth": "none", "default_purpose": "f", "purposes": {
+                "f": {"default": if self.default_keep { "keep" } else { "drop" }, "fields": fields}
+            }}}
+        });
+        serde_json::to_vec(&config).unwrap()
+    }
+
+    /// The chunks the document is written in.
+    pub fn split(&self) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        if self.chunks == [0; 4] {
+            out.push(self.document);
+            return out;
+        }
+        let mut rest = self.document;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let size = self.chunks[i % 4].min(rest.len());
+            out.push(&rest[..size]);
+            rest = &rest[size..];
+            i += 1;
+        }
+        out
+    }
+}

@@ -1,0 +1,326 @@
+//! The reference filter: a whole-document projection written plainly on serde_json
+//! (`preserve_order`, `arbitrary_precision`), against which `engine_differential` checks the
+//! streaming engine.
+//!
+//! It parses the document into a tree that keeps what the engine keeps and serde_json's
+//! `Value` would lose: members in document order *with their duplicates* (the engine treats
+//! every duplicate alike and writes each one it keeps), numbers exactly as written (a
+//! transform of a number works on its text, and kept numbers must not be reformatted). Rules are
+//! matched by a direct reading of the path syntax (no automaton). Only the scalar
+//! transforms themselves are finalite's (`policy::transform::apply`): the differential is
+//! about structure, streaming and precedence, the transforms have their own unit tests.
+//!
+//! The semantics (DESIGN.md, "Policies"; src/json/filter.rs):
+//! - a field's action: the most specific rule naming it (at equal specificity the most
+//!   protective), unless the action inherited from its parent ranks higher; otherwise the
+//!   inherited action; the root gets the purpose's default; array elements are the field
+//!   that holds the array;
+//! - `keep` of a container no rule reaches inside copies it whole; `null` makes it `null`;
+//!   `drop` withholds it; a transform withholds an object and disguises each scalar of an
+//!   array;
+//! - a container some rule reaches inside is rewritten member by member; written when its
+//!   action is `keep` (even emptied) or when a member survives; the root is always written;
+//! - a scalar: `keep` as is, `drop` withheld (at the root: `null`), `null`, a transform on a
+//!   string or number gives a string (a transform that fails refuses the document), on
+//!   `null` stays `null`, on a boolean withholds it (at the root: `null`).
+//!
+//! Refused: what serde_json refuses, and nesting deeper than `max_depth`.
+
+use std::fmt;
+
+use finalite::policy::action::Transform;
+use finalite::policy::transform::{self, TransformContext};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::case::{Act, Case, Seg, PATHS};
+
+/// A JSON value as the comparison needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum J {
+    Null,
+    Bool(bool),
+    /// As written.
+    Num(String),
+    Str(String),
+    Arr(Vec<J>),
+    /// In document order, duplicates included.
+    Obj(Vec<(String, J)>),
+}
+
+/// Deepest nesting the tree is built for; every `max_depth` tried is lower.
+const MAX_TREE_DEPTH: u32 = 128;
+
+/// Parses one JSON text strictly (serde_json), surrounding whitespace allowed.
+///
+/// Numbers are kept exactly as written, which `arbitrary_precision` alone does not do (it
+/// writes `1E400` as `1e+400`): every value is first read as a `RawValue` (its exact text),
+/// then taken apart one level at a time. Strings and keys are decoded by serde_json.
+pub fn parse(text: &[u8]) -> Result<J, String> {
+    let raw: Box<RawValue> = serde_json::from_slice(text).map_err(|e| e.to_string())?;
+    from_raw(&raw, 0)
+}
+
+fn from_raw(raw: &RawValue, depth: u32) -> Result<J, String> {
+    if depth > MAX_TREE_DEPTH {
+        return Err("too deep for the reference".into());
+    }
+    let text = raw.get();
+    let error = |e: serde_json::Error| e.to_string();
+    Ok(match text.as_bytes()[0] {
+        b'{' => {
+            let members: Members = serde_json::from_str(text).map_err(error)?;
+            let mut out = Vec::new();
+            for (key, value) in members.0 {
+                out.push((key, from_raw(&value, depth + 1)?));
+            }
+            J::Obj(out)
+        }
+        b'[' => {
+            let items: Vec<Box<RawValue>> = serde_json::from_str(text).map_err(error)?;
+            let mut out = Vec::new();
+            for item in items {
+                out.push(from_raw(&item, depth + 1)?);
+            }
+            J::Arr(out)
+        }
+        b'"' => J::Str(serde_json::from_str(text).map_err(error)?),
+        b't' => J::Bool(true),
+        b'f' => J::Bool(false),
+        b'n' => J::Null,
+        _ => J::Num(text.to_string()),
+    })
+}
+
+/// An object's members in document order, duplicates included.
+struct Members(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Members, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry()? {
+            members.push(member);
+        }
+        Ok(Members(members))
+    }
+}
+
+impl J {
+    /// Nesting of containers (a scalar is 0).
+    fn depth(&self) -> u32 {
+        match self {
+            J::Arr(items) => 1 + items.iter().map(J::depth).max().unwrap_or(0),
+            J::Obj(members) => 1 + members.iter().map(|(_, v)| v.depth()).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+/// Specificity (named keys, `*`, fewer `**`), then protection.
+type Rank = (usize, usize, isize, u8);
+const DEFAULT_RANK: Rank = (0, 0, isize::MIN, 0);
+
+fn protection(action: &Act) -> u8 {
+    match action {
+        Act::Keep => 0,
+        Act::Year => 1,
+        Act::Truncate(_) => 2,
+        Act::Mask(_) => 3,
+        Act::Pseudonymize => 4,
+        Act::Null => 5,
+        Act::Drop => 6,
+    }
+}
+
+fn rank(segments: &[Seg], action: &Act) -> Rank {
+    let keys = segments.iter().filter(|s| matches!(s, Seg::Key(_))).count();
+    let any = segments.iter().filter(|s| **s == Seg::Any).count();
+    let deep = segments.iter().filter(|s| **s == Seg::Deep).count();
+    (keys, any, -(deep as isize), protection(action))
+}
+
+/// Whether `segments` match exactly the keys of `path`.
+fn matches(segments: &[Seg], path: &[String]) -> bool {
+    match segments.split_first() {
+        None => path.is_empty(),
+        Some((Seg::Deep, rest)) => {
+            matches(rest, path) || (!path.is_empty() && matches(segments, &path[1..]))
+        }
+        Some((Seg::Any, rest)) => !path.is_empty() && matches(rest, &path[1..]),
+        Some((Seg::Key(k), rest)) => {
+            path.first().is_some_and(|p| p == k) && matches(rest, &path[1..])
+        }
+    }
+}
+
+/// Whether `segments` match some strict extension of `path` (a rule may apply below).
+fn reaches_below(segments: &[Seg], path: &[String]) -> bool {
+    match segments.split_first() {
+        None => false,
+        _ if path.is_empty() => true,
+        Some((Seg::Deep, rest)) => reaches_below(rest, path) || reaches_below(segments, &path[1..]),
+        Some((Seg::Any, rest)) => reaches_below(rest, &path[1..]),
+        Some((Seg::Key(k), rest)) => *k == path[0] && reaches_below(rest, &path[1..]),
+    }
+}
+
+struct Rules<'c> {
+    rules: Vec<(&'static [Seg], &'c Act)>,
+    context: TransformContext,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl<'c> Rules<'c> {
+    /// The rule naming this field: highest rank, the last of equals (finalite's order).
+    fn own(&self, path: &[String]) -> Option<(&'c Act, Rank)> {
+        let mut best: Option<(&'c Act, Rank)> = None;
+        for (segments, action) in &self.rules {
+            if matches(segments, path) {
+                let r = rank(segments, action);
+                if best.is_none_or(|(_, b)| r >= b) {
+                    best = Some((action, r));
+                }
+            }
+        }
+        best
+    }
+
+    fn may_descend(&self, path: &[String]) -> bool {
+        self.rules.iter().any(|(s, _)| reaches_below(s, path))
+    }
+
+    fn project(
+        &self,
+        value: &J,
+        path: &mut Vec<String>,
+        action: &Act,
+        rank: Rank,
+        root: bool,
+    ) -> Result<Option<J>, Refused> {
+        match value {
+            J::Arr(_) | J::Obj(_) => {
+                let array = matches!(value, J::Arr(_));
+                let descend = root
+                    || match action {
+                        Act::Null => false,
+                        Act::Keep | Act::Drop => self.may_descend(path),
+                        _ => array,
+                    };
+                if !descend {
+                    return Ok(match action {
+                        Act::Keep => Some(value.clone()),
+                        Act::Null => Some(J::Null),
+                        _ => None,
+                    });
+                }
+                let projected = match value {
+                    J::Arr(items) => {
+                        let mut out = Vec::new();
+                        for item in items {
+                            out.extend(self.project(item, path, action, rank, false)?);
+                        }
+                        J::Arr(out)
+                    }
+                    J::Obj(members) => {
+                        let mut out = Vec::new();
+                        for (key, member) in members {
+                            path.push(key.clone());
+                            let (a, r) = match self.own(path) {
+                                Some((a, r)) if r >= rank => (a, r),
+                                _ => (action, rank),
+                            };
+                            let result = self.project(member, path, a, r, false);
+                            path.pop();
+                            if let Some(kept) = result? {
+                                out.push((key.clone(), kept));
+                            }
+                        }
+                        J::Obj(out)
+                    }
+                    _ => unreachable!(),
+                };
+                let empty = matches!(&projected, J::Arr(v) if v.is_empty())
+                    || matches!(&projected, J::Obj(v) if v.is_empty());
+                Ok((root || *action == Act::Keep || !empty).then_some(projected))
+            }
+            scalar => Ok(match action {
+                Act::Keep => Some(scalar.clone()),
+                Act::Drop => root.then_some(J::Null),
+                Act::Null => Some(J::Null),
+                _ => match scalar {
+                    J::Str(s) => Some(self.transform(action, s.as_bytes(), true)?),
+                    J::Num(n) => Some(self.transform(action, n.as_bytes(), false)?),
+                    J::Null => Some(J::Null),
+                    _ => root.then_some(J::Null),
+                },
+            }),
+        }
+    }
+
+    fn transform(&self, action: &Act, value: &[u8], string: bool) -> Result<J, Refused> {
+        let t = match action {
+            Act::Year => Transform::Year,
+            Act::Truncate(n) => Transform::Truncate(*n),
+            Act::Mask(n) => Transform::Mask { keep_last: *n },
+            Act::Pseudonymize => Transform::Pseudonymize,
+            _ => unreachable!("not a transform"),
+        };
+        let text = transform::apply(&t, value, string, &self.context).map_err(Refused)?;
+        Ok(parse(&text).expect("a transform writes a JSON string"))
+    }
+}
+
+/// The reference projection of one document: `Err` when the engine must refuse it.
+pub fn project_document(
+    case: &Case,
+    text: &[u8],
+    context: &TransformContext,
+) -> Result<J, Refused> {
+    let value = parse(text).map_err(Refused)?;
+    if value.depth() > case.max_depth {
+        return Err(Refused(format!("deeper than {}", case.max_depth)));
+    }
+    let rules = Rules {
+        rules: case.rules.iter().map(|(p, a)| (PATHS[*p].1, a)).collect(),
+        context: context.clone(),
+    };
+    let default = if case.default_keep {
+        Act::Keep
+    } else {
+        Act::Drop
+    };
+    let projected = rules.project(&value, &mut Vec::new(), &default, DEFAULT_RANK, true)?;
+    Ok(projected.expect("the root is always written"))
+}
+
+/// NDJSON: each line a document, blank lines (spaces, tabs, CR) kept blank (`None`).
+pub fn project_lines(
+    case: &Case,
+    body: &[u8],
+    context: &TransformContext,
+) -> Result<Vec<Option<J>>, Refused> {
+    body.split(|&b| b == b'\n')
+        .map(|line| {
+            if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                Ok(None)
+            } else {
+                project_document(case, line, context).map(Some)
+            }
+        })
+        .collect()
+}
