@@ -4,7 +4,8 @@
 #   make cli         the command-line tool for policy authors: target/release/finalite
 #   make schema      regenerate schema/finalite.schema.json from the configuration types
 #   make oci         the module as an OCI image in Istio's Wasm layout: target/oci/finalite
-#   make test        fmt, clippy, unit tests, build, then the Envoy integration tests
+#   make test        fmt, clippy, unit tests, the core in V8, build, then the Envoy tests
+#   make test-wasm   the core's tests inside Node's V8 (wasm32-unknown-unknown, wasm-bindgen-test)
 #   make envoy-test  only the Envoy integration tests (PYTEST_ARGS="-k views -x" to narrow)
 #   make soak        10 minutes of mixed load through Envoy: no leak, no drift (SOAK_SECONDS)
 #   make run         the demo: sample API + Envoy with finalite on http://127.0.0.1:10000
@@ -41,7 +42,7 @@ SOAK_SECONDS ?= 600
 # `make fuzz`: seconds per target.
 FUZZ_SECONDS ?= 300
 
-.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz
+.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz test-wasm
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -103,6 +104,19 @@ clippy: toolchain
 unit:
 	cd $(ROOT) && $(CARGO) test --workspace
 
+# tests/wasm_core.rs on wasm32-unknown-unknown in Node's V8. Installs the target, node (Debian)
+# and wasm-bindgen-test-runner at the version of wasm-bindgen in Cargo.lock when missing; the
+# locked install is retried unlocked when its lock names a crate the registry no longer serves.
+WASM_BINDGEN_VERSION = $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' $(ROOT)/Cargo.lock)
+test-wasm:
+	@$(RUSTUP) --quiet target add wasm32-unknown-unknown
+	@command -v node >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs </dev/null; }
+	@test "$$(wasm-bindgen-test-runner --version 2>/dev/null)" = "wasm-bindgen-test-runner $(WASM_BINDGEN_VERSION)" || \
+	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked || \
+	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	cd $(ROOT) && $(CARGO) test --target wasm32-unknown-unknown --test wasm_core
+
 # Through a real Envoy (tests/envoy); the tests fail if the module or Envoy is missing.
 envoy-test: venv build compose-tool
 	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) $(PYTHON) -m pytest tests/envoy $(PYTEST_ARGS)
@@ -130,6 +144,7 @@ test: venv
 	$(MAKE) --no-print-directory fmt-check
 	$(MAKE) --no-print-directory clippy
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory test-wasm
 	$(MAKE) --no-print-directory envoy-test
 
 # --- Demo ---------------------------------------------------------------------------------
