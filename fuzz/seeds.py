@@ -66,6 +66,10 @@ DIFFERENTIAL = [
     (header(True, []), '{"a":[1,{"b":null}]} '),
     (header(False, []), '"text"'),
     (header(True, [("**", "keep")], chunks=(1, 1, 1, 1)), ' {"a" : [ 1 , 2 ] } '),
+    # Containers under null and under transforms (an array's scalars are disguised).
+    (header(True, [("a", "null"), ("b.**.a", "keep")]), '{"a":{"x":1},"b":[{"a":[1]}],"a":[]}'),
+    (header(False, [("a", "truncate1"), ("b", "pseudonymize")]),
+     '{"a":["xy",{"b":1},["zz",[]],true,null,12],"b":[{"c":1}]}'),
 ]
 
 CONFIGS = [
