@@ -113,8 +113,8 @@ test-wasm:
 	@command -v node >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs </dev/null; }
 	@test "$$(wasm-bindgen-test-runner --version 2>/dev/null)" = "wasm-bindgen-test-runner $(WASM_BINDGEN_VERSION)" || \
-	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked || \
-	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	  $(CARGO) install --force wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked || \
+	  $(CARGO) install --force wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 	cd $(ROOT) && $(CARGO) test --target wasm32-unknown-unknown --test wasm_core
 
 # Through a real Envoy (tests/envoy); the tests fail if the module or Envoy is missing.
