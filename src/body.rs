@@ -202,8 +202,13 @@ impl BodyFilter {
         (self.encoded, self.sink().decoded)
     }
 
-    pub fn stats(&self) -> &FilterStats {
+    pub fn stats(&self) -> FilterStats {
         self.sink().filter.stats()
+    }
+
+    /// Filtered bytes produced so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.sink().filter.bytes_out()
     }
 
     fn check(&mut self, result: std::io::Result<()>) -> Result<(), BodyError> {

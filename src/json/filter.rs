@@ -6,41 +6,15 @@
 //! is not `keep`, it is written only once one of its members survives, so a withheld
 //! container leaves no empty shell behind. Whatever is dropped, the output is valid JSON.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::lexer::{ErrorKind, Event, Framing, LexError, Lexer, ScalarKind};
+use super::lexer::{plain_value, ErrorKind, Event, Framing, LexError, Lexer, ScalarKind};
+use super::tally::PathCounter;
 use crate::policy::action::{Action, Transform};
 use crate::policy::rules::{FieldRules, Rank, StateId, DEFAULT_RANK, ROOT};
 use crate::policy::transform::{self, TransformContext};
 
-/// Distinct field paths kept in a tally; beyond, occurrences are only counted.
-pub const MAX_TALLY_PATHS: usize = 64;
-
-/// Field paths (policy syntax: decoded keys joined by `.`, arrays transparent) with how
-/// often each occurred. Paths only: never a value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PathTally {
-    pub counts: BTreeMap<String, u64>,
-    /// Occurrences of paths beyond the first [`MAX_TALLY_PATHS`] distinct ones.
-    pub overflow: u64,
-}
-
-impl PathTally {
-    fn add(&mut self, path: &str) {
-        if let Some(count) = self.counts.get_mut(path) {
-            *count += 1;
-        } else if self.counts.len() < MAX_TALLY_PATHS {
-            self.counts.insert(path.to_string(), 1);
-        } else {
-            self.overflow += 1;
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.counts.values().sum::<u64>() + self.overflow
-    }
-}
+pub use super::tally::{PathTally, MAX_TALLY_PATHS};
 
 /// What the filter did, for the audit record and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,6 +24,15 @@ pub struct FilterStats {
     /// Fields (members or elements) withheld, each counted once however large.
     pub withheld: PathTally,
     pub transformed: PathTally,
+}
+
+/// The filter's running counts, from which [`FilterStats`] is built when read.
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    bytes_in: u64,
+    bytes_out: u64,
+    withheld: PathCounter,
+    transformed: PathCounter,
 }
 
 #[derive(Debug, Clone)]
@@ -88,9 +71,9 @@ pub struct JsonFilter {
     lexer: Lexer,
     frames: Vec<Frame>,
     keys: Vec<u8>,
-    /// The field path (policy syntax) of the innermost container, kept as containers open
-    /// and close, so the audit's tallies build no string per field.
-    path: String,
+    /// The field path (policy syntax, UTF-8) of the innermost container, kept as containers
+    /// open and close, so the audit's tallies build no string per field.
+    path: Vec<u8>,
     subtree: Subtree,
     /// Start, in the current chunk, of bytes being copied verbatim.
     copy_from: Option<usize>,
@@ -98,7 +81,7 @@ pub struct JsonFilter {
     pending: (StateId, Action, Rank),
     transform: Option<(Transform, ScalarKind)>,
     failed: Option<LexError>,
-    stats: FilterStats,
+    stats: Counts,
     steps: StepCache,
 }
 
@@ -184,19 +167,30 @@ impl JsonFilter {
             lexer: Lexer::with_framing(max_depth, framing),
             frames: Vec::new(),
             keys: Vec::new(),
-            path: String::new(),
+            path: Vec::new(),
             subtree: Subtree::None,
             copy_from: None,
             pending: (ROOT, default, DEFAULT_RANK),
             transform: None,
             failed: None,
-            stats: FilterStats::default(),
+            stats: Counts::default(),
             steps: StepCache::new(),
         }
     }
 
-    pub fn stats(&self) -> &FilterStats {
-        &self.stats
+    /// What the filter did so far (the tallies are sorted by path here, once).
+    pub fn stats(&self) -> FilterStats {
+        FilterStats {
+            bytes_in: self.stats.bytes_in,
+            bytes_out: self.stats.bytes_out,
+            withheld: self.stats.withheld.tally(),
+            transformed: self.stats.transformed.tally(),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.stats.bytes_out
     }
 
     /// Filters the next chunk, appending what may be sent to `out`. After an error the
@@ -387,18 +381,65 @@ impl JsonFilter {
                     out.extend_from_slice(&chunk[from..end]);
                 }
                 if let Some((transform, kind)) = self.transform.take() {
-                    let string = kind == ScalarKind::String;
-                    let value =
-                        transform::apply(&transform, self.lexer.value(), string, &self.context)
-                            .map_err(|message| {
-                                self.lexer.error(end, ErrorKind::Transform(message))
-                            })?;
-                    self.begin_item(out);
-                    out.extend_from_slice(&value);
-                    self.tally(false);
+                    // The lexer's captured value, moved out so the transform may read it
+                    // while the filter writes.
+                    let value = std::mem::take(self.lexer.value_mut());
+                    let result = self.write_transformed(&transform, &value, kind, end, out);
+                    *self.lexer.value_mut() = value;
+                    result?;
+                }
+            }
+            Event::Scalar { start, end, kind } => {
+                self.count_seen();
+                let (_, action, _) = self.decision();
+                let root = self.frames.is_empty();
+                match action {
+                    Action::Keep => {
+                        self.begin_item(out);
+                        out.extend_from_slice(&chunk[start..end]);
+                    }
+                    Action::Drop if root => out.extend_from_slice(b"null"),
+                    Action::Drop => self.tally(true),
+                    Action::Null => {
+                        self.begin_item(out);
+                        out.extend_from_slice(b"null");
+                        self.tally(false);
+                    }
+                    Action::Transform(transform) => match kind {
+                        ScalarKind::String | ScalarKind::Number => {
+                            let value = plain_value(chunk, start, end, kind);
+                            self.write_transformed(&transform, value, kind, end, out)?;
+                        }
+                        ScalarKind::Null => {
+                            self.begin_item(out);
+                            out.extend_from_slice(b"null");
+                        }
+                        ScalarKind::True | ScalarKind::False if root => {
+                            out.extend_from_slice(b"null")
+                        }
+                        ScalarKind::True | ScalarKind::False => self.tally(true),
+                    },
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Writes a scalar's disguise in place of its value (decoded, for a string).
+    fn write_transformed(
+        &mut self,
+        transform: &Transform,
+        value: &[u8],
+        kind: ScalarKind,
+        end: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LexError> {
+        let string = kind == ScalarKind::String;
+        let disguised = transform::apply(transform, value, string, &self.context)
+            .map_err(|message| self.lexer.error(end, ErrorKind::Transform(message)))?;
+        self.begin_item(out);
+        out.extend_from_slice(&disguised);
+        self.tally(false);
         Ok(())
     }
 
@@ -517,9 +558,9 @@ impl JsonFilter {
 /// paths, never values, but a key can be data too (`{"byId": {"2840375123456": …}}`): a key
 /// is written as is only when it looks like a field name, quoted when the policy names it,
 /// and as `*` otherwise.
-fn push_segment(path: &mut String, key: &[u8], rules: &FieldRules) {
+fn push_segment(path: &mut Vec<u8>, key: &[u8], rules: &FieldRules) {
     if !path.is_empty() {
-        path.push('.');
+        path.push(b'.');
     }
     let field_name = !key.is_empty()
         && key.len() <= 64
@@ -528,13 +569,16 @@ fn push_segment(path: &mut String, key: &[u8], rules: &FieldRules) {
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if field_name {
-        // Checked ASCII above.
-        path.push_str(std::str::from_utf8(key).unwrap_or("*"));
+        path.extend_from_slice(key);
     } else if rules.names_key(key) {
         let text = String::from_utf8_lossy(key);
-        path.push_str(&serde_json::to_string(&text).unwrap_or_else(|_| "*".into()));
+        path.extend_from_slice(
+            serde_json::to_string(&text)
+                .unwrap_or_else(|_| "*".into())
+                .as_bytes(),
+        );
     } else {
-        path.push('*');
+        path.push(b'*');
     }
 }
 
@@ -859,13 +903,8 @@ mod tests {
             br#"{"byId":{"2840375999001":{"ssn":"v"}},"a.b":{"c":1,"d":2},"Martin L\u00e9a":1}"#;
         f.write(doc, &mut out).unwrap();
         f.finish(&mut out).unwrap();
-        let withheld: Vec<&str> = f
-            .stats()
-            .withheld
-            .counts
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let stats = f.stats();
+        let withheld: Vec<&str> = stats.withheld.counts.keys().map(String::as_str).collect();
         assert_eq!(withheld, vec!["\"a.b\".d", "*", "byId"]);
     }
 
@@ -894,8 +933,8 @@ mod tests {
         let doc = br#"{"entry":[{"resource":{"id":1,"name":"a","code":"c"}},{"resource":{"id":2,"name":"b"}},{"x":[1,2]}],"empty":{},"ssn":"x"}"#;
         f.write(doc, &mut out).unwrap();
         f.finish(&mut out).unwrap();
-        let withheld: Vec<(&str, u64)> = f
-            .stats()
+        let stats = f.stats();
+        let withheld: Vec<(&str, u64)> = stats
             .withheld
             .counts
             .iter()
@@ -910,8 +949,8 @@ mod tests {
                 ("ssn", 1)
             ]
         );
-        let transformed: Vec<(&str, u64)> = f
-            .stats()
+        let stats = f.stats();
+        let transformed: Vec<(&str, u64)> = stats
             .transformed
             .counts
             .iter()
@@ -932,8 +971,8 @@ mod tests {
         let doc = br#"{"id":1,"name":{"a":1,"b":[1,2]},"ssn":"x","address":{"line":"l"}}"#;
         f.write(doc, &mut out).unwrap();
         f.finish(&mut out).unwrap();
-        let withheld: Vec<(&str, u64)> = f
-            .stats()
+        let stats = f.stats();
+        let withheld: Vec<(&str, u64)> = stats
             .withheld
             .counts
             .iter()

@@ -29,6 +29,24 @@ pub enum Event {
     ScalarEnd(usize),
     /// A line feed between two NDJSON records (or of a blank line).
     Newline,
+    /// A whole scalar in this chunk, from `start` to just before `end`, without escapes: its
+    /// value is its spelling ([`plain_value`]). Stands for a [`Event::ScalarStart`] and
+    /// [`Event::ScalarEnd`] pair, so a value asked for with [`Lexer::capture_value`] is
+    /// never needed for it.
+    Scalar {
+        start: usize,
+        end: usize,
+        kind: ScalarKind,
+    },
+}
+
+/// The value of an [`Event::Scalar`]: a string without its quotes (it has no escape, so its
+/// spelling is its value), a number or literal as spelled.
+pub fn plain_value(chunk: &[u8], start: usize, end: usize, kind: ScalarKind) -> &[u8] {
+    match kind {
+        ScalarKind::String => &chunk[start + 1..end - 1],
+        _ => &chunk[start..end],
+    }
 }
 
 /// How documents follow one another in a body.
@@ -311,6 +329,11 @@ impl Lexer {
         &self.value
     }
 
+    /// The captured value, for a caller that takes it out while it writes and puts it back.
+    pub fn value_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.value
+    }
+
     /// Current nesting depth (0 outside any container).
     pub fn depth(&self) -> usize {
         self.levels.len()
@@ -431,6 +454,9 @@ impl Lexer {
                     if *pos == chunk.len() {
                         return Ok(None);
                     }
+                    if let Some(event) = self.whole_token(expect, chunk, pos) {
+                        return Ok(Some(event));
+                    }
                     if let Some(event) = self.structure(expect, chunk, pos)? {
                         return Ok(Some(event));
                     }
@@ -480,6 +506,64 @@ impl Lexer {
                     return Ok(Some(Event::ScalarEnd(*pos)));
                 }
             }
+        }
+    }
+
+    /// The common case in one step: a key (with the colon right after it) or a scalar that
+    /// lies whole in this chunk and has no escape. Anything else (an escape, a token cut by
+    /// the end of the chunk, an error) is left untouched, `None`, for the byte-by-byte path,
+    /// which reads it from the same position and reports the same events and errors.
+    #[inline(always)]
+    fn whole_token(&mut self, expect: Expect, chunk: &[u8], pos: &mut usize) -> Option<Event> {
+        let at = *pos;
+        let b = chunk[at];
+        match expect {
+            Expect::Key | Expect::KeyOrObjectEnd => {
+                if b != b'"' {
+                    return None;
+                }
+                let end = scan_plain_string(chunk, at + 1)?;
+                if end - at - 1 > MAX_KEY_BYTES {
+                    return None;
+                }
+                self.key_raw.clear();
+                self.key_raw.extend_from_slice(&chunk[at + 1..end]);
+                self.key_escaped = false;
+                self.key_fresh = true;
+                if chunk.get(end + 1) == Some(&b':') {
+                    *pos = end + 2;
+                    self.state = State::Expect(Expect::Value);
+                } else {
+                    *pos = end + 1;
+                    self.state = State::Expect(Expect::Colon);
+                }
+                Some(Event::Key)
+            }
+            Expect::Root | Expect::Value | Expect::ValueOrArrayEnd => {
+                let (end, kind) = match b {
+                    b'"' => (scan_plain_string(chunk, at + 1)? + 1, ScalarKind::String),
+                    b'-' | b'0'..=b'9' => (scan_number(chunk, at)?, ScalarKind::Number),
+                    b't' => (scan_word(chunk, at, b"true")?, ScalarKind::True),
+                    b'f' => (scan_word(chunk, at, b"false")?, ScalarKind::False),
+                    b'n' => (scan_word(chunk, at, b"null")?, ScalarKind::Null),
+                    _ => return None,
+                };
+                self.saw_root = true;
+                if let Some(level) = self.levels.last_mut() {
+                    if !level.object {
+                        level.index += 1;
+                    }
+                }
+                self.capture = false;
+                self.value_done();
+                *pos = end;
+                Some(Event::Scalar {
+                    start: at,
+                    end,
+                    kind,
+                })
+            }
+            _ => None,
         }
     }
 
@@ -1018,6 +1102,92 @@ fn scan_plain(chunk: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The end (the closing quote) of a string whose content starts at `i`, when it lies whole
+/// in `chunk`, has no escape and is valid UTF-8; `None` otherwise (the caller reads it byte
+/// by byte, which finds any error).
+#[inline(always)]
+fn scan_plain_string(chunk: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i = scan_plain(chunk, i);
+        let b = *chunk.get(i)?;
+        if b == b'"' {
+            return Some(i);
+        }
+        if b < 0x80 {
+            return None; // a backslash or a control character
+        }
+        i = scan_utf8_char(chunk, i)?;
+    }
+}
+
+/// Past one multi-byte UTF-8 character starting at `i`, when whole and valid (RFC 3629: no
+/// overlong form, no surrogate, nothing above U+10FFFF).
+#[inline(always)]
+fn scan_utf8_char(chunk: &[u8], i: usize) -> Option<usize> {
+    let (need, lo, hi) = match chunk[i] {
+        0xC2..=0xDF => (1, 0x80, 0xBF),
+        0xE0 => (2, 0xA0, 0xBF),
+        0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
+        0xED => (2, 0x80, 0x9F),
+        0xF0 => (3, 0x90, 0xBF),
+        0xF1..=0xF3 => (3, 0x80, 0xBF),
+        0xF4 => (3, 0x80, 0x8F),
+        _ => return None,
+    };
+    let rest = chunk.get(i + 1..i + 1 + need)?;
+    if !(lo..=hi).contains(&rest[0]) || rest[1..].iter().any(|&c| !(0x80..=0xBF).contains(&c)) {
+        return None;
+    }
+    Some(i + 1 + need)
+}
+
+/// The end of a number starting at `i` (RFC 8259 grammar), when it lies whole in `chunk`
+/// and a delimiter follows it there; `None` otherwise.
+#[inline(always)]
+fn scan_number(chunk: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |mut i: usize| -> Option<usize> {
+        while chunk.get(i)?.is_ascii_digit() {
+            i += 1;
+        }
+        Some(i)
+    };
+    if chunk[i] == b'-' {
+        i += 1;
+    }
+    match *chunk.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(i + 1)?,
+        _ => return None,
+    }
+    if chunk.get(i)? == &b'.' {
+        if !chunk.get(i + 1)?.is_ascii_digit() {
+            return None;
+        }
+        i = digits(i + 2)?;
+    }
+    if matches!(chunk.get(i)?, b'e' | b'E') {
+        i += 1;
+        if matches!(chunk.get(i)?, b'+' | b'-') {
+            i += 1;
+        }
+        if !chunk.get(i)?.is_ascii_digit() {
+            return None;
+        }
+        i = digits(i + 1)?;
+    }
+    matches!(
+        chunk.get(i)?,
+        b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}'
+    )
+    .then_some(i)
+}
+
+/// The end of the literal `word` at `i`, when it lies whole in `chunk`.
+#[inline(always)]
+fn scan_word(chunk: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    (chunk.get(i..i + word.len())? == word).then_some(i + word.len())
+}
+
 fn describe(expect: Expect) -> &'static str {
     match expect {
         Expect::Root | Expect::Value => "a JSON value",
@@ -1063,12 +1233,12 @@ mod tests {
                 } else {
                     vec![]
                 };
-                out.push((normalise(event), key));
+                out.extend(flat(event).into_iter().map(|e| (e, key.clone())));
             }
             lexer.end_chunk(chunk.len());
         }
         if let Some(event) = lexer.finish()? {
-            out.push((normalise(event), vec![]));
+            out.extend(flat(event).into_iter().map(|e| (e, vec![])));
         }
         Ok(out)
     }
@@ -1084,6 +1254,15 @@ mod tests {
             Event::ScalarEnd(_) => Event::ScalarEnd(0),
             Event::Key => Event::Key,
             Event::Newline => Event::Newline,
+            Event::Scalar { .. } => unreachable!("split by `flat`"),
+        }
+    }
+
+    /// A whole scalar is a start and an end read at once: the same as when split.
+    fn flat(event: Event) -> Vec<Event> {
+        match event {
+            Event::Scalar { kind, .. } => vec![Event::ScalarStart(0, kind), Event::ScalarEnd(0)],
+            event => vec![normalise(event)],
         }
     }
 
@@ -1249,12 +1428,12 @@ mod tests {
         for chunk in doc.chunks(size.max(1)) {
             let mut pos = 0;
             while let Some(event) = lexer.next(chunk, &mut pos)? {
-                out.push(normalise(event));
+                out.extend(flat(event));
             }
             lexer.end_chunk(chunk.len());
         }
         if let Some(event) = lexer.finish()? {
-            out.push(normalise(event));
+            out.extend(flat(event));
         }
         Ok(out)
     }
@@ -1301,6 +1480,8 @@ mod tests {
                 Event::ScalarEnd(_) => {
                     values.push(String::from_utf8(lexer.value().to_vec()).unwrap())
                 }
+                Event::Scalar { start, end, kind } => values
+                    .push(String::from_utf8(plain_value(doc, start, end, kind).to_vec()).unwrap()),
                 _ => {}
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod filter;
 pub mod lexer;
+pub mod tally;
 
 pub use filter::{FilterStats, JsonFilter};
 pub use lexer::{ErrorKind, Framing, LexError};

@@ -141,7 +141,7 @@ impl FinaliteHttp {
 
     fn body_done(&mut self, body: &BodyFilter, sent: Option<u64>) {
         let (received, _) = body.sizes();
-        self.trace.stats = body.stats().clone();
+        self.trace.stats = body.stats();
         self.trace.sizes = Some((received, sent.unwrap_or(received)));
         set_state(
             "finalite_withheld",
@@ -331,7 +331,7 @@ impl HttpContext for FinaliteHttp {
         };
         match result {
             Ok(()) if end_of_stream => {
-                let sent = matches!(delivery, Delivery::Streamed).then(|| body.stats().bytes_out);
+                let sent = matches!(delivery, Delivery::Streamed).then(|| body.bytes_out());
                 self.body_done(&body, sent);
                 Action::Continue
             }
