@@ -258,6 +258,15 @@ pub struct Lexer {
     key_fresh: bool,
 }
 
+/// What the one-step path did with the token at hand.
+enum Fast {
+    Event(Event),
+    /// Read a separator: go on from the new state.
+    Again,
+    /// Not the common case: the byte-by-byte path reads it, from the same position.
+    Slow,
+}
+
 /// What the reading functions return; a refusal is boxed so the common result stays small.
 type Step = Result<Option<Event>, Box<LexError>>;
 
@@ -429,6 +438,18 @@ impl Lexer {
     fn next_event(&mut self, chunk: &[u8], pos: &mut usize) -> Step {
         loop {
             match self.state {
+                // Compact JSON: no whitespace before most tokens (all of it is <= b' ').
+                State::Expect(expect) if chunk.get(*pos).is_some_and(|&b| b > b' ') => {
+                    match self.whole_token(expect, chunk, pos) {
+                        Fast::Event(event) => return Ok(Some(event)),
+                        Fast::Again => {}
+                        Fast::Slow => {
+                            if let Some(event) = self.structure(expect, chunk, pos)? {
+                                return Ok(Some(event));
+                            }
+                        }
+                    }
+                }
                 State::Expect(expect) => {
                     let lines = self.framing == Framing::Lines;
                     // Indentation: eight spaces at a time.
@@ -454,8 +475,10 @@ impl Lexer {
                     if *pos == chunk.len() {
                         return Ok(None);
                     }
-                    if let Some(event) = self.whole_token(expect, chunk, pos) {
-                        return Ok(Some(event));
+                    match self.whole_token(expect, chunk, pos) {
+                        Fast::Event(event) => return Ok(Some(event)),
+                        Fast::Again => continue,
+                        Fast::Slow => {}
                     }
                     if let Some(event) = self.structure(expect, chunk, pos)? {
                         return Ok(Some(event));
@@ -509,22 +532,30 @@ impl Lexer {
         }
     }
 
-    /// The common case in one step: a key (with the colon right after it) or a scalar that
-    /// lies whole in this chunk and has no escape. Anything else (an escape, a token cut by
-    /// the end of the chunk, an error) is left untouched, `None`, for the byte-by-byte path,
+    /// The common case in one step: a comma, a key (with the colon right after it) or a
+    /// scalar that lies whole in this chunk and has no escape. Anything else (an escape, a
+    /// token cut by the end of the chunk, an error) is left untouched for the byte-by-byte path,
     /// which reads it from the same position and reports the same events and errors.
     #[inline(always)]
-    fn whole_token(&mut self, expect: Expect, chunk: &[u8], pos: &mut usize) -> Option<Event> {
+    fn whole_token(&mut self, expect: Expect, chunk: &[u8], pos: &mut usize) -> Fast {
         let at = *pos;
         let b = chunk[at];
         match expect {
+            Expect::CommaOrEnd if b == b',' => {
+                let object = self.levels.last().is_some_and(|l| l.object);
+                *pos += 1;
+                self.state = State::Expect(if object { Expect::Key } else { Expect::Value });
+                Fast::Again
+            }
             Expect::Key | Expect::KeyOrObjectEnd => {
                 if b != b'"' {
-                    return None;
+                    return Fast::Slow;
                 }
-                let end = scan_plain_string(chunk, at + 1)?;
+                let Some(end) = scan_plain_string(chunk, at + 1) else {
+                    return Fast::Slow;
+                };
                 if end - at - 1 > MAX_KEY_BYTES {
-                    return None;
+                    return Fast::Slow;
                 }
                 self.key_raw.clear();
                 self.key_raw.extend_from_slice(&chunk[at + 1..end]);
@@ -537,16 +568,23 @@ impl Lexer {
                     *pos = end + 1;
                     self.state = State::Expect(Expect::Colon);
                 }
-                Some(Event::Key)
+                Fast::Event(Event::Key)
             }
             Expect::Root | Expect::Value | Expect::ValueOrArrayEnd => {
-                let (end, kind) = match b {
-                    b'"' => (scan_plain_string(chunk, at + 1)? + 1, ScalarKind::String),
-                    b'-' | b'0'..=b'9' => (scan_number(chunk, at)?, ScalarKind::Number),
-                    b't' => (scan_word(chunk, at, b"true")?, ScalarKind::True),
-                    b'f' => (scan_word(chunk, at, b"false")?, ScalarKind::False),
-                    b'n' => (scan_word(chunk, at, b"null")?, ScalarKind::Null),
-                    _ => return None,
+                let scanned = match b {
+                    b'"' => {
+                        scan_plain_string(chunk, at + 1).map(|end| (end + 1, ScalarKind::String))
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        scan_number(chunk, at).map(|end| (end, ScalarKind::Number))
+                    }
+                    b't' => scan_word(chunk, at, b"true").map(|end| (end, ScalarKind::True)),
+                    b'f' => scan_word(chunk, at, b"false").map(|end| (end, ScalarKind::False)),
+                    b'n' => scan_word(chunk, at, b"null").map(|end| (end, ScalarKind::Null)),
+                    _ => None,
+                };
+                let Some((end, kind)) = scanned else {
+                    return Fast::Slow;
                 };
                 self.saw_root = true;
                 if let Some(level) = self.levels.last_mut() {
@@ -557,13 +595,13 @@ impl Lexer {
                 self.capture = false;
                 self.value_done();
                 *pos = end;
-                Some(Event::Scalar {
+                Fast::Event(Event::Scalar {
                     start: at,
                     end,
                     kind,
                 })
             }
-            _ => None,
+            _ => Fast::Slow,
         }
     }
 
