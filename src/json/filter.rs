@@ -83,6 +83,11 @@ pub struct JsonFilter {
     failed: Option<LexError>,
     stats: Counts,
     steps: StepCache,
+    /// How many frames, outermost first, have been written (`Frame::opened`): opening the
+    /// rest is then a comparison when they already are.
+    opened_depth: usize,
+    /// Whether the last key looks like a field name (written as is in audit paths).
+    pending_name: bool,
 }
 
 /// Rule steps already taken, by state and key: the rules hash every key with SipHash,
@@ -98,11 +103,14 @@ struct StepSlot {
     from: StateId,
     to: StateId,
     len: u8,
+    /// [`is_field_name`] of the key, remembered with the step.
+    name: bool,
     key: [u8; STEP_KEY_BYTES],
 }
 
 const STEP_SLOTS: usize = 128;
-const STEP_KEY_BYTES: usize = 23;
+/// Keys up to this length are cached; a slot is then 32 bytes.
+const STEP_KEY_BYTES: usize = 22;
 
 impl StepCache {
     fn new() -> StepCache {
@@ -112,6 +120,7 @@ impl StepCache {
                     from: StateId::MAX,
                     to: 0,
                     len: 0,
+                    name: false,
                     key: [0; STEP_KEY_BYTES],
                 };
                 STEP_SLOTS
@@ -120,22 +129,37 @@ impl StepCache {
     }
 
     #[inline]
-    fn step(&mut self, rules: &FieldRules, from: StateId, key: &[u8]) -> StateId {
+    /// The state after `key`, and whether `key` looks like a field name.
+    fn step(&mut self, rules: &FieldRules, from: StateId, key: &[u8]) -> (StateId, bool) {
         if key.len() > STEP_KEY_BYTES {
-            return rules.step(from, key);
+            return (rules.step(from, key), is_field_name(key));
         }
         let slot = &mut self.slots[fnv(from, key) % STEP_SLOTS];
         if slot.from == from && usize::from(slot.len) == key.len() && &slot.key[..key.len()] == key
         {
-            return slot.to;
+            return (slot.to, slot.name);
         }
         let to = rules.step(from, key);
+        let name = is_field_name(key);
         slot.from = from;
         slot.to = to;
         slot.len = key.len() as u8;
+        slot.name = name;
         slot.key[..key.len()].copy_from_slice(key);
-        to
+        (to, name)
     }
+}
+
+/// Whether a key looks like a field name (`given`, `_id`, `birth-date`), as opposed to data
+/// used as a key (an identifier, a name, a date): ASCII letters, digits, `_` and `-`, not
+/// starting with a digit or `-`, at most 64 bytes.
+fn is_field_name(key: &[u8]) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && (key[0].is_ascii_alphabetic() || key[0] == b'_')
+        && key
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// FNV-1a of a state and a key: a cache index, not a defence against anything.
@@ -175,6 +199,8 @@ impl JsonFilter {
             failed: None,
             stats: Counts::default(),
             steps: StepCache::new(),
+            opened_depth: 0,
+            pending_name: false,
         }
     }
 
@@ -269,7 +295,8 @@ impl JsonFilter {
             Event::Newline => out.push(b'\n'),
             Event::Key => {
                 if let Some(top) = self.frames.last() {
-                    let state = self.steps.step(&self.rules, top.state, self.lexer.key());
+                    let (state, name) = self.steps.step(&self.rules, top.state, self.lexer.key());
+                    self.pending_name = name;
                     // The field's own rule applies unless the rule it inherits ranks higher:
                     // a broad `entry.**: keep` does not undo a `**.ssn: drop` above it.
                     self.pending = match self.rules.own_rule(state) {
@@ -335,6 +362,7 @@ impl JsonFilter {
                         self.tally_frame();
                     }
                     self.frames.pop();
+                    self.opened_depth = self.opened_depth.min(self.frames.len());
                     self.keys.truncate(key_start);
                     self.path.truncate(path_len);
                 }
@@ -465,7 +493,12 @@ impl JsonFilter {
         let path_len = self.path.len();
         if self.frames.last().is_some_and(|f| f.object) {
             self.keys.extend_from_slice(self.lexer.key_raw());
-            push_segment(&mut self.path, self.lexer.key(), &self.rules);
+            push_segment(
+                &mut self.path,
+                self.lexer.key(),
+                self.pending_name,
+                &self.rules,
+            );
         }
         let root = self.frames.is_empty();
         let eager = root || action == Action::Keep;
@@ -496,7 +529,12 @@ impl JsonFilter {
     fn tally(&mut self, withheld: bool) {
         let len = self.path.len();
         if self.frames.last().is_some_and(|top| top.object) {
-            push_segment(&mut self.path, self.lexer.key(), &self.rules);
+            push_segment(
+                &mut self.path,
+                self.lexer.key(),
+                self.pending_name,
+                &self.rules,
+            );
         }
         let tally = if withheld {
             &mut self.stats.withheld
@@ -514,9 +552,11 @@ impl JsonFilter {
 
     /// Writes the openings of every container not yet written, outermost first.
     fn open_frames(&mut self, out: &mut Vec<u8>) {
-        let Some(first) = self.frames.iter().position(|f| !f.opened) else {
+        let first = self.opened_depth;
+        if first == self.frames.len() {
             return;
-        };
+        }
+        self.opened_depth = self.frames.len();
         for i in first..self.frames.len() {
             if i > 0 {
                 let parent = &mut self.frames[i - 1];
@@ -558,16 +598,10 @@ impl JsonFilter {
 /// paths, never values, but a key can be data too (`{"byId": {"2840375123456": …}}`): a key
 /// is written as is only when it looks like a field name, quoted when the policy names it,
 /// and as `*` otherwise.
-fn push_segment(path: &mut Vec<u8>, key: &[u8], rules: &FieldRules) {
+fn push_segment(path: &mut Vec<u8>, key: &[u8], field_name: bool, rules: &FieldRules) {
     if !path.is_empty() {
         path.push(b'.');
     }
-    let field_name = !key.is_empty()
-        && key.len() <= 64
-        && (key[0].is_ascii_alphabetic() || key[0] == b'_')
-        && key
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if field_name {
         path.extend_from_slice(key);
     } else if rules.names_key(key) {
