@@ -256,11 +256,8 @@ fn ndjson_filters_each_line_as_a_root() {
 
 #[wasm_bindgen_test]
 fn transforms_disguise_scalars() {
-    let key: Arc<[u8]> = Arc::from(vec![7u8; 32].into_boxed_slice());
-    let context = TransformContext {
-        pseudonym_key: Some(key.clone()),
-        client: Some("partner".into()),
-    };
+    let key = [7u8; 32];
+    let context = TransformContext::new(Some(&key), Some("partner"));
     let r = rules(
         Action::Drop,
         &[
@@ -289,10 +286,7 @@ fn transforms_disguise_scalars() {
         )
     );
     // Per reuser: another client gets another pseudonym; the same one the same.
-    let other = TransformContext {
-        pseudonym_key: Some(key),
-        client: Some("other".into()),
-    };
+    let other = TransformContext::new(Some(&key), Some("other"));
     assert_ne!(
         transform::apply(&Transform::Pseudonymize, b"p1", true, &other).unwrap(),
         pseudonym.as_bytes()

@@ -334,10 +334,7 @@ impl Policy {
 
 /// The transform context of the benchmarks: a 32-byte key, pseudonyms per reuser.
 pub fn context() -> TransformContext {
-    TransformContext {
-        pseudonym_key: Some(Arc::from(&PSEUDONYM_KEY[..])),
-        client: Some("bench-client".to_string()),
-    }
+    TransformContext::new(Some(PSEUDONYM_KEY), Some("bench-client"))
 }
 
 /// Filters `doc` with the engine in [`CHUNK`]-byte chunks, as the proxy does; returns the

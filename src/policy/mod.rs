@@ -99,14 +99,10 @@ impl CompiledConfig {
 
     /// The context transforms need for a given reuser.
     pub fn transform_context(&self, client: Option<&str>) -> TransformContext {
-        TransformContext {
-            pseudonym_key: self.pseudonym_key.clone(),
-            client: if self.pseudonyms_per_client {
-                Some(client.unwrap_or("").to_string())
-            } else {
-                None
-            },
-        }
+        TransformContext::new(
+            self.pseudonym_key.as_deref(),
+            self.pseudonyms_per_client.then(|| client.unwrap_or("")),
+        )
     }
 }
 
