@@ -55,6 +55,16 @@ struct Frame {
     seen: u32,
 }
 
+/// What a scalar's bytes are for, once its action has been applied.
+enum ScalarUse {
+    /// Written as they are.
+    Copy,
+    /// Read and validated, not written (what replaces the scalar, if anything, is written).
+    Skip,
+    /// Written disguised: the transform needs the decoded value.
+    Disguise(Transform),
+}
+
 /// A whole subtree being copied or skipped: only its nesting is followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subtree {
@@ -367,43 +377,14 @@ impl JsonFilter {
                     self.path.truncate(path_len);
                 }
             }
-            Event::ScalarStart(at, kind) => {
-                self.count_seen();
-                let (_, action, _) = self.decision();
-                let root = self.frames.is_empty();
-                match action {
-                    Action::Keep => {
-                        self.begin_item(out);
-                        self.copy_from = Some(at);
-                    }
-                    Action::Drop if root => out.extend_from_slice(b"null"),
-                    Action::Drop => {
-                        self.tally(true);
-                        self.lexer.skim_scalar();
-                    }
-                    Action::Null => {
-                        self.begin_item(out);
-                        out.extend_from_slice(b"null");
-                        self.tally(false);
-                        self.transform = None;
-                    }
-                    Action::Transform(transform) => match kind {
-                        ScalarKind::String | ScalarKind::Number => {
-                            self.lexer.capture_value();
-                            self.transform = Some((transform, kind));
-                        }
-                        // Nothing to disguise in a null; a boolean cannot be disguised.
-                        ScalarKind::Null => {
-                            self.begin_item(out);
-                            out.extend_from_slice(b"null");
-                        }
-                        ScalarKind::True | ScalarKind::False if root => {
-                            out.extend_from_slice(b"null")
-                        }
-                        ScalarKind::True | ScalarKind::False => self.tally(true),
-                    },
+            Event::ScalarStart(at, kind) => match self.start_scalar(kind, out) {
+                ScalarUse::Copy => self.copy_from = Some(at),
+                ScalarUse::Skip => self.lexer.skim_scalar(),
+                ScalarUse::Disguise(transform) => {
+                    self.lexer.capture_value();
+                    self.transform = Some((transform, kind));
                 }
-            }
+            },
             Event::ScalarEnd(end) => {
                 if let Some(from) = self.copy_from.take() {
                     out.extend_from_slice(&chunk[from..end]);
@@ -417,40 +398,50 @@ impl JsonFilter {
                     result?;
                 }
             }
-            Event::Scalar { start, end, kind } => {
-                self.count_seen();
-                let (_, action, _) = self.decision();
-                let root = self.frames.is_empty();
-                match action {
-                    Action::Keep => {
-                        self.begin_item(out);
-                        out.extend_from_slice(&chunk[start..end]);
-                    }
-                    Action::Drop if root => out.extend_from_slice(b"null"),
-                    Action::Drop => self.tally(true),
-                    Action::Null => {
-                        self.begin_item(out);
-                        out.extend_from_slice(b"null");
-                        self.tally(false);
-                    }
-                    Action::Transform(transform) => match kind {
-                        ScalarKind::String | ScalarKind::Number => {
-                            let value = plain_value(chunk, start, end, kind);
-                            self.write_transformed(&transform, value, kind, end, out)?;
-                        }
-                        ScalarKind::Null => {
-                            self.begin_item(out);
-                            out.extend_from_slice(b"null");
-                        }
-                        ScalarKind::True | ScalarKind::False if root => {
-                            out.extend_from_slice(b"null")
-                        }
-                        ScalarKind::True | ScalarKind::False => self.tally(true),
-                    },
+            Event::Scalar { start, end, kind } => match self.start_scalar(kind, out) {
+                ScalarUse::Copy => out.extend_from_slice(&chunk[start..end]),
+                ScalarUse::Skip => {}
+                ScalarUse::Disguise(transform) => {
+                    let value = plain_value(chunk, start, end, kind);
+                    self.write_transformed(&transform, value, kind, end, out)?;
                 }
-            }
+            },
         }
         Ok(())
+    }
+
+    /// Applies the action of the scalar that starts now: writes what replaces it (`null`)
+    /// or what precedes it (separator and key), counts it, and says what its bytes are for.
+    #[inline(always)]
+    fn start_scalar(&mut self, kind: ScalarKind, out: &mut Vec<u8>) -> ScalarUse {
+        self.count_seen();
+        let (_, action, _) = self.decision();
+        let root = self.frames.is_empty();
+        match action {
+            Action::Keep => {
+                self.begin_item(out);
+                return ScalarUse::Copy;
+            }
+            // The root cannot be left out: it becomes `null`.
+            Action::Drop if root => out.extend_from_slice(b"null"),
+            Action::Drop => self.tally(true),
+            Action::Null => {
+                self.begin_item(out);
+                out.extend_from_slice(b"null");
+                self.tally(false);
+            }
+            Action::Transform(transform) => match kind {
+                ScalarKind::String | ScalarKind::Number => return ScalarUse::Disguise(transform),
+                // Nothing to disguise in a null; a boolean cannot be disguised.
+                ScalarKind::Null => {
+                    self.begin_item(out);
+                    out.extend_from_slice(b"null");
+                }
+                ScalarKind::True | ScalarKind::False if root => out.extend_from_slice(b"null"),
+                ScalarKind::True | ScalarKind::False => self.tally(true),
+            },
+        }
+        ScalarUse::Skip
     }
 
     /// Writes a scalar's disguise in place of its value (decoded, for a string).

@@ -896,15 +896,8 @@ impl Lexer {
             if b < 0x80 {
                 return Ok(i); // a quote, a backslash or a control character
             }
-            let (need, lo, hi) = match b {
-                0xC2..=0xDF => (1, 0x80, 0xBF),
-                0xE0 => (2, 0xA0, 0xBF),
-                0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-                0xED => (2, 0x80, 0x9F),
-                0xF0 => (3, 0x90, 0xBF),
-                0xF1..=0xF3 => (3, 0x80, 0xBF),
-                0xF4 => (3, 0x80, 0x8F),
-                _ => return Err(self.fail(i, ErrorKind::InvalidUtf8)),
+            let Some((need, lo, hi)) = utf8_lead(b) else {
+                return Err(self.fail(i, ErrorKind::InvalidUtf8));
             };
             i += 1;
             let mut need: u8 = need;
@@ -1162,7 +1155,21 @@ fn scan_plain_string(chunk: &[u8], mut i: usize) -> Option<usize> {
 /// overlong form, no surrogate, nothing above U+10FFFF).
 #[inline(always)]
 fn scan_utf8_char(chunk: &[u8], i: usize) -> Option<usize> {
-    let (need, lo, hi) = match chunk[i] {
+    let (need, lo, hi) = utf8_lead(chunk[i])?;
+    let need = usize::from(need);
+    let rest = chunk.get(i + 1..i + 1 + need)?;
+    if !(lo..=hi).contains(&rest[0]) || rest[1..].iter().any(|&c| !(0x80..=0xBF).contains(&c)) {
+        return None;
+    }
+    Some(i + 1 + need)
+}
+
+/// For the first byte of a multi-byte UTF-8 character: how many bytes follow, and the range
+/// the next one must be in (narrower than 0x80..=0xBF where RFC 3629 rules out overlong
+/// forms, surrogates and code points above U+10FFFF); `None` if no character starts so.
+#[inline(always)]
+fn utf8_lead(b: u8) -> Option<(u8, u8, u8)> {
+    Some(match b {
         0xC2..=0xDF => (1, 0x80, 0xBF),
         0xE0 => (2, 0xA0, 0xBF),
         0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
@@ -1171,12 +1178,7 @@ fn scan_utf8_char(chunk: &[u8], i: usize) -> Option<usize> {
         0xF1..=0xF3 => (3, 0x80, 0xBF),
         0xF4 => (3, 0x80, 0x8F),
         _ => return None,
-    };
-    let rest = chunk.get(i + 1..i + 1 + need)?;
-    if !(lo..=hi).contains(&rest[0]) || rest[1..].iter().any(|&c| !(0x80..=0xBF).contains(&c)) {
-        return None;
-    }
-    Some(i + 1 + need)
+    })
 }
 
 /// The end of a number starting at `i` (RFC 8259 grammar), when it lies whole in `chunk`
