@@ -613,6 +613,11 @@ mod tests {
     use crate::policy::path::FieldPath;
     use crate::policy::rules::Rule;
 
+    /// A tally's paths and counts, in path order.
+    fn counts(tally: &PathTally) -> Vec<(&str, u64)> {
+        tally.counts.iter().map(|(p, c)| (p.as_str(), *c)).collect()
+    }
+
     fn rules(default: Action, spec: &[(&str, Action)]) -> Arc<FieldRules> {
         let rules: Vec<Rule> = spec
             .iter()
@@ -959,12 +964,7 @@ mod tests {
         f.write(doc, &mut out).unwrap();
         f.finish(&mut out).unwrap();
         let stats = f.stats();
-        let withheld: Vec<(&str, u64)> = stats
-            .withheld
-            .counts
-            .iter()
-            .map(|(p, c)| (p.as_str(), *c))
-            .collect();
+        let withheld = counts(&stats.withheld);
         assert_eq!(
             withheld,
             vec![
@@ -975,12 +975,7 @@ mod tests {
             ]
         );
         let stats = f.stats();
-        let transformed: Vec<(&str, u64)> = stats
-            .transformed
-            .counts
-            .iter()
-            .map(|(p, c)| (p.as_str(), *c))
-            .collect();
+        let transformed = counts(&stats.transformed);
         assert_eq!(transformed, vec![("entry.resource.code", 1)]);
         assert_eq!(f.stats().withheld.total(), 5);
     }
@@ -997,12 +992,7 @@ mod tests {
         f.write(doc, &mut out).unwrap();
         f.finish(&mut out).unwrap();
         let stats = f.stats();
-        let withheld: Vec<(&str, u64)> = stats
-            .withheld
-            .counts
-            .iter()
-            .map(|(p, c)| (p.as_str(), *c))
-            .collect();
+        let withheld = counts(&stats.withheld);
         assert_eq!(withheld, vec![("address.line", 1), ("name", 1), ("ssn", 1)]);
         assert_eq!(f.stats().bytes_in, doc.len() as u64);
         assert_eq!(f.stats().bytes_out, out.len() as u64);
