@@ -4,7 +4,7 @@ use serde_json::Value;
 
 /// The action a rule applies; `keep` and `drop` are the heart of minimisation, the others
 /// disguise a value the purpose may only see in part.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Keep,
     Drop,
@@ -14,7 +14,7 @@ pub enum Action {
 }
 
 /// Transforms of scalar values; an object or array met by a transform is withheld.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
     /// Keyed HMAC-SHA-256, base64url: linkable within one reuser, not across reusers.
     Pseudonymize,

@@ -34,7 +34,7 @@ impl Effect {
             Action::Keep => Effect::Kept,
             Action::Drop => Effect::Withheld,
             Action::Null => Effect::Nulled,
-            Action::Transform(transform) => Effect::Transformed(transform.clone()),
+            Action::Transform(transform) => Effect::Transformed(*transform),
         }
     }
 }

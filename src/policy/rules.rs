@@ -41,7 +41,7 @@ pub struct FieldRules {
     /// Action for a field no rule reaches (the purpose's `default`).
     pub default: Action,
     actions: Vec<Action>,
-    /// The rank of each entry of `actions`.
+    /// The rank of each entry of `actions`, as an ordinal (see [`Rank`]).
     ranks: Vec<Rank>,
     /// Decoded key → symbol; symbol 0 stands for every key no rule names.
     symbols: HashMap<Box<[u8]>, u32>,
@@ -57,10 +57,17 @@ pub struct FieldRules {
 /// applies only if it ranks at least as high as the rule it inherits from its ancestors, so
 /// a broad `entry.**: keep` cannot undo a `**.ssn: drop` below it, while `address.city: keep`
 /// does override `address: drop`. The purpose's default ranks below every rule.
-pub type Rank = (usize, usize, isize, u8);
+///
+/// Compared once per field by the engine, so it is the ordinal of the rule's
+/// [`Strength`] among the purpose's rules (1 for the weakest), not the tuple itself.
+pub type Rank = u32;
 
 /// The rank of the purpose's default.
-pub const DEFAULT_RANK: Rank = (0, 0, isize::MIN, 0);
+pub const DEFAULT_RANK: Rank = 0;
+
+/// A rule's strength as the rules' precedence orders it: (named keys, `*`s, minus `**`s,
+/// protection of the action).
+type Strength = (usize, usize, isize, u8);
 
 /// Too many states: the message says what to simplify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +95,7 @@ impl FieldRules {
         let longest_symbol = symbols.keys().map(|k| k.len()).max().unwrap_or(0);
 
         let mut actions: Vec<Action> = Vec::new();
-        let mut ranks: Vec<Rank> = Vec::new();
+        let mut strengths: Vec<Strength> = Vec::new();
         let mut states: Vec<State> = Vec::new();
         let mut transitions: Vec<StateId> = Vec::new();
         let mut index: HashMap<BTreeSet<Position>, StateId> = HashMap::new();
@@ -107,8 +114,8 @@ impl FieldRules {
             }
             let id = states.len() as StateId;
             let own = winner(rules, &set).map(|rule| {
-                actions.push(rule.action.clone());
-                ranks.push(rank(rule));
+                actions.push(rule.action);
+                strengths.push(strength(rule));
                 actions.len() - 1
             });
             let may_descend = set
@@ -151,6 +158,16 @@ impl FieldRules {
                 transitions.push(id);
             }
         }
+
+        // Equal strengths get equal ranks: an own rule that only equals the inherited one
+        // still applies.
+        let mut order = strengths.clone();
+        order.sort_unstable();
+        order.dedup();
+        let ranks = strengths
+            .iter()
+            .map(|s| DEFAULT_RANK + 1 + order.partition_point(|o| o < s) as Rank)
+            .collect();
 
         Ok(FieldRules {
             default,
@@ -246,7 +263,7 @@ fn step(rules: &[Rule], set: &BTreeSet<Position>, key: Option<&[u8]>) -> BTreeSe
 
 /// Among the rules that name the field, the most specific wins; at equal specificity, the
 /// most protective action.
-fn rank(rule: &Rule) -> Rank {
+fn strength(rule: &Rule) -> Strength {
     let (keys, any, deep) = rule.path.specificity();
     (keys, any, deep, rule.action.protection_rank())
 }
@@ -255,7 +272,7 @@ fn winner<'r>(rules: &'r [Rule], set: &BTreeSet<Position>) -> Option<&'r Rule> {
     set.iter()
         .filter(|&&(r, i)| i as usize == rules[r as usize].path.segments.len())
         .map(|&(r, _)| &rules[r as usize])
-        .max_by_key(|rule| rank(rule))
+        .max_by_key(|rule| strength(rule))
 }
 
 #[cfg(test)]
@@ -268,7 +285,7 @@ mod tests {
             .iter()
             .map(|(p, a)| Rule {
                 path: FieldPath::parse(p).unwrap(),
-                action: a.clone(),
+                action: *a,
             })
             .collect();
         FieldRules::compile(default, &rules).unwrap()
