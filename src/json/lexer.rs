@@ -212,9 +212,16 @@ enum Number {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Expect(Expect),
-    String { key: bool, escape: Escape },
+    String {
+        key: bool,
+        escape: Escape,
+    },
     Number(Number),
-    Literal { word: &'static [u8], matched: u8 },
+    /// `true`, `false` or `null` (by its kind), of which `matched` bytes were read.
+    Literal {
+        kind: ScalarKind,
+        matched: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -500,12 +507,13 @@ impl Lexer {
                         return Ok(None);
                     }
                 }
-                State::Literal { word, matched } => {
+                State::Literal { kind, matched } => {
+                    let word = literal(kind);
                     let mut matched = matched as usize;
                     while matched < word.len() {
                         let Some(&b) = chunk.get(*pos) else {
                             self.state = State::Literal {
-                                word,
+                                kind,
                                 matched: matched as u8,
                             };
                             return Ok(None);
@@ -538,71 +546,89 @@ impl Lexer {
     /// which reads it from the same position and reports the same events and errors.
     #[inline(always)]
     fn whole_token(&mut self, expect: Expect, chunk: &[u8], pos: &mut usize) -> Fast {
-        let at = *pos;
-        let b = chunk[at];
+        let b = chunk[*pos];
         match expect {
+            // A comma and what follows it in one step: the member's key, the next element.
             Expect::CommaOrEnd if b == b',' => {
                 let object = self.levels.last().is_some_and(|l| l.object);
                 *pos += 1;
-                self.state = State::Expect(if object { Expect::Key } else { Expect::Value });
-                Fast::Again
-            }
-            Expect::Key | Expect::KeyOrObjectEnd => {
-                if b != b'"' {
-                    return Fast::Slow;
-                }
-                let Some(end) = scan_plain_string(chunk, at + 1) else {
-                    return Fast::Slow;
+                let next = if object { Expect::Key } else { Expect::Value };
+                self.state = State::Expect(next);
+                // Anything else is read again from the new state.
+                let fast = match chunk.get(*pos) {
+                    Some(&b) if b > b' ' && object => self.whole_key(b, chunk, pos),
+                    Some(&b) if b > b' ' => self.whole_value(b, chunk, pos),
+                    _ => Fast::Again,
                 };
-                if end - at - 1 > MAX_KEY_BYTES {
-                    return Fast::Slow;
+                match fast {
+                    Fast::Slow => Fast::Again,
+                    fast => fast,
                 }
-                self.key_raw.clear();
-                self.key_raw.extend_from_slice(&chunk[at + 1..end]);
-                self.key_escaped = false;
-                self.key_fresh = true;
-                if chunk.get(end + 1) == Some(&b':') {
-                    *pos = end + 2;
-                    self.state = State::Expect(Expect::Value);
-                } else {
-                    *pos = end + 1;
-                    self.state = State::Expect(Expect::Colon);
-                }
-                Fast::Event(Event::Key)
             }
+            Expect::Key | Expect::KeyOrObjectEnd => self.whole_key(b, chunk, pos),
             Expect::Root | Expect::Value | Expect::ValueOrArrayEnd => {
-                let scanned = match b {
-                    b'"' => {
-                        scan_plain_string(chunk, at + 1).map(|end| (end + 1, ScalarKind::String))
-                    }
-                    b'-' | b'0'..=b'9' => {
-                        scan_number(chunk, at).map(|end| (end, ScalarKind::Number))
-                    }
-                    b't' => scan_word(chunk, at, b"true").map(|end| (end, ScalarKind::True)),
-                    b'f' => scan_word(chunk, at, b"false").map(|end| (end, ScalarKind::False)),
-                    b'n' => scan_word(chunk, at, b"null").map(|end| (end, ScalarKind::Null)),
-                    _ => None,
-                };
-                let Some((end, kind)) = scanned else {
-                    return Fast::Slow;
-                };
-                self.saw_root = true;
-                if let Some(level) = self.levels.last_mut() {
-                    if !level.object {
-                        level.index += 1;
-                    }
-                }
-                self.capture = false;
-                self.value_done();
-                *pos = end;
-                Fast::Event(Event::Scalar {
-                    start: at,
-                    end,
-                    kind,
-                })
+                self.whole_value(b, chunk, pos)
             }
             _ => Fast::Slow,
         }
+    }
+
+    /// A key without escapes, whole in the chunk, with the colon right after it if present.
+    #[inline(always)]
+    fn whole_key(&mut self, b: u8, chunk: &[u8], pos: &mut usize) -> Fast {
+        let at = *pos;
+        if b != b'"' {
+            return Fast::Slow;
+        }
+        let Some(end) = scan_plain_string(chunk, at + 1) else {
+            return Fast::Slow;
+        };
+        if end - at - 1 > MAX_KEY_BYTES {
+            return Fast::Slow;
+        }
+        self.key_raw.clear();
+        self.key_raw.extend_from_slice(&chunk[at + 1..end]);
+        self.key_escaped = false;
+        self.key_fresh = true;
+        if chunk.get(end + 1) == Some(&b':') {
+            *pos = end + 2;
+            self.state = State::Expect(Expect::Value);
+        } else {
+            *pos = end + 1;
+            self.state = State::Expect(Expect::Colon);
+        }
+        Fast::Event(Event::Key)
+    }
+
+    /// A scalar without escapes, whole in the chunk.
+    #[inline(always)]
+    fn whole_value(&mut self, b: u8, chunk: &[u8], pos: &mut usize) -> Fast {
+        let at = *pos;
+        let scanned = match b {
+            b'"' => scan_plain_string(chunk, at + 1).map(|end| (end + 1, ScalarKind::String)),
+            b'-' | b'0'..=b'9' => scan_number(chunk, at).map(|end| (end, ScalarKind::Number)),
+            b't' => scan_word(chunk, at, b"true").map(|end| (end, ScalarKind::True)),
+            b'f' => scan_word(chunk, at, b"false").map(|end| (end, ScalarKind::False)),
+            b'n' => scan_word(chunk, at, b"null").map(|end| (end, ScalarKind::Null)),
+            _ => None,
+        };
+        let Some((end, kind)) = scanned else {
+            return Fast::Slow;
+        };
+        self.saw_root = true;
+        if let Some(level) = self.levels.last_mut() {
+            if !level.object {
+                level.index += 1;
+            }
+        }
+        self.capture = false;
+        self.value_done();
+        *pos = end;
+        Fast::Event(Event::Scalar {
+            start: at,
+            end,
+            kind,
+        })
     }
 
     /// Ends the document: completes a trailing root number and checks nothing is missing.
@@ -718,12 +744,12 @@ impl Lexer {
                         Ok(Some(Event::ScalarStart(at, ScalarKind::Number)))
                     }
                     b't' | b'f' | b'n' => {
-                        let (word, kind): (&'static [u8], _) = match b {
-                            b't' => (b"true", ScalarKind::True),
-                            b'f' => (b"false", ScalarKind::False),
-                            _ => (b"null", ScalarKind::Null),
+                        let kind = match b {
+                            b't' => ScalarKind::True,
+                            b'f' => ScalarKind::False,
+                            _ => ScalarKind::Null,
                         };
-                        self.state = State::Literal { word, matched: 0 };
+                        self.state = State::Literal { kind, matched: 0 };
                         Ok(Some(Event::ScalarStart(at, kind)))
                     }
                     _ => Err(self.fail(
@@ -1099,6 +1125,15 @@ impl Lexer {
         }
         self.state = State::Number(number);
         Ok(None)
+    }
+}
+
+/// The spelling of a literal.
+fn literal(kind: ScalarKind) -> &'static [u8] {
+    match kind {
+        ScalarKind::True => b"true",
+        ScalarKind::False => b"false",
+        _ => b"null",
     }
 }
 
