@@ -28,7 +28,7 @@ use headers::{HeaderPattern, HeaderRules};
 use path::FieldPath;
 use route::{Matcher, PathMatch, RouteTable};
 use rules::{FieldRules, Rule};
-use transform::TransformContext;
+use transform::{PseudonymKey, TransformContext};
 
 /// Smallest pseudonymisation key accepted (HMAC-SHA-256 wants at least its output size).
 pub const MIN_PSEUDONYM_KEY_BYTES: usize = 32;
@@ -43,8 +43,10 @@ pub struct CompiledConfig {
     pub token: TokenSettings,
     pub policies: Vec<Policy>,
     pub routes: RouteTable,
-    /// The pseudonymisation key, read from the VM's environment at load.
-    pub pseudonym_key: Option<Arc<[u8]>>,
+    /// The pseudonymisation key read from the VM's environment at load, already keying the
+    /// MAC (the raw key is not kept): a request copies the prepared state instead of keying
+    /// an HMAC anew.
+    pub pseudonym_key: PseudonymKey,
     pub pseudonyms_per_client: bool,
 }
 
@@ -99,10 +101,8 @@ impl CompiledConfig {
 
     /// The context transforms need for a given reuser.
     pub fn transform_context(&self, client: Option<&str>) -> TransformContext {
-        TransformContext::new(
-            self.pseudonym_key.as_deref(),
-            self.pseudonyms_per_client.then(|| client.unwrap_or("")),
-        )
+        self.pseudonym_key
+            .context(self.pseudonyms_per_client.then(|| client.unwrap_or("")))
     }
 }
 
@@ -195,14 +195,14 @@ pub fn compile(
                     value.len()
                 )));
             }
-            (Some(Arc::from(value.into_bytes().into_boxed_slice())), settings.per_client)
+            (PseudonymKey::new(Some(value.as_bytes())), settings.per_client)
         }
         None if uses_pseudonyms => {
             return Err(root.field("pseudonymization").error(
                 "a purpose uses \"pseudonymize\": set {\"pseudonymization\": {\"key_env\": \"FINALITE_PSEUDONYM_KEY\"}} and give the VM that variable",
             ))
         }
-        None => (None, false),
+        None => (PseudonymKey::new(None), false),
     };
 
     Ok(CompiledConfig {
