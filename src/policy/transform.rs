@@ -372,6 +372,9 @@ mod tests {
             r#"TransformContext { pseudonym_key: Ok("<redacted>"), client: Some("partner") }"#
         );
         let key = PseudonymKey::new(Some(b"secret-key-0123456789abcdefghijk"));
-        assert_eq!(format!("{key:?}"), r#"PseudonymKey { key: Ok("<redacted>") }"#);
+        assert_eq!(
+            format!("{key:?}"),
+            r#"PseudonymKey { key: Ok("<redacted>") }"#
+        );
     }
 }
