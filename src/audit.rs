@@ -166,7 +166,12 @@ fn push_tally(out: &mut String, tally: &PathTally) {
 }
 
 fn push_u64(out: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
+    if n < 10 {
+        // Most counts of a tally are 1.
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
+    let mut digits = [b'0'; 20];
     let mut at = digits.len();
     let mut n = n;
     loop {
@@ -177,8 +182,8 @@ fn push_u64(out: &mut String, n: u64) {
             break;
         }
     }
-    // ASCII digits only.
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    // ASCII digits: never the empty fallback.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 fn push_opt_str(out: &mut String, value: Option<&str>) {
@@ -196,31 +201,56 @@ fn push_str(out: &mut String, value: &str) {
     out.push('"');
     let bytes = value.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            0x09 => "\\t",
-            0x0a => "\\n",
-            0x0c => "\\f",
-            0x0d => "\\r",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
+    while let Some(i) = next_escape(bytes, start) {
         // `i` is at an ASCII byte, so both slices end on character boundaries.
         out.push_str(&value[start..i]);
-        if short.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(short);
+        match bytes[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x08 => out.push_str("\\b"),
+            0x09 => out.push_str("\\t"),
+            0x0a => out.push_str("\\n"),
+            0x0c => out.push_str("\\f"),
+            0x0d => out.push_str("\\r"),
+            b => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
         }
         start = i + 1;
     }
     out.push_str(&value[start..]);
     out.push('"');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The first byte from `from` on that [`push_str`] escapes. Eight bytes per step (paths and
+/// names rarely hold one): a byte is below 0x20, `"` or `\` when the classic "has a zero
+/// byte" test fires on the word, on the word XOR `"`, or on the word XOR `\`.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let hit = below(w, 0x20) | below(w ^ (ONES * 0x22), 1) | below(w ^ (ONES * 0x5c), 1);
+        if hit != 0 {
+            // The lowest flagged byte is exact (a borrow only runs upwards, past it).
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map(|i| at + i)
 }
 
 /// A request id is copied only when it looks like one (a client may send anything).
@@ -430,6 +460,27 @@ mod tests {
             let mut out = String::new();
             push_str(&mut out, text);
             assert_eq!(out, serde_json::to_string(text).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_word_scan_finds_the_first_byte_to_escape() {
+        // Every byte value at every position of a window wider than a word, after every
+        // other byte value (a borrow from a lower byte must not hide or invent a hit).
+        for special in 0u8..=255 {
+            for before in [0u8, 0x1f, 0x20, 0x21, 0x22, 0x5c, 0x7f, 0x80, 0xff] {
+                for at in 0..19 {
+                    let mut bytes = vec![b'a'; 19];
+                    bytes[at] = special;
+                    if at > 0 {
+                        bytes[at - 1] = before;
+                    }
+                    for from in [0, 1, 3, 8] {
+                        let expected = (from..bytes.len()).find(|&i| needs_escape(bytes[i]));
+                        assert_eq!(next_escape(&bytes, from), expected, "{bytes:?} {from}");
+                    }
+                }
+            }
         }
     }
 
