@@ -292,7 +292,6 @@ impl JsonFilter {
         Ok(())
     }
 
-    #[inline(always)]
     fn on_event(&mut self, event: Event, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), LexError> {
         match self.subtree {
             Subtree::None => {}
