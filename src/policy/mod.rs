@@ -99,6 +99,14 @@ impl CompiledConfig {
         compile(&config, env)
     }
 
+    /// Whether some policy authenticates by client certificate (`auth: "mtls"`): only then
+    /// does the adapter read the peer certificate's URI SAN.
+    pub fn uses_mtls(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.auth == AuthRequirement::Mtls)
+    }
+
     /// The context transforms need for a given reuser.
     pub fn transform_context(&self, client: Option<&str>) -> TransformContext {
         self.pseudonym_key

@@ -14,11 +14,16 @@ pub fn header(map: MapType, name: &str) -> Option<String> {
 }
 
 /// All headers of a map, values decoded lossily (only names and media types are read).
+/// A UTF-8 value (nearly all) becomes a string in place, without a copy.
 pub fn headers(map: MapType) -> Vec<(String, String)> {
     hostcalls::get_map_bytes(map)
         .unwrap_or_default()
         .into_iter()
-        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .map(|(name, value)| {
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (name, value)
+        })
         .collect()
 }
 

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 use super::host::{self, JwtAuthnClaims};
 use super::metrics::Metrics;
@@ -174,7 +174,13 @@ impl HttpContext for FinaliteHttp {
             "policy",
         ]);
         let route_name = host::string_property(vec!["xds", "route_name"]);
-        let peer = host::string_property(vec!["connection", "uri_san_peer_certificate"]);
+        // Read only when some policy authenticates by client certificate: no other policy
+        // looks at it, and each property read crosses into the host.
+        let peer = self
+            .config
+            .uses_mtls()
+            .then(|| host::string_property(vec!["connection", "uri_san_peer_certificate"]))
+            .flatten();
         let route = RouteInfo {
             metadata_policy: metadata_policy.as_deref(),
             route_name: route_name.as_deref(),
@@ -185,8 +191,13 @@ impl HttpContext for FinaliteHttp {
         let jwt_authn = JwtAuthnClaims {
             metadata_key: &self.config.token.metadata_key,
         };
-        let authorization = host::header(MapType::HttpRequestHeaders, "authorization");
         let keys = self.keys.clone();
+        // The token is read here only when finalite verifies it itself (`token.from: jwks`);
+        // with jwt_authn, Envoy's verified claims are read instead.
+        let authorization = keys
+            .is_some()
+            .then(|| host::header(MapType::HttpRequestHeaders, "authorization"))
+            .flatten();
         let mut cache = keys.as_ref().map(|k| k.borrow_mut());
         let bearer = cache
             .as_deref_mut()
@@ -259,13 +270,21 @@ impl HttpContext for FinaliteHttp {
         let Stage::Allowed(allowed) = std::mem::replace(&mut self.stage, Stage::Done) else {
             return Action::Continue;
         };
-        let status =
-            host::header(MapType::HttpResponseHeaders, ":status").and_then(|s| s.parse().ok());
-        let details = host::string_property(vec!["response", "code_details"]);
+        // One host call for the whole map, `:status` included, rather than one more for it.
+        let headers = host::headers(MapType::HttpResponseHeaders);
+        let status = headers
+            .iter()
+            .find(|(name, _)| name == ":status")
+            .and_then(|(_, value)| value.parse().ok());
+        // The details only matter for an error status (a proxy-written error passes as is);
+        // any other response carries upstream data whatever they say.
+        let details = status
+            .is_some_and(|s: u16| s >= 400)
+            .then(|| host::string_property(vec!["response", "code_details"]))
+            .flatten();
         if !response::carries_upstream_data(status, details.as_deref()) {
             return Action::Continue;
         }
-        let headers = host::headers(MapType::HttpResponseHeaders);
         let plan = response::plan(&self.config, &allowed, &headers, end_of_stream);
         if !self.trace.dry_run {
             for name in &plan.remove_headers {
@@ -392,7 +411,11 @@ impl HttpContext for FinaliteHttp {
             record.bytes_in = received;
             record.bytes_out = sent;
         }
-        log::info!("{}", record.to_json_line());
+        // Straight to the host at info level (the level the module sets at start): through
+        // `log::info!` the SDK's logger would format a second copy of the line.
+        if let Err(status) = hostcalls::log(LogLevel::Info, &record.to_json_line()) {
+            log::warn!("could not write the audit record: {status:?}");
+        }
         if let Some(metrics) = &self.metrics {
             metrics.record(&record);
         }
