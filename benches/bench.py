@@ -10,7 +10,10 @@ Run by the Makefile after it has built everything; it writes benches/RESULTS.md.
    wasm filter, finalite (release module, the realistic allowlist). wrk drives each listener
    in turn, round-robin, for BENCH_SECONDS with 2 connections and 1 thread, BENCH_ROUNDS
    times; Envoy's CPU per request comes from /proc/<pid>/stat (utime + stime) over each run.
-   Medians of the rounds, and ratios.
+   Medians of the rounds, and ratios. At 1 KiB, two more finalite listeners split its cost:
+   the same filter with a purpose that keeps everything (the request and header work only:
+   the body is never read) and one that keeps a single field (the body buffered and read,
+   almost nothing written).
 3. Memory: Envoy's RSS after rounds of 16 concurrent 8 MiB responses through finalite,
    buffered and streaming.
 
@@ -43,6 +46,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 MEMORY_ROUNDS = int(os.environ.get("BENCH_MEMORY_ROUNDS", "4"))
 SIZES = ["1KiB", "64KiB", "1MiB"]
 SCENARIOS = ["passthrough", "headers-only", "naive-serde", "finalite"]
+# Measured at 1 KiB only: where finalite's cost per request goes.
+DECOMPOSITION = ["finalite-untouched", "finalite-one-field"]
+DECOMPOSED_SIZE = "1KiB"
 KEY = "bench-key-0123456789abcdefghijkl"  # 32 bytes, as benches/common/mod.rs
 
 # The realistic allowlist of benches/common/mod.rs (Policy::Realistic).
@@ -161,7 +167,11 @@ def wasm_filter(name: str, path: Path, configuration: dict | None = None, env_ke
     }
 
 
-def finalite_config(streaming: bool) -> dict:
+def finalite_config(streaming: bool, fields: dict | None = None,
+                    default: str | None = None) -> dict:
+    purpose: dict = {"fields": FIELDS if fields is None else fields}
+    if default is not None:
+        purpose["default"] = default
     return {
         "purpose_header": "x-purpose",
         "limits": {"max_body_bytes": 16 << 20, "max_depth": 64},
@@ -172,7 +182,7 @@ def finalite_config(streaming: bool) -> dict:
                 "auth": "none",
                 "default_purpose": "research",
                 "streaming": streaming,
-                "purposes": {"research": {"fields": FIELDS}},
+                "purposes": {"research": purpose},
             }
         },
     }
@@ -187,6 +197,12 @@ def bootstrap(ports: dict[str, int], admin: int, upstream: int, wasm: dict[str, 
                                 ["FINALITE_PSEUDONYM_KEY"]),
         "finalite-streaming": wasm_filter("finalite_streaming", wasm["finalite"],
                                           finalite_config(True), ["FINALITE_PSEUDONYM_KEY"]),
+        "finalite-untouched": wasm_filter("finalite_untouched", wasm["finalite"],
+                                          finalite_config(False, {}, "keep"),
+                                          ["FINALITE_PSEUDONYM_KEY"]),
+        "finalite-one-field": wasm_filter("finalite_one_field", wasm["finalite"],
+                                          finalite_config(False, {"resourceType": "keep"}),
+                                          ["FINALITE_PSEUDONYM_KEY"]),
     }
     limit = 32 << 20  # 16 concurrent 8 MiB bodies are buffered whole
     listeners = []
@@ -313,7 +329,7 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
     (RUN / "nginx-tmp").mkdir(parents=True)
     run([str(runner), "--write", str(WWW)])
     upstream, admin = free_port(), free_port()
-    names = SCENARIOS + ["finalite-streaming"]
+    names = SCENARIOS + ["finalite-streaming"] + DECOMPOSITION
     ports = {name: free_port() for name in names}
     (RUN / "nginx.conf").write_text(nginx_conf(upstream))
     (RUN / "envoy.json").write_text(json.dumps(bootstrap(ports, admin, upstream, wasm), indent=1))
@@ -337,7 +353,7 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
         results: dict[tuple[str, str], list[dict]] = {}
         for round_ in range(ROUNDS):
             for size in SIZES:
-                for name in SCENARIOS:
+                for name in scenarios(size):
                     r = wrk(ports[name], f"/bundle-{size}.json", proxy.pid)
                     results.setdefault((size, name), []).append(r)
                     print(f"round {round_ + 1}/{ROUNDS} {size:>5} {name:<12} "
@@ -358,6 +374,10 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def scenarios(size: str) -> list[str]:
+    return SCENARIOS + (DECOMPOSITION if size == DECOMPOSED_SIZE else [])
+
+
 def envoy_table(results: dict) -> str:
     md = [
         "| body | filter | req/s | Envoy CPU µs/req | CPU vs passthrough | CPU vs headers-only "
@@ -368,9 +388,9 @@ def envoy_table(results: dict) -> str:
         med = {
             name: (median([r["rps"] for r in results[(size, name)]]),
                    median([r["cpu_us"] for r in results[(size, name)]]))
-            for name in SCENARIOS
+            for name in scenarios(size)
         }
-        for name in SCENARIOS:
+        for name in scenarios(size):
             rps, cpu = med[name]
             md.append(
                 f"| {size} | {name} | {rps:.0f} | {cpu:.0f} | {cpu / med['passthrough'][1]:.2f}× "
@@ -470,7 +490,10 @@ Median MB/s of 9 rounds, the same cases as above.
 ## Envoy, one worker, V8 (wrk -t1 -c2, {SECONDS} s per run, {ROUNDS} rounds)
 
 Envoy CPU per request = (utime + stime of the Envoy process over the run) / requests.
-Medians of the rounds; each ratio compares medians of the same body size.
+Medians of the rounds; each ratio compares medians of the same body size. At 1 KiB,
+`finalite-untouched` is finalite with a purpose that keeps everything (its request and
+header work only: the body is never read) and `finalite-one-field` keeps one top-level
+field (the body buffered and read, almost nothing written): they split finalite's cost.
 
 {envoy_md}
 
