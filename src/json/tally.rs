@@ -51,7 +51,7 @@ impl PathCounter {
                 0 => break,
                 index => {
                     let entry = &mut self.entries[usize::from(index) - 1];
-                    if entry.0 == path {
+                    if same_bytes(&entry.0, path) {
                         entry.1 += 1;
                         return;
                     }
@@ -81,6 +81,23 @@ impl PathCounter {
     }
 }
 
+/// Byte equality eight bytes at a time: in the wasm build a slice comparison calls a
+/// `memcmp` that compares byte by byte, and a field's path is compared on every count.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    let words_equal = x.by_ref().zip(y.by_ref()).all(|(p, q)| {
+        let (mut u, mut v) = ([0u8; 8], [0u8; 8]);
+        u.copy_from_slice(p);
+        v.copy_from_slice(q);
+        u64::from_ne_bytes(u) == u64::from_ne_bytes(v)
+    });
+    words_equal && x.remainder() == y.remainder()
+}
+
 /// FNV-1a over eight bytes at a time: a table index, not a defence (the bytes are compared).
 #[inline]
 fn hash(bytes: &[u8]) -> u64 {
@@ -101,6 +118,23 @@ fn hash(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        let text = b"entry.resource.address.postalCode";
+        for i in 0..=text.len() {
+            for j in 0..=text.len() {
+                assert_eq!(same_bytes(&text[..i], &text[..j]), i == j);
+            }
+            let mut other = text[..i].to_vec();
+            for k in 0..i {
+                other[k] ^= 1;
+                assert!(!same_bytes(&text[..i], &other), "differs at {k} of {i}");
+                other[k] ^= 1;
+            }
+            assert!(same_bytes(&text[..i], &other));
+        }
+    }
 
     #[test]
     fn counts_each_path_and_overflows_beyond_the_limit() {

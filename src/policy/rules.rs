@@ -5,6 +5,7 @@
 //! `**` and precedence happens once, at load.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::action::Action;
 use super::path::{FieldPath, Segment};
@@ -44,7 +45,7 @@ pub struct FieldRules {
     /// The rank of each entry of `actions`, as an ordinal (see [`Rank`]).
     ranks: Vec<Rank>,
     /// Decoded key → symbol; symbol 0 stands for every key no rule names.
-    symbols: HashMap<Box<[u8]>, u32>,
+    symbols: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>>,
     longest_symbol: usize,
     symbol_count: usize,
     states: Vec<State>,
@@ -69,6 +70,38 @@ pub const DEFAULT_RANK: Rank = 0;
 /// protection of the action).
 type Strength = (usize, usize, isize, u8);
 
+/// The hash of the keys the rules name, looked up for every key of a response not already
+/// in the engine's step cache. SipHash (the standard map's) resists keys chosen to collide,
+/// which this map does not need: it holds only the policy's own keys, so colliding response
+/// keys can at worst be compared with each of them. Eight bytes at a time, multiply-mixed.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let mut last = [0u8; 8];
+        last[..words.remainder().len()].copy_from_slice(words.remainder());
+        self.mix(u64::from_le_bytes(last) ^ ((words.remainder().len() as u64) << 59));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+impl KeyHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Too many states: the message says what to simplify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TooComplex;
@@ -78,7 +111,8 @@ type Position = (u32, u32); // (rule, segment index)
 impl FieldRules {
     /// Builds the automaton by subset construction over rule positions.
     pub fn compile(default: Action, rules: &[Rule]) -> Result<FieldRules, TooComplex> {
-        let mut symbols: HashMap<Box<[u8]>, u32> = HashMap::new();
+        let mut symbols: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>> =
+            HashMap::default();
         for rule in rules {
             for segment in &rule.path.segments {
                 if let Segment::Key(key) = segment {
