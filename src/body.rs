@@ -57,6 +57,9 @@ impl fmt::Display for BodyError {
 }
 
 /// Receives decoded bytes: counts them against the limit and filters them.
+/// Most a chunk's write reserves for its output ahead of time.
+const OUTPUT_RESERVE: usize = 16 << 10;
+
 struct Sink {
     filter: JsonFilter,
     out: Vec<u8>,
@@ -75,6 +78,10 @@ impl Write for Sink {
             self.error = Some(BodyError::TooLarge { limit: self.limit });
             return Err(std::io::Error::other("too large"));
         }
+        // The output is rarely larger than the input: one allocation for it instead of a
+        // doubling per few bytes written (capped, so a large chunk reserves no more than
+        // a small one would need to grow into).
+        self.out.reserve(buf.len().min(OUTPUT_RESERVE));
         if let Err(error) = self.filter.write(buf, &mut self.out) {
             self.error = Some(BodyError::Json(error));
             return Err(std::io::Error::other("refused"));
