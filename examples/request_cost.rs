@@ -295,7 +295,7 @@ fn response_body(
     let filtered = std::mem::take(&mut out);
     calls.call(); // set_buffer
     let (received, _) = body.sizes();
-    let stats = body.stats();
+    let stats = body.take_stats();
     black_box(stats.withheld.total().to_string());
     black_box(stats.transformed.total().to_string());
     calls.0 += 2;

@@ -213,6 +213,11 @@ impl BodyFilter {
         self.sink().filter.stats()
     }
 
+    /// [`BodyFilter::stats`] with the tallies moved out: once, when the body is done.
+    pub fn take_stats(&mut self) -> FilterStats {
+        self.sink_mut().filter.take_stats()
+    }
+
     /// Filtered bytes produced so far.
     pub fn bytes_out(&self) -> u64 {
         self.sink().filter.bytes_out()

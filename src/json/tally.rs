@@ -68,6 +68,23 @@ impl PathCounter {
         }
     }
 
+    /// The tally, moving the paths out (no copy): for the end of a body, when the counter
+    /// is read once and dropped. The counter is empty afterwards.
+    pub fn take_tally(&mut self) -> PathTally {
+        self.table.clear();
+        PathTally {
+            counts: std::mem::take(&mut self.entries)
+                .into_iter()
+                .map(|(path, count)| {
+                    let path = String::from_utf8(path)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    (path, count)
+                })
+                .collect(),
+            overflow: std::mem::take(&mut self.overflow),
+        }
+    }
+
     /// The tally as the audit record writes it.
     pub fn tally(&self) -> PathTally {
         PathTally {

@@ -139,9 +139,9 @@ impl FinaliteHttp {
         action
     }
 
-    fn body_done(&mut self, body: &BodyFilter, sent: Option<u64>) {
+    fn body_done(&mut self, body: &mut BodyFilter, sent: Option<u64>) {
         let (received, _) = body.sizes();
-        self.trace.stats = body.stats();
+        self.trace.stats = body.take_stats();
         self.trace.sizes = Some((received, sent.unwrap_or(received)));
         set_state(
             "finalite_withheld",
@@ -337,7 +337,7 @@ impl HttpContext for FinaliteHttp {
                             ));
                         }
                         let sent = filtered.len() as u64;
-                        self.body_done(&body, Some(sent));
+                        self.body_done(&mut body, Some(sent));
                         return Action::Continue;
                     }
                     Ok(None) => {
@@ -351,7 +351,7 @@ impl HttpContext for FinaliteHttp {
         match result {
             Ok(()) if end_of_stream => {
                 let sent = matches!(delivery, Delivery::Streamed).then(|| body.bytes_out());
-                self.body_done(&body, sent);
+                self.body_done(&mut body, sent);
                 Action::Continue
             }
             Ok(()) => {
@@ -360,7 +360,7 @@ impl HttpContext for FinaliteHttp {
             }
             Err(reason) if matches!(delivery, Delivery::Measured) => {
                 log::info!("dry run: the body would have failed closed: {reason}");
-                self.body_done(&body, None);
+                self.body_done(&mut body, None);
                 self.set_outcome(Outcome::FailedClosed);
                 Action::Continue
             }
@@ -368,7 +368,7 @@ impl HttpContext for FinaliteHttp {
                 // The headers are gone: only a reset keeps the client from taking a cut body
                 // for a complete one.
                 log::warn!("streamed response reset: {reason}");
-                self.body_done(&body, None);
+                self.body_done(&mut body, None);
                 self.set_outcome(Outcome::FailedClosed);
                 if let Err(status) = hostcalls::reset_http_response() {
                     log::error!("could not reset the stream: {status:?}");
