@@ -37,7 +37,7 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
-use finalite::audit::{AuditRecord, Outcome};
+use finalite::audit::{Outcome, Trace};
 use finalite::auth::claims::{decode_envoy_claim, ClaimSource, ClaimValue};
 use finalite::body::BodyFilter;
 use finalite::decision::{Allowed, BodyPlan, RequestDecision};
@@ -174,12 +174,7 @@ impl HostCalls {
 /// `Stage::Allowed`).
 struct Request {
     allowed: Allowed,
-    route: Option<String>,
-    request_id: Option<String>,
-    policy: Option<usize>,
-    purpose: Option<String>,
-    client: Option<String>,
-    dry_run: bool,
+    trace: Trace,
 }
 
 /// `on_http_request_headers`: headers and properties read, the decision, the filter state.
@@ -230,20 +225,15 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
         + u32::from(verdict.purpose.is_some())
         + u32::from(verdict.client.is_some())
         + 1;
+    let mut trace = Trace::default();
+    trace.record_verdict(&verdict, route_name, request_id);
+    trace.outcome = Some(Outcome::Allowed);
     let RequestDecision::Allow(allowed) = verdict.decision else {
         panic!("the harness's request is allowed");
     };
     // The two request headers removed.
     calls.0 += 2;
-    Request {
-        allowed,
-        route: route_name,
-        request_id,
-        policy: verdict.policy,
-        purpose: verdict.purpose.clone(),
-        client: verdict.client.clone(),
-        dry_run: verdict.dry_run,
-    }
+    Request { allowed, trace }
 }
 
 /// `on_http_response_headers`: status, details, the header map, the plan, the pipeline.
@@ -312,23 +302,17 @@ fn log(
     calls: &mut HostCalls,
 ) -> String {
     calls.call(); // get_current_time
-    let mut record = AuditRecord::new(
-        UNIX_EPOCH + Duration::from_millis(1_795_430_400_123),
-        Outcome::Allowed,
-    );
-    let policy = request.policy.map(|i| &f.config.policies[i]);
-    record.request_id = request.request_id;
-    record.route = request.route;
-    record.policy = policy.map(|p| p.name.clone());
-    record.policy_hash = policy.map(|p| p.hash.clone());
-    record.client = request.client;
-    record.purpose = request.purpose;
-    record.dry_run = request.dry_run;
-    record.status = Some(200);
     calls.call(); // response.code
-    record.withheld = stats.withheld;
-    record.transformed = stats.transformed;
-    (record.bytes_in, record.bytes_out) = sizes;
+    let mut trace = request.trace;
+    trace.stats = stats;
+    trace.sizes = Some(sizes);
+    let record = trace
+        .into_record(
+            UNIX_EPOCH + Duration::from_millis(1_795_430_400_123),
+            &f.config,
+            Some(200),
+        )
+        .expect("the request was decided");
     let line = record.to_json_line();
     calls.call(); // the log line
                   // Metrics::record: one increment per non-zero counter.

@@ -7,7 +7,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::json::filter::PathTally;
+use crate::json::filter::{FilterStats, PathTally};
+use crate::policy::CompiledConfig;
+use crate::request::Verdict;
 
 /// What happened to the request, in the words of the audit and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,67 @@ impl Outcome {
             "response-not-filterable" => Outcome::FailedClosed,
             _ => Outcome::DeniedToken,
         }
+    }
+}
+
+/// What is learnt of a request as it passes through the proxy, from which its record is
+/// written when it ends: the adapter fills it callback by callback.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// `None` until a decision is made: a request finalite never decided on has no record.
+    pub outcome: Option<Outcome>,
+    pub dry_run: bool,
+    pub route: Option<String>,
+    /// Index in the configuration's policies.
+    pub policy: Option<usize>,
+    pub purpose: Option<String>,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub stats: FilterStats,
+    /// Upstream body bytes as received (before decoding) and as sent.
+    pub sizes: Option<(u64, u64)>,
+}
+
+impl Trace {
+    /// What the request's decision tells the record.
+    pub fn record_verdict(
+        &mut self,
+        verdict: &Verdict,
+        route: Option<String>,
+        request_id: Option<String>,
+    ) {
+        self.route = route;
+        self.request_id = request_id;
+        self.policy = verdict.policy;
+        self.purpose = verdict.purpose.clone();
+        self.client = verdict.client.clone();
+        self.dry_run = verdict.dry_run;
+    }
+
+    /// The record of the request, if a decision was made on it.
+    pub fn into_record(
+        self,
+        time: SystemTime,
+        config: &CompiledConfig,
+        status: Option<u16>,
+    ) -> Option<AuditRecord> {
+        let mut record = AuditRecord::new(time, self.outcome?);
+        let policy = self.policy.and_then(|i| config.policies.get(i));
+        record.request_id = self.request_id;
+        record.route = self.route;
+        record.policy = policy.map(|p| p.name.clone());
+        record.policy_hash = policy.map(|p| p.hash.clone());
+        record.client = self.client;
+        record.purpose = self.purpose;
+        record.dry_run = self.dry_run;
+        record.status = status;
+        record.withheld = self.stats.withheld;
+        record.transformed = self.stats.transformed;
+        if let Some((received, sent)) = self.sizes {
+            record.bytes_in = received;
+            record.bytes_out = sent;
+        }
+        Some(record)
     }
 }
 
@@ -320,6 +383,46 @@ fn push_padded(out: &mut String, n: u64, width: usize) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_trace_becomes_the_record_of_its_decision() {
+        let config = CompiledConfig::load(
+            br#"{"policies": {"open": {"auth": "none", "default_purpose": "stats",
+                 "purposes": {"stats": {"default": "keep"}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let time = UNIX_EPOCH + Duration::from_secs(1);
+        assert_eq!(
+            Trace::default().into_record(time, &config, Some(200)),
+            None,
+            "no decision, no record"
+        );
+        let trace = Trace {
+            outcome: Some(Outcome::Allowed),
+            dry_run: true,
+            route: Some("r".into()),
+            policy: Some(0),
+            purpose: Some("stats".into()),
+            client: Some("c".into()),
+            request_id: Some("id".into()),
+            stats: FilterStats::default(),
+            sizes: Some((10, 4)),
+        };
+        let record = trace.into_record(time, &config, Some(200)).unwrap();
+        let mut expected = AuditRecord::new(time, Outcome::Allowed);
+        expected.request_id = Some("id".into());
+        expected.route = Some("r".into());
+        expected.policy = Some("open".into());
+        expected.policy_hash = Some(config.policies[0].hash.clone());
+        expected.client = Some("c".into());
+        expected.purpose = Some("stats".into());
+        expected.dry_run = true;
+        expected.status = Some(200);
+        expected.bytes_in = 10;
+        expected.bytes_out = 4;
+        assert_eq!(record, expected);
+    }
 
     #[test]
     fn times_are_rfc3339_utc() {

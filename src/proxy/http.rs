@@ -9,7 +9,7 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 use super::host::{self, JwtAuthnClaims};
 use super::metrics::Metrics;
-use crate::audit::{AuditRecord, Outcome};
+use crate::audit::{Outcome, Trace};
 use crate::auth::bearer::BearerClaims;
 use crate::auth::claims::ClaimSource;
 use crate::auth::key_cache::KeyCache;
@@ -17,7 +17,6 @@ use crate::body::BodyFilter;
 use crate::decision::{
     Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE,
 };
-use crate::json::filter::FilterStats;
 use crate::policy::route::RouteInfo;
 use crate::policy::CompiledConfig;
 use crate::request::{self, Caller};
@@ -43,21 +42,6 @@ enum Stage {
         body: Box<BodyFilter>,
         delivery: Delivery,
     },
-}
-
-/// What the audit record will say; filled in as the stream goes.
-#[derive(Default)]
-struct Trace {
-    outcome: Option<Outcome>,
-    dry_run: bool,
-    route: Option<String>,
-    policy: Option<usize>,
-    purpose: Option<String>,
-    client: Option<String>,
-    request_id: Option<String>,
-    stats: FilterStats,
-    /// Upstream body bytes as received (before decoding) and as sent.
-    sizes: Option<(u64, u64)>,
 }
 
 pub struct FinaliteHttp {
@@ -214,12 +198,8 @@ impl HttpContext for FinaliteHttp {
         drop(bearer);
         drop(cache);
 
-        self.trace.route = route_name;
-        self.trace.request_id = host::header(MapType::HttpRequestHeaders, "x-request-id");
-        self.trace.policy = verdict.policy;
-        self.trace.purpose = verdict.purpose.clone();
-        self.trace.client = verdict.client.clone();
-        self.trace.dry_run = verdict.dry_run;
+        let request_id = host::header(MapType::HttpRequestHeaders, "x-request-id");
+        self.trace.record_verdict(&verdict, route_name, request_id);
         if let Some(policy) = verdict.policy.map(|i| &self.config.policies[i]) {
             set_state("finalite_policy", &policy.name);
             set_state("finalite_policy_hash", &policy.hash);
@@ -389,28 +369,16 @@ impl HttpContext for FinaliteHttp {
     }
 
     fn on_log(&mut self) {
-        let Some(outcome) = self.trace.outcome else {
+        if self.trace.outcome.is_none() {
+            return;
+        }
+        let time = hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
+        let status =
+            host::int_property(vec!["response", "code"]).and_then(|c| u16::try_from(c).ok());
+        let trace = std::mem::take(&mut self.trace);
+        let Some(record) = trace.into_record(time, &self.config, status) else {
             return;
         };
-        let time = hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH);
-        let mut record = AuditRecord::new(time, outcome);
-        let trace = std::mem::take(&mut self.trace);
-        let policy = trace.policy.map(|i| &self.config.policies[i]);
-        record.request_id = trace.request_id;
-        record.route = trace.route;
-        record.policy = policy.map(|p| p.name.clone());
-        record.policy_hash = policy.map(|p| p.hash.clone());
-        record.client = trace.client;
-        record.purpose = trace.purpose;
-        record.dry_run = trace.dry_run;
-        record.status =
-            host::int_property(vec!["response", "code"]).and_then(|c| u16::try_from(c).ok());
-        record.withheld = trace.stats.withheld;
-        record.transformed = trace.stats.transformed;
-        if let Some((received, sent)) = trace.sizes {
-            record.bytes_in = received;
-            record.bytes_out = sent;
-        }
         // Straight to the host at info level (the level the module sets at start): through
         // `log::info!` the SDK's logger would format a second copy of the line.
         if let Err(status) = hostcalls::log(LogLevel::Info, &record.to_json_line()) {
