@@ -9,7 +9,10 @@
 //! - (c) the output is always JSON when the input is (random values written compact, pretty
 //!   and with random spellings: whitespace, escapes), under random policies;
 //! - (d) differential: the output, parsed, equals the plain reference projection
-//!   (`tests/common/reference.rs`) of the input.
+//!   (`tests/common/reference.rs`) of the input;
+//! - (e) the policy never changes what is refused: the filter refuses a (corrupted)
+//!   document exactly when the plain lexer does, with the same offset, path and reason,
+//!   though it skims the subtrees it drops or copies whole.
 //!
 //! The case counts are kept small so `cargo test` stays fast; `FINALITE_PROPTEST_CASES=N`
 //! runs N cases of each property (e.g. 10000 before a release).
@@ -20,6 +23,8 @@ use std::sync::Arc;
 
 use common::reference::{Act, Policy};
 use common::{run_cuts, run_cuts_with_stats, run_whole};
+use finalite::json::lexer::Lexer;
+use finalite::json::LexError;
 use finalite::policy::rules::FieldRules;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -354,6 +359,42 @@ proptest! {
             if whole.is_ok() {
                 prop_assert_eq!(&stats, &whole_stats, "stats, cuts {:?}", cuts);
             }
+        }
+    }
+}
+
+/// The plain lexer's verdict on `doc` in one chunk: every event read, nothing skimmed.
+fn lex_all(doc: &[u8]) -> Result<(), LexError> {
+    let mut lexer = Lexer::new(common::max_depth());
+    let mut pos = 0;
+    while lexer.next(doc, &mut pos)?.is_some() {}
+    lexer.end_chunk(doc.len());
+    while lexer.finish()?.is_some() {}
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(96))]
+
+    /// A policy decides what is written, never what is accepted: whatever the filter skims
+    /// (dropped subtrees, subtrees copied whole), it refuses a document exactly when the
+    /// plain lexer does, with the same offset, path and reason.
+    #[test]
+    fn refusals_do_not_depend_on_the_policy(
+        value in value_sized(4, 24, 5),
+        style in style(),
+        damage in damage(),
+        policy in policy(),
+        indices in prop::collection::vec(any::<Index>(), 0..8),
+    ) {
+        let doc = apply(&damage, write(&value, &style));
+        let expected = lex_all(&doc);
+        let rules = policy.compile();
+        for cuts in [Vec::new(), cuts(&indices, doc.len())] {
+            let got = run_cuts(&rules, &doc, &cuts).map(|_| ());
+            prop_assert_eq!(
+                &got, &expected, "cuts {:?} of {:?} ({})", cuts, show(&doc), policy
+            );
         }
     }
 }

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+mod skim;
+
 /// Longest object key accepted; longer keys are refused rather than buffered without bound.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
 /// Longest scalar the filter may ask to capture (for a transform).
@@ -428,6 +430,9 @@ impl Lexer {
             return self.next_event(chunk, pos);
         }
         loop {
+            if let Some(end) = self.skim_whole(chunk, pos) {
+                return Ok(Some(end));
+            }
             match self.next_event(chunk, pos)? {
                 Some(event @ (Event::ObjectEnd(_) | Event::ArrayEnd(_)))
                     if self.levels.len() < self.skim_depth =>

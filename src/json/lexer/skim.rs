@@ -1,0 +1,186 @@
+//! Skimming: reading a container whose inside nobody will look at (a dropped subtree, or one
+//! kept whole and copied as spelled) as fast as validation allows.
+//!
+//! Such a container is most of a response under a tight purpose, and reading it token by
+//! token through [`Lexer::next`] costs an event, a copy of every key and a return to the
+//! caller per token, all for nothing. The loop here reads the tokens that lie whole in the
+//! chunk and have no escape, keeping only what an error message or the byte-by-byte path
+//! needs (the nesting, the keys that lead to it, array indices); it hands anything else (an
+//! escape, a token cut by the end of the chunk, anything invalid) to the byte-by-byte path at
+//! the same position and in the same state, so documents are accepted and refused exactly as
+//! before, with the same offsets and paths.
+
+use super::{
+    scan_number, scan_plain_string, scan_word, Event, Expect, Framing, Level, Lexer, State,
+    MAX_KEY_BYTES,
+};
+
+impl Lexer {
+    /// Reads the skimmed container's tokens from `chunk[*pos..]` while they are whole and
+    /// plain. Returns the container's end event once it closes; `None` when the rest is for
+    /// the byte-by-byte path (or the chunk is spent).
+    pub(super) fn skim_whole(&mut self, chunk: &[u8], pos: &mut usize) -> Option<Event> {
+        let State::Expect(mut expect) = self.state else {
+            return None;
+        };
+        let lines = self.framing == Framing::Lines;
+        let mut i = *pos;
+        // The last key read here, as a range of the chunk: copied to `key_raw` only on the
+        // way out, since skimming itself needs a key only when a container opens under it.
+        let mut key: Option<(usize, usize)> = None;
+        let end = loop {
+            let Some(&b) = chunk.get(i) else {
+                break None;
+            };
+            if b <= b' ' {
+                if b == b' ' || b == b'\t' || b == b'\r' || (b == b'\n' && !lines) {
+                    i += 1;
+                    continue;
+                }
+                break None;
+            }
+            match expect {
+                Expect::Value | Expect::ValueOrArrayEnd => {
+                    if b == b']' && expect == Expect::ValueOrArrayEnd {
+                        i += 1;
+                        if let Some(event) = self.skim_close(false, i, &mut expect) {
+                            break Some(event);
+                        }
+                        continue;
+                    }
+                    let scalar_end = match b {
+                        b'"' => scan_plain_string(chunk, i + 1).map(|end| end + 1),
+                        b'-' | b'0'..=b'9' => scan_number(chunk, i),
+                        b't' => scan_word(chunk, i, b"true"),
+                        b'f' => scan_word(chunk, i, b"false"),
+                        b'n' => scan_word(chunk, i, b"null"),
+                        b'{' | b'[' if (self.levels.len() as u32) < self.max_depth => {
+                            self.count_element();
+                            let key_start = self.path_keys.len();
+                            if self.levels.last().is_some_and(|l| l.object) {
+                                let spelled = match key {
+                                    Some((from, to)) => &chunk[from..to],
+                                    None if self.key_escaped => &self.key,
+                                    None => &self.key_raw,
+                                };
+                                self.path_keys.extend_from_slice(spelled);
+                            }
+                            let object = b == b'{';
+                            self.levels.push(Level {
+                                object,
+                                index: 0,
+                                key_start,
+                            });
+                            self.key_fresh = false;
+                            expect = if object {
+                                Expect::KeyOrObjectEnd
+                            } else {
+                                Expect::ValueOrArrayEnd
+                            };
+                            i += 1;
+                            continue;
+                        }
+                        _ => None,
+                    };
+                    let Some(scalar_end) = scalar_end else {
+                        break None;
+                    };
+                    self.count_element();
+                    i = scalar_end;
+                    expect = Expect::CommaOrEnd;
+                }
+                Expect::KeyOrObjectEnd | Expect::Key => {
+                    if b == b'}' && expect == Expect::KeyOrObjectEnd {
+                        i += 1;
+                        if let Some(event) = self.skim_close(true, i, &mut expect) {
+                            break Some(event);
+                        }
+                        continue;
+                    }
+                    if b != b'"' {
+                        break None;
+                    }
+                    let Some(end) = scan_plain_string(chunk, i + 1) else {
+                        break None;
+                    };
+                    if end - i - 1 > MAX_KEY_BYTES {
+                        break None;
+                    }
+                    key = Some((i + 1, end));
+                    self.key_fresh = true;
+                    if chunk.get(end + 1) == Some(&b':') {
+                        i = end + 2;
+                        expect = Expect::Value;
+                    } else {
+                        i = end + 1;
+                        expect = Expect::Colon;
+                    }
+                }
+                Expect::Colon if b == b':' => {
+                    i += 1;
+                    expect = Expect::Value;
+                }
+                Expect::CommaOrEnd => {
+                    let object = self.levels.last().is_some_and(|l| l.object);
+                    match (b, object) {
+                        (b',', true) => expect = Expect::Key,
+                        (b',', false) => expect = Expect::Value,
+                        (b'}', true) | (b']', false) => {
+                            i += 1;
+                            if let Some(event) = self.skim_close(object, i, &mut expect) {
+                                break Some(event);
+                            }
+                            continue;
+                        }
+                        _ => break None,
+                    }
+                    i += 1;
+                }
+                // Not inside a container, or not the expected byte: for the byte-by-byte path.
+                _ => break None,
+            }
+        };
+        self.state = State::Expect(expect);
+        *pos = i;
+        if let Some((from, to)) = key {
+            self.key_raw.clear();
+            self.key_raw.extend_from_slice(&chunk[from..to]);
+            self.key_escaped = false;
+        }
+        end
+    }
+
+    /// A value starts in the innermost container: an array counts it, for error paths.
+    #[inline(always)]
+    fn count_element(&mut self) {
+        if let Some(level) = self.levels.last_mut() {
+            if !level.object {
+                level.index += 1;
+            }
+        }
+    }
+
+    /// Closes the innermost container (its last byte ends before `end`); the end event when
+    /// it is the skimmed one.
+    #[inline(always)]
+    fn skim_close(&mut self, object: bool, end: usize, expect: &mut Expect) -> Option<Event> {
+        if let Some(level) = self.levels.pop() {
+            self.path_keys.truncate(level.key_start);
+        }
+        self.key_fresh = false;
+        *expect = if self.levels.is_empty() {
+            Expect::Done
+        } else {
+            Expect::CommaOrEnd
+        };
+        if self.levels.len() >= self.skim_depth {
+            return None;
+        }
+        self.skim_depth = 0;
+        Some(if object {
+            Event::ObjectEnd(end)
+        } else {
+            Event::ArrayEnd(end)
+        })
+    }
+}
