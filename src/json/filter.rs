@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::lexer::{plain_value, ErrorKind, Event, Framing, LexError, Lexer, ScalarKind};
-use super::tally::PathCounter;
+use super::tally::{FieldKey, KeyWords, PathCounter, PathId, PathIds, NO_PATH, ROOT_PATH};
 use crate::policy::action::{Action, Transform};
 use crate::policy::rules::{FieldRules, Rank, StateId, DEFAULT_RANK, ROOT};
 use crate::policy::transform::{self, TransformContext};
@@ -53,6 +53,8 @@ struct Frame {
     path_len: usize,
     /// Members or elements read, written or not.
     seen: u32,
+    /// The number of this container's field path, for the tallies.
+    path_id: PathId,
 }
 
 /// What a scalar's bytes are for, once its action has been applied.
@@ -96,8 +98,14 @@ pub struct JsonFilter {
     /// How many frames, outermost first, have been written (`Frame::opened`): opening the
     /// rest is then a comparison when they already are.
     opened_depth: usize,
+    /// How many frames, outermost first, have their path numbered (`Frame::path_id`).
+    numbered_depth: usize,
     /// Whether the last key looks like a field name (written as is in audit paths).
     pending_name: bool,
+    /// The last key as words, when short: for the step cache and the tallies.
+    pending_key: Option<KeyWords>,
+    /// Numbers of the open containers' field paths.
+    path_ids: PathIds,
 }
 
 /// Rule steps already taken, by state and key: the rules hash every key with SipHash,
@@ -120,27 +128,9 @@ struct StepSlot {
 }
 
 const STEP_SLOTS: usize = 128;
-/// Keys up to this length are cached: three words cover them whole.
-const STEP_KEY_BYTES: usize = 24;
 
-/// A short key as three words that, with its length, tell it apart from every other key:
-/// the first eight bytes, the next eight and the last eight (overlapping when shorter).
-#[inline(always)]
-fn key_words(key: &[u8]) -> [u64; 3] {
-    let word = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&key[at..at + 8]);
-        u64::from_le_bytes(bytes)
-    };
-    if key.len() >= 8 {
-        let last = key.len() - 8;
-        [word(0), word(last.min(8)), word(last)]
-    } else {
-        let mut bytes = [0u8; 8];
-        bytes[..key.len()].copy_from_slice(key);
-        [u64::from_le_bytes(bytes), 0, 0]
-    }
-}
+/// A container whose path has no number yet ([`JsonFilter::top_path_id`] gives it one).
+const UNNUMBERED: PathId = NO_PATH - 1;
 
 impl StepCache {
     fn new() -> StepCache {
@@ -159,12 +149,18 @@ impl StepCache {
     }
 
     #[inline]
-    /// The state after `key`, and whether `key` looks like a field name.
-    fn step(&mut self, rules: &FieldRules, from: StateId, key: &[u8]) -> (StateId, bool) {
-        if key.len() > STEP_KEY_BYTES {
+    /// The state after `key` (of which `short` are the words, when it is short), and
+    /// whether `key` looks like a field name.
+    fn step(
+        &mut self,
+        rules: &FieldRules,
+        from: StateId,
+        key: &[u8],
+        short: Option<KeyWords>,
+    ) -> (StateId, bool) {
+        let Some(KeyWords { words, .. }) = short else {
             return (rules.step(from, key), is_field_name(key));
-        }
-        let words = key_words(key);
+        };
         // A cache index, not a defence against anything.
         let hash =
             (words[0] ^ words[2].rotate_left(29) ^ (u64::from(from) << 40) ^ key.len() as u64)
@@ -226,7 +222,10 @@ impl JsonFilter {
             stats: Counts::default(),
             steps: StepCache::new(),
             opened_depth: 0,
+            numbered_depth: 0,
             pending_name: false,
+            pending_key: None,
+            path_ids: PathIds::default(),
         }
     }
 
@@ -332,8 +331,11 @@ impl JsonFilter {
             Event::Newline => out.push(b'\n'),
             Event::Key => {
                 if let Some(top) = self.frames.last() {
-                    let (state, name) = self.steps.step(&self.rules, top.state, self.lexer.key());
+                    let key = self.lexer.key();
+                    let short = KeyWords::of(key);
+                    let (state, name) = self.steps.step(&self.rules, top.state, key, short);
                     self.pending_name = name;
+                    self.pending_key = short;
                     // The field's own rule applies unless the rule it inherits ranks higher:
                     // a broad `entry.**: keep` does not undo a `**.ssn: drop` above it.
                     self.pending = match self.rules.own_rule(state) {
@@ -400,6 +402,7 @@ impl JsonFilter {
                     }
                     self.frames.pop();
                     self.opened_depth = self.opened_depth.min(self.frames.len());
+                    self.numbered_depth = self.numbered_depth.min(self.frames.len());
                     self.keys.truncate(key_start);
                     self.path.truncate(path_len);
                 }
@@ -509,6 +512,12 @@ impl JsonFilter {
     ) {
         let key_start = self.keys.len();
         let path_len = self.path.len();
+        // Numbered when a field inside is first counted: most containers never are.
+        let path_id = if self.frames.is_empty() {
+            ROOT_PATH
+        } else {
+            UNNUMBERED
+        };
         if self.frames.last().is_some_and(|f| f.object) {
             self.keys.extend_from_slice(self.lexer.key_raw());
             push_segment(
@@ -531,6 +540,7 @@ impl JsonFilter {
             key_end: self.keys.len(),
             path_len,
             seen: 0,
+            path_id,
         });
         if eager {
             self.open_frames(out);
@@ -543,10 +553,83 @@ impl JsonFilter {
         }
     }
 
-    /// Records the value that starts now as withheld (or transformed).
+    /// The number of the innermost container's path, numbering the open containers that
+    /// have none yet, outermost first.
+    #[inline(always)]
+    fn top_path_id(&mut self) -> PathId {
+        match self.frames.last() {
+            Some(top) if self.numbered_depth == self.frames.len() => top.path_id,
+            _ => self.number_frames(),
+        }
+    }
+
+    #[inline(never)]
+    fn number_frames(&mut self) -> PathId {
+        // The root is numbered when pushed.
+        let numbered = self.numbered_depth.max(1);
+        self.numbered_depth = self.frames.len();
+        for i in numbered..self.frames.len() {
+            let parent = &self.frames[i - 1];
+            let frame = &self.frames[i];
+            // The key as spelled names the path as well as the decoded one does.
+            let id = if parent.object {
+                let key = KeyWords::of(&self.keys[frame.key_start..frame.key_end]);
+                self.path_ids.child(parent.path_id, key)
+            } else {
+                // Arrays are transparent: an element's path is the array's.
+                parent.path_id
+            };
+            self.frames[i].path_id = id;
+        }
+        self.frames.last().map_or(ROOT_PATH, |top| top.path_id)
+    }
+
+    /// Records the value that starts now as withheld (or transformed): by its container's
+    /// path number and key when the counter knows them, by its path otherwise.
     fn tally(&mut self, withheld: bool) {
+        let top_id = self.top_path_id();
+        let (field, member) = match self.frames.last() {
+            Some(top) if top.object => match self.pending_key {
+                Some(key) => (
+                    FieldKey {
+                        parent: top_id,
+                        key,
+                    },
+                    true,
+                ),
+                None => (
+                    FieldKey {
+                        parent: NO_PATH,
+                        key: KeyWords::NONE,
+                    },
+                    true,
+                ),
+            },
+            Some(_) => (
+                FieldKey {
+                    parent: top_id,
+                    key: KeyWords::NONE,
+                },
+                false,
+            ),
+            None => (
+                FieldKey {
+                    parent: ROOT_PATH,
+                    key: KeyWords::NONE,
+                },
+                false,
+            ),
+        };
+        let tally = if withheld {
+            &mut self.stats.withheld
+        } else {
+            &mut self.stats.transformed
+        };
+        if tally.add_known(field) {
+            return;
+        }
         let len = self.path.len();
-        if self.frames.last().is_some_and(|top| top.object) {
+        if member {
             push_segment(
                 &mut self.path,
                 self.lexer.key(),
@@ -554,18 +637,19 @@ impl JsonFilter {
                 &self.rules,
             );
         }
-        let tally = if withheld {
-            &mut self.stats.withheld
-        } else {
-            &mut self.stats.transformed
-        };
-        tally.add(&self.path);
+        tally.add_field(field, &self.path);
         self.path.truncate(len);
     }
 
     /// Records the innermost container as withheld.
     fn tally_frame(&mut self) {
-        self.stats.withheld.add(&self.path);
+        let field = FieldKey {
+            parent: self.top_path_id(),
+            key: KeyWords::NONE,
+        };
+        if !self.stats.withheld.add_known(field) {
+            self.stats.withheld.add_field(field, &self.path);
+        }
     }
 
     /// Writes the openings of every container not yet written, outermost first.

@@ -4,6 +4,11 @@
 //! paths: the counter looks a path up by a hash of its bytes in a small table and compares
 //! the bytes once, instead of walking a sorted map of strings per field. The sorted
 //! [`PathTally`] the audit writes is built once, when the statistics are read.
+//!
+//! Cheaper still, a field met again is counted without its path being written at all: each
+//! open container's path gets a number ([`PathIds`]: the same path, the same number, in
+//! every entry of a Bundle), and the counter remembers which of its paths a field
+//! (container number, key) stands for ([`FieldKey`]).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +33,147 @@ impl PathTally {
 /// Slots of the lookup table: a power of two, a few times [`MAX_TALLY_PATHS`].
 const SLOTS: usize = 256;
 
+/// The number of an open container's field path; see [`PathIds`].
+pub type PathId = u32;
+/// The document's root: the empty path.
+pub const ROOT_PATH: PathId = 0;
+/// A path without a number (under a long key, or once numbers run out): its fields are
+/// counted by their path's bytes.
+pub const NO_PATH: PathId = PathId::MAX;
+
+/// Keys up to this length are told apart by [`FieldKey`]'s three words.
+pub const SHORT_KEY_BYTES: usize = 24;
+
+/// A short key as three words that, with its length, tell it apart from every other key:
+/// the first eight bytes, the next eight and the last eight (overlapping when shorter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyWords {
+    pub words: [u64; 3],
+    /// `u8::MAX`: no key (the container's own path), or one too long to be told apart.
+    pub len: u8,
+}
+
+impl KeyWords {
+    /// The words of `key`; `None` for a key longer than [`SHORT_KEY_BYTES`].
+    #[inline(always)]
+    pub fn of(key: &[u8]) -> Option<KeyWords> {
+        if key.len() > SHORT_KEY_BYTES {
+            return None;
+        }
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&key[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let words = if key.len() >= 8 {
+            let last = key.len() - 8;
+            [word(0), word(last.min(8)), word(last)]
+        } else {
+            let mut bytes = [0u8; 8];
+            bytes[..key.len()].copy_from_slice(key);
+            [u64::from_le_bytes(bytes), 0, 0]
+        };
+        Some(KeyWords {
+            words,
+            len: key.len() as u8,
+        })
+    }
+
+    /// No key: what stands for a container's own path.
+    pub const NONE: KeyWords = KeyWords {
+        words: [0; 3],
+        len: u8::MAX,
+    };
+
+    /// A table index, not a defence against anything (entries are compared whole).
+    #[inline(always)]
+    fn hash(&self, parent: PathId) -> u64 {
+        (self.words[0]
+            ^ self.words[1].rotate_left(17)
+            ^ self.words[2].rotate_left(29)
+            ^ (u64::from(parent) << 40)
+            ^ u64::from(self.len))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// A counted field as the counter remembers it: the number of the container's path and the
+/// member's key ([`KeyWords::NONE`] for an array's element or the container itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldKey {
+    pub parent: PathId,
+    pub key: KeyWords,
+}
+
+/// Numbers for the field paths of open containers, given by (parent's number, key), so that
+/// a path met again (the same field of the next entry) gets the same number without its
+/// bytes being read. Direct-mapped and bounded: a path whose slot was taken by another gets
+/// a new number, which only costs the counter a miss; a number never stands for two paths.
+#[derive(Debug, Clone)]
+pub struct PathIds {
+    slots: Vec<PathIdSlot>,
+    next: PathId,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PathIdSlot {
+    parent: PathId,
+    key: KeyWords,
+    id: PathId,
+}
+
+const PATH_ID_SLOTS: usize = 256;
+
+impl Default for PathIds {
+    fn default() -> PathIds {
+        PathIds {
+            slots: Vec::new(),
+            next: ROOT_PATH + 1,
+        }
+    }
+}
+
+impl PathIds {
+    /// The number of the path `parent` + `key`; [`NO_PATH`] without a key or a parent number.
+    pub fn child(&mut self, parent: PathId, key: Option<KeyWords>) -> PathId {
+        let Some(key) = key else {
+            return NO_PATH;
+        };
+        // The last two numbers are markers ([`NO_PATH`] and the filter's unnumbered).
+        if parent == NO_PATH || self.next >= NO_PATH - 1 {
+            return NO_PATH;
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![
+                PathIdSlot {
+                    parent: NO_PATH,
+                    key: KeyWords::NONE,
+                    id: NO_PATH,
+                };
+                PATH_ID_SLOTS
+            ];
+        }
+        let slot = &mut self.slots[(key.hash(parent) >> 56) as usize % PATH_ID_SLOTS];
+        if slot.parent == parent && slot.key == key {
+            return slot.id;
+        }
+        let id = self.next;
+        self.next += 1;
+        *slot = PathIdSlot { parent, key, id };
+        id
+    }
+}
+
+/// Slots of a counter's memo of fields already counted.
+const FIELD_SLOTS: usize = 128;
+
+#[derive(Debug, Clone, Copy)]
+struct FieldSlot {
+    field: FieldKey,
+    /// Index into the counter's entries.
+    entry: u8,
+}
+
 /// The counting side of a [`PathTally`]: the first [`MAX_TALLY_PATHS`] distinct paths in
 /// the order met, each with its count, and an open-addressing table of their hashes.
 #[derive(Debug, Clone, Default)]
@@ -37,11 +183,56 @@ pub struct PathCounter {
     /// field counted, so a response that withholds nothing costs nothing.
     table: Vec<u8>,
     overflow: u64,
+    /// Which entry a field stands for, once counted by its path (direct-mapped).
+    fields: Vec<FieldSlot>,
 }
 
 impl PathCounter {
+    /// Counts one occurrence of `field` if the counter knows its path; `false` otherwise,
+    /// and the caller counts it with [`PathCounter::add_field`].
+    #[inline]
+    pub fn add_known(&mut self, field: FieldKey) -> bool {
+        if field.parent == NO_PATH || self.fields.is_empty() {
+            return false;
+        }
+        let slot = self.fields[field_slot(&field)];
+        if slot.field != field {
+            return false;
+        }
+        self.entries[usize::from(slot.entry)].1 += 1;
+        true
+    }
+
+    /// Counts one occurrence of `field`, whose path is `path`, and remembers the pair.
+    pub fn add_field(&mut self, field: FieldKey, path: &[u8]) {
+        let Some(entry) = self.add_entry(path) else {
+            return;
+        };
+        if field.parent == NO_PATH {
+            return;
+        }
+        if self.fields.is_empty() {
+            self.fields = vec![
+                FieldSlot {
+                    field: FieldKey {
+                        parent: NO_PATH,
+                        key: KeyWords::NONE,
+                    },
+                    entry: 0,
+                };
+                FIELD_SLOTS
+            ];
+        }
+        self.fields[field_slot(&field)] = FieldSlot { field, entry };
+    }
+
     /// Counts one occurrence of `path` (UTF-8: keys are decoded strings).
     pub fn add(&mut self, path: &[u8]) {
+        self.add_entry(path);
+    }
+
+    /// Counts `path`; the index of its entry, `None` when it is counted as overflow.
+    fn add_entry(&mut self, path: &[u8]) -> Option<u8> {
         if self.table.is_empty() {
             self.table = vec![0; SLOTS];
         }
@@ -53,7 +244,7 @@ impl PathCounter {
                     let entry = &mut self.entries[usize::from(index) - 1];
                     if same_bytes(&entry.0, path) {
                         entry.1 += 1;
-                        return;
+                        return Some(index - 1);
                     }
                 }
             }
@@ -63,8 +254,10 @@ impl PathCounter {
             self.entries.push((path.to_vec(), 1));
             // At most MAX_TALLY_PATHS (64) entries: the index fits a byte.
             self.table[slot] = self.entries.len() as u8;
+            Some(self.table[slot] - 1)
         } else {
             self.overflow += 1;
+            None
         }
     }
 
@@ -72,6 +265,7 @@ impl PathCounter {
     /// is read once and dropped. The counter is empty afterwards.
     pub fn take_tally(&mut self) -> PathTally {
         self.table.clear();
+        self.fields.clear();
         PathTally {
             counts: std::mem::take(&mut self.entries)
                 .into_iter()
@@ -96,6 +290,11 @@ impl PathCounter {
             overflow: self.overflow,
         }
     }
+}
+
+#[inline(always)]
+fn field_slot(field: &FieldKey) -> usize {
+    (field.key.hash(field.parent) >> 57) as usize % FIELD_SLOTS
 }
 
 /// Byte equality eight bytes at a time: in the wasm build a slice comparison calls a
@@ -175,6 +374,90 @@ mod tests {
         // A path already counted is still counted after the overflow starts.
         counter.add(b"entry.resource.name");
         assert_eq!(counter.tally().counts["entry.resource.name"], 4);
+    }
+
+    /// Counts fields drawn from `parents` containers times `keys` keys, by number and
+    /// key (as the filter does) and by path, and compares the tallies.
+    fn count_both_ways(parents: u64, keys: u64, draws: usize) {
+        let mut ids = PathIds::default();
+        let mut by_field = PathCounter::default();
+        let mut by_path = PathCounter::default();
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        for _ in 0..draws {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let container = format!("entry{}", state % parents);
+            // Several open containers, some under a key too long for a number.
+            let parent = ids.child(ROOT_PATH, KeyWords::of(container.as_bytes()));
+            let key = format!("k{}", (state >> 20) % keys);
+            let path = format!("{container}.{key}");
+            let field = FieldKey {
+                parent,
+                key: KeyWords::of(key.as_bytes()).unwrap_or(KeyWords::NONE),
+            };
+            if !by_field.add_known(field) {
+                by_field.add_field(field, path.as_bytes());
+            }
+            by_path.add(path.as_bytes());
+        }
+        assert_eq!(by_field.tally(), by_path.tally(), "{parents} x {keys}");
+    }
+
+    #[test]
+    fn fields_counted_by_number_are_counted_as_by_path() {
+        // Few paths; beyond the limit (overflow); more containers than numbers' slots.
+        count_both_ways(4, 6, 5000);
+        // Many keys of one container: slots shared by fields that differ by key alone.
+        count_both_ways(1, 60, 5000);
+        count_both_ways(2, 40, 5000);
+        count_both_ways(12, 10, 5000);
+        count_both_ways(900, 3, 20000);
+    }
+
+    #[test]
+    fn long_keys_and_containers_have_no_number() {
+        let mut ids = PathIds::default();
+        let long = [b'x'; SHORT_KEY_BYTES + 1];
+        assert_eq!(KeyWords::of(&long), None);
+        assert_eq!(ids.child(ROOT_PATH, KeyWords::of(&long)), NO_PATH);
+        let a = ids.child(ROOT_PATH, KeyWords::of(b"a"));
+        assert_ne!(a, NO_PATH);
+        assert_eq!(ids.child(ROOT_PATH, KeyWords::of(b"a")), a);
+        assert_ne!(ids.child(ROOT_PATH, KeyWords::of(b"b")), a);
+        assert_eq!(ids.child(NO_PATH, KeyWords::of(b"a")), NO_PATH);
+        // Keys that share their first, middle or last eight bytes stay apart.
+        let words: Vec<KeyWords> = [
+            &b"abcdefghijklmnopqrstuvwx"[..],
+            b"abcdefghXjklmnopqrstuvwx",
+            b"abcdefghijklmnopqrstuvwX",
+            b"abcdefghijklmnop",
+            b"abcdefgh",
+            b"abcdefg",
+        ]
+        .iter()
+        .map(|k| KeyWords::of(k).expect("short"))
+        .collect();
+        for (i, a) in words.iter().enumerate() {
+            for b in &words[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn a_taken_tally_forgets_its_fields() {
+        let mut counter = PathCounter::default();
+        let field = FieldKey {
+            parent: ROOT_PATH,
+            key: KeyWords::of(b"ssn").expect("short"),
+        };
+        counter.add_field(field, b"ssn");
+        assert!(counter.add_known(field));
+        assert_eq!(counter.take_tally().counts["ssn"], 2);
+        assert!(!counter.add_known(field));
+        counter.add_field(field, b"ssn");
+        assert_eq!(counter.tally().counts["ssn"], 1);
     }
 
     #[test]
