@@ -109,7 +109,7 @@ pub struct JsonFilter {
 }
 
 /// Rule steps already taken, by state and key: the rules hash every key with SipHash,
-/// which costs more than the rest of handling a member. Direct-mapped; short keys only,
+/// which costs more than the rest of handling a member. Four-way; short keys only,
 /// held as three words so that finding one costs a few comparisons, not a `memcmp`.
 #[derive(Debug, Clone)]
 struct StepCache {
@@ -128,6 +128,7 @@ struct StepSlot {
 }
 
 const STEP_SLOTS: usize = 128;
+const STEP_WAYS: usize = 4;
 
 /// A container whose path has no number yet ([`JsonFilter::top_path_id`] gives it one).
 const UNNUMBERED: PathId = NO_PATH - 1;
@@ -165,13 +166,18 @@ impl StepCache {
         let hash =
             (words[0] ^ words[2].rotate_left(29) ^ (u64::from(from) << 40) ^ key.len() as u64)
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let slot = &mut self.slots[(hash >> 57) as usize % STEP_SLOTS];
-        if slot.from == from && usize::from(slot.len) == key.len() && slot.key == words {
-            return (slot.to, slot.name);
+        // Four ways: keys that share a set by chance do not evict each other per entry.
+        let set = ((hash >> 57) as usize % STEP_SLOTS) & !(STEP_WAYS - 1);
+        for slot in &self.slots[set..set + STEP_WAYS] {
+            if slot.from == from && usize::from(slot.len) == key.len() && slot.key == words {
+                return (slot.to, slot.name);
+            }
         }
         let to = rules.step(from, key);
         let name = is_field_name(key);
-        *slot = StepSlot {
+        // The newest first; the oldest of the set is forgotten.
+        self.slots.copy_within(set..set + STEP_WAYS - 1, set + 1);
+        self.slots[set] = StepSlot {
             from,
             to,
             len: key.len() as u8,

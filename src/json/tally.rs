@@ -107,7 +107,7 @@ pub struct FieldKey {
 
 /// Numbers for the field paths of open containers, given by (parent's number, key), so that
 /// a path met again (the same field of the next entry) gets the same number without its
-/// bytes being read. Direct-mapped and bounded: a path whose slot was taken by another gets
+/// bytes being read. Two-way and bounded: a path whose slots were taken by others gets
 /// a new number, which only costs the counter a miss; a number never stands for two paths.
 #[derive(Debug, Clone)]
 pub struct PathIds {
@@ -153,13 +153,16 @@ impl PathIds {
                 PATH_ID_SLOTS
             ];
         }
-        let slot = &mut self.slots[(key.hash(parent) >> 56) as usize % PATH_ID_SLOTS];
-        if slot.parent == parent && slot.key == key {
-            return slot.id;
+        let set = ((key.hash(parent) >> 56) as usize % PATH_ID_SLOTS) & !1;
+        for slot in &self.slots[set..set + 2] {
+            if slot.parent == parent && slot.key == key {
+                return slot.id;
+            }
         }
         let id = self.next;
         self.next += 1;
-        *slot = PathIdSlot { parent, key, id };
+        self.slots[set + 1] = self.slots[set];
+        self.slots[set] = PathIdSlot { parent, key, id };
         id
     }
 }
@@ -183,7 +186,7 @@ pub struct PathCounter {
     /// field counted, so a response that withholds nothing costs nothing.
     table: Vec<u8>,
     overflow: u64,
-    /// Which entry a field stands for, once counted by its path (direct-mapped).
+    /// Which entry a field stands for, once counted by its path (two-way).
     fields: Vec<FieldSlot>,
 }
 
@@ -195,12 +198,14 @@ impl PathCounter {
         if field.parent == NO_PATH || self.fields.is_empty() {
             return false;
         }
-        let slot = self.fields[field_slot(&field)];
-        if slot.field != field {
-            return false;
+        let set = field_set(&field);
+        for slot in &self.fields[set..set + 2] {
+            if slot.field == field {
+                self.entries[usize::from(slot.entry)].1 += 1;
+                return true;
+            }
         }
-        self.entries[usize::from(slot.entry)].1 += 1;
-        true
+        false
     }
 
     /// Counts one occurrence of `field`, whose path is `path`, and remembers the pair.
@@ -223,7 +228,9 @@ impl PathCounter {
                 FIELD_SLOTS
             ];
         }
-        self.fields[field_slot(&field)] = FieldSlot { field, entry };
+        let set = field_set(&field);
+        self.fields[set + 1] = self.fields[set];
+        self.fields[set] = FieldSlot { field, entry };
     }
 
     /// Counts one occurrence of `path` (UTF-8: keys are decoded strings).
@@ -292,9 +299,11 @@ impl PathCounter {
     }
 }
 
+/// The first of the two slots where `field` may be remembered (two ways, so that fields
+/// that share a slot by chance do not evict each other at every entry of a Bundle).
 #[inline(always)]
-fn field_slot(field: &FieldKey) -> usize {
-    (field.key.hash(field.parent) >> 57) as usize % FIELD_SLOTS
+fn field_set(field: &FieldKey) -> usize {
+    ((field.key.hash(field.parent) >> 57) as usize % FIELD_SLOTS) & !1
 }
 
 /// Byte equality eight bytes at a time: in the wasm build a slice comparison calls a
