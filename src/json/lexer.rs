@@ -253,6 +253,8 @@ pub struct Lexer {
     skim_depth: usize,
     /// Whether the [`Event::ScalarEnd`] of the scalar that just started is not wanted.
     skim_scalar: bool,
+    /// While skimming, the keys (ranges of the chunk) of the levels opened (see skim.rs).
+    skim_spans: Vec<(usize, usize)>,
     path_keys: Vec<u8>,
     capture: bool,
     value: Vec<u8>,
@@ -297,6 +299,7 @@ impl Lexer {
             key_escaped: false,
             skim_depth: 0,
             skim_scalar: false,
+            skim_spans: Vec::with_capacity(16),
             path_keys: Vec::with_capacity(256),
             capture: false,
             value: Vec::new(),

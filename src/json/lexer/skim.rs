@@ -28,6 +28,10 @@ impl Lexer {
         // The last key read here, as a range of the chunk: copied to `key_raw` only on the
         // way out, since skimming itself needs a key only when a container opens under it.
         let mut key: Option<(usize, usize)> = None;
+        // Levels from `floor` up were opened here; the keys that lead to them (in
+        // `skim_spans`) are written to `path_keys` only on the way out: most close before.
+        let mut floor = self.levels.len();
+        self.skim_spans.clear();
         let end = loop {
             let Some(&b) = chunk.get(i) else {
                 break None;
@@ -43,7 +47,7 @@ impl Lexer {
                 Expect::Value | Expect::ValueOrArrayEnd => {
                     if b == b']' && expect == Expect::ValueOrArrayEnd {
                         i += 1;
-                        if let Some(event) = self.skim_close(false, i, &mut expect) {
+                        if let Some(event) = self.skim_close(false, i, &mut expect, &mut floor) {
                             break Some(event);
                         }
                         continue;
@@ -57,13 +61,24 @@ impl Lexer {
                         b'{' | b'[' if (self.levels.len() as u32) < self.max_depth => {
                             self.count_element();
                             let key_start = self.path_keys.len();
-                            if self.levels.last().is_some_and(|l| l.object) {
-                                let spelled = match key {
-                                    Some((from, to)) => &chunk[from..to],
-                                    None if self.key_escaped => &self.key,
-                                    None => &self.key_raw,
-                                };
-                                self.path_keys.extend_from_slice(spelled);
+                            let in_object = self.levels.last().is_some_and(|l| l.object);
+                            match key {
+                                Some(span) if in_object => self.skim_spans.push(span),
+                                // An element: no key.
+                                _ if !in_object => self.skim_spans.push((i, i)),
+                                // A member whose key was read before this call, so of an
+                                // object opened before it too: nothing was opened here yet.
+                                // Its key is written now, like those of the levels below.
+                                _ => {
+                                    debug_assert!(self.skim_spans.is_empty());
+                                    let spelled = if self.key_escaped {
+                                        &self.key
+                                    } else {
+                                        &self.key_raw
+                                    };
+                                    self.path_keys.extend_from_slice(spelled);
+                                    floor = self.levels.len() + 1;
+                                }
                             }
                             let object = b == b'{';
                             self.levels.push(Level {
@@ -92,7 +107,7 @@ impl Lexer {
                 Expect::KeyOrObjectEnd | Expect::Key => {
                     if b == b'}' && expect == Expect::KeyOrObjectEnd {
                         i += 1;
-                        if let Some(event) = self.skim_close(true, i, &mut expect) {
+                        if let Some(event) = self.skim_close(true, i, &mut expect, &mut floor) {
                             break Some(event);
                         }
                         continue;
@@ -127,7 +142,8 @@ impl Lexer {
                         (b',', false) => expect = Expect::Value,
                         (b'}', true) | (b']', false) => {
                             i += 1;
-                            if let Some(event) = self.skim_close(object, i, &mut expect) {
+                            if let Some(event) = self.skim_close(object, i, &mut expect, &mut floor)
+                            {
                                 break Some(event);
                             }
                             continue;
@@ -142,6 +158,13 @@ impl Lexer {
         };
         self.state = State::Expect(expect);
         *pos = i;
+        for (at, &(from, to)) in self.skim_spans.iter().enumerate() {
+            let level = floor + at;
+            self.levels[level].key_start = self.path_keys.len();
+            if self.levels[level - 1].object {
+                self.path_keys.extend_from_slice(&chunk[from..to]);
+            }
+        }
         if let Some((from, to)) = key {
             self.key_raw.clear();
             self.key_raw.extend_from_slice(&chunk[from..to]);
@@ -163,9 +186,21 @@ impl Lexer {
     /// Closes the innermost container (its last byte ends before `end`); the end event when
     /// it is the skimmed one.
     #[inline(always)]
-    fn skim_close(&mut self, object: bool, end: usize, expect: &mut Expect) -> Option<Event> {
+    fn skim_close(
+        &mut self,
+        object: bool,
+        end: usize,
+        expect: &mut Expect,
+        floor: &mut usize,
+    ) -> Option<Event> {
         if let Some(level) = self.levels.pop() {
             self.path_keys.truncate(level.key_start);
+        }
+        if self.levels.len() >= *floor {
+            // Opened here: its key was never written.
+            self.skim_spans.pop();
+        } else {
+            *floor = self.levels.len();
         }
         self.key_fresh = false;
         *expect = if self.levels.is_empty() {
