@@ -176,7 +176,9 @@ impl StepCache {
         let to = rules.step(from, key);
         let name = is_field_name(key);
         // The newest first; the oldest of the set is forgotten.
-        self.slots.copy_within(set..set + STEP_WAYS - 1, set + 1);
+        for way in (1..STEP_WAYS).rev() {
+            self.slots[set + way] = self.slots[set + way - 1];
+        }
         self.slots[set] = StepSlot {
             from,
             to,
@@ -593,6 +595,25 @@ impl JsonFilter {
     /// Records the value that starts now as withheld (or transformed): by its container's
     /// path number and key when the counter knows them, by its path otherwise.
     fn tally(&mut self, withheld: bool) {
+        let counter = if withheld {
+            &mut self.stats.withheld
+        } else {
+            &mut self.stats.transformed
+        };
+        if !counter.remembers() {
+            let len = self.path.len();
+            if self.frames.last().is_some_and(|top| top.object) {
+                push_segment(
+                    &mut self.path,
+                    self.lexer.key(),
+                    self.pending_name,
+                    &self.rules,
+                );
+            }
+            counter.add(&self.path);
+            self.path.truncate(len);
+            return;
+        }
         let top_id = self.top_path_id();
         let (field, member) = match self.frames.last() {
             Some(top) if top.object => match self.pending_key {
@@ -649,6 +670,10 @@ impl JsonFilter {
 
     /// Records the innermost container as withheld.
     fn tally_frame(&mut self) {
+        if !self.stats.withheld.remembers() {
+            self.stats.withheld.add(&self.path);
+            return;
+        }
         let field = FieldKey {
             parent: self.top_path_id(),
             key: KeyWords::NONE,
@@ -735,6 +760,7 @@ mod tests {
     use super::*;
     use crate::policy::path::FieldPath;
     use crate::policy::rules::Rule;
+    use std::collections::BTreeMap;
 
     /// A tally's paths and counts, in path order.
     fn counts(tally: &PathTally) -> Vec<(&str, u64)> {
@@ -1119,6 +1145,63 @@ mod tests {
         assert_eq!(withheld, vec![("address.line", 1), ("name", 1), ("ssn", 1)]);
         assert_eq!(f.stats().bytes_in, doc.len() as u64);
         assert_eq!(f.stats().bytes_out, out.len() as u64);
+    }
+
+    /// The statistics of `doc` filtered whole, in one chunk.
+    fn stats_of(rules: &Arc<FieldRules>, doc: &[u8]) -> FilterStats {
+        let mut f = JsonFilter::new(rules.clone(), 16, TransformContext::default());
+        let mut out = Vec::new();
+        f.write(doc, &mut out).unwrap();
+        f.finish(&mut out).unwrap();
+        f.stats()
+    }
+
+    #[test]
+    fn tallies_of_many_entries_are_the_sums_of_their_entries() {
+        // Past REMEMBER_AFTER fields, the counters count a field met again by its
+        // container's path number and key: the tallies must still be those of the paths.
+        let r = rules(
+            Action::Drop,
+            &[
+                (
+                    "entry.resource.id",
+                    Action::Transform(Transform::Mask { keep_last: 1 }),
+                ),
+                ("entry.resource.name.given", Action::Keep),
+                ("entry.resource.address.city", Action::Keep),
+                ("entry.search.mode", Action::Keep),
+            ],
+        );
+        let entry = |n: usize| {
+            // Keys that are data (not field names): counted as `*`, short and long.
+            let long = format!("{n}{}", "x".repeat(30));
+            format!(
+                r#"{{"fullUrl":"u{n}","resource":{{"id":"p{n}","active":true,"name":[{{"given":["a"],"family":"f","prefix":[]}}],"address":[{{"city":"c","line":["l"],"\u0075se":"home"}},{{"city":"d","{long}":{n},"{n}":0}}],"byId":{{"{n}":1}},"ssn":"{n}"}},"search":{{"mode":"match","score":{n}}}}}"#
+            )
+        };
+        let doc = |entries: &[String]| format!(r#"{{"total":1,"entry":[{}]}}"#, entries.join(","));
+        let entries: Vec<String> = (0..150).map(entry).collect();
+        let whole = stats_of(&r, doc(&entries).as_bytes());
+        let mut withheld: BTreeMap<String, u64> = BTreeMap::new();
+        let mut transformed: BTreeMap<String, u64> = BTreeMap::new();
+        for one in &entries {
+            let stats = stats_of(&r, doc(std::slice::from_ref(one)).as_bytes());
+            // `total` is withheld once per document.
+            for (path, count) in stats.withheld.counts {
+                *withheld.entry(path).or_default() += count;
+            }
+            for (path, count) in stats.transformed.counts {
+                *transformed.entry(path).or_default() += count;
+            }
+        }
+        *withheld.get_mut("total").unwrap() = 1;
+        assert_eq!(whole.withheld.counts, withheld);
+        assert_eq!(whole.transformed.counts, transformed);
+        assert_eq!(whole.withheld.counts["entry.resource.ssn"], 150);
+        assert_eq!(whole.withheld.counts["entry.resource.address.use"], 150);
+        assert_eq!(whole.withheld.counts["entry.resource.address.*"], 300);
+        assert_eq!(whole.transformed.counts["entry.resource.id"], 150);
+        assert_eq!(whole.withheld.overflow, 0);
     }
 
     #[test]

@@ -188,9 +188,22 @@ pub struct PathCounter {
     overflow: u64,
     /// Which entry a field stands for, once counted by its path (two-way).
     fields: Vec<FieldSlot>,
+    /// Fields counted so far, up to [`REMEMBER_AFTER`].
+    counted: u32,
 }
 
+/// Fields counted by path before the counter starts remembering them: a small document
+/// (one entry, each field met once) would only pay for the memo's tables.
+pub const REMEMBER_AFTER: u32 = 64;
+
 impl PathCounter {
+    /// Whether fields are worth counting by [`FieldKey`] yet (see [`REMEMBER_AFTER`]);
+    /// until then, count them with [`PathCounter::add`].
+    #[inline]
+    pub fn remembers(&self) -> bool {
+        self.counted >= REMEMBER_AFTER
+    }
+
     /// Counts one occurrence of `field` if the counter knows its path; `false` otherwise,
     /// and the caller counts it with [`PathCounter::add_field`].
     #[inline]
@@ -240,6 +253,9 @@ impl PathCounter {
 
     /// Counts `path`; the index of its entry, `None` when it is counted as overflow.
     fn add_entry(&mut self, path: &[u8]) -> Option<u8> {
+        if self.counted < REMEMBER_AFTER {
+            self.counted += 1;
+        }
         if self.table.is_empty() {
             self.table = vec![0; SLOTS];
         }
@@ -273,6 +289,7 @@ impl PathCounter {
     pub fn take_tally(&mut self) -> PathTally {
         self.table.clear();
         self.fields.clear();
+        self.counted = 0;
         PathTally {
             counts: std::mem::take(&mut self.entries)
                 .into_iter()
