@@ -724,20 +724,13 @@ impl Lexer {
                             self.path_keys.extend_from_slice(key);
                         }
                         let object = b == b'{';
-                        self.levels.push(Level {
-                            object,
-                            index: 0,
-                            key_start,
-                        });
+                        self.state = State::Expect(self.push_level(object, key_start));
                         *pos += 1;
-                        self.key_fresh = false;
-                        if object {
-                            self.state = State::Expect(Expect::KeyOrObjectEnd);
-                            Ok(Some(Event::ObjectStart(at)))
+                        Ok(Some(if object {
+                            Event::ObjectStart(at)
                         } else {
-                            self.state = State::Expect(Expect::ValueOrArrayEnd);
-                            Ok(Some(Event::ArrayStart(at)))
-                        }
+                            Event::ArrayStart(at)
+                        }))
                     }
                     b'"' => {
                         *pos += 1;
@@ -834,6 +827,23 @@ impl Lexer {
                 }
             }
             Expect::Done => Err(self.fail(at, ErrorKind::TrailingData(b))),
+        }
+    }
+
+    /// Enters the container just opened (its key, if any, starts at `key_start` in
+    /// `path_keys`); returns what may follow its opening.
+    #[inline(always)]
+    fn push_level(&mut self, object: bool, key_start: usize) -> Expect {
+        self.levels.push(Level {
+            object,
+            index: 0,
+            key_start,
+        });
+        self.key_fresh = false;
+        if object {
+            Expect::KeyOrObjectEnd
+        } else {
+            Expect::ValueOrArrayEnd
         }
     }
 

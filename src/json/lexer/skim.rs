@@ -11,8 +11,7 @@
 //! before, with the same offsets and paths.
 
 use super::{
-    scan_number, scan_plain_string, scan_word, Event, Expect, Framing, Level, Lexer, State,
-    MAX_KEY_BYTES,
+    scan_number, scan_plain_string, scan_word, Event, Expect, Framing, Lexer, State, MAX_KEY_BYTES,
 };
 
 impl Lexer {
@@ -80,18 +79,7 @@ impl Lexer {
                                     floor = self.levels.len() + 1;
                                 }
                             }
-                            let object = b == b'{';
-                            self.levels.push(Level {
-                                object,
-                                index: 0,
-                                key_start,
-                            });
-                            self.key_fresh = false;
-                            expect = if object {
-                                Expect::KeyOrObjectEnd
-                            } else {
-                                Expect::ValueOrArrayEnd
-                            };
+                            expect = self.push_level(b == b'{', key_start);
                             i += 1;
                             continue;
                         }
