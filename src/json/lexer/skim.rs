@@ -88,9 +88,24 @@ impl Lexer {
                     let Some(scalar_end) = scalar_end else {
                         break None;
                     };
-                    self.count_element();
+                    let object = match self.levels.last_mut() {
+                        Some(level) if !level.object => {
+                            level.index += 1;
+                            false
+                        }
+                        _ => true,
+                    };
                     i = scalar_end;
-                    expect = Expect::CommaOrEnd;
+                    // The comma that follows, read in the same step.
+                    expect = if chunk.get(i) != Some(&b',') {
+                        Expect::CommaOrEnd
+                    } else if object {
+                        i += 1;
+                        Expect::Key
+                    } else {
+                        i += 1;
+                        Expect::Value
+                    };
                 }
                 Expect::KeyOrObjectEnd | Expect::Key => {
                     if b == b'}' && expect == Expect::KeyOrObjectEnd {
