@@ -595,64 +595,31 @@ impl JsonFilter {
     /// Records the value that starts now as withheld (or transformed): by its container's
     /// path number and key when the counter knows them, by its path otherwise.
     fn tally(&mut self, withheld: bool) {
+        let remembers = if withheld {
+            self.stats.withheld.remembers()
+        } else {
+            self.stats.transformed.remembers()
+        };
+        let member = self.frames.last().is_some_and(|top| top.object);
+        let field = match (remembers, member, self.pending_key) {
+            // Counted by path only: no number, no memo.
+            (false, ..) | (true, true, None) => FieldKey::UNKNOWN,
+            (true, true, Some(key)) => FieldKey {
+                parent: self.top_path_id(),
+                key,
+            },
+            // An element is counted as its array; the root as itself.
+            (true, false, _) => FieldKey {
+                parent: self.top_path_id(),
+                key: KeyWords::NONE,
+            },
+        };
         let counter = if withheld {
             &mut self.stats.withheld
         } else {
             &mut self.stats.transformed
         };
-        if !counter.remembers() {
-            let len = self.path.len();
-            if self.frames.last().is_some_and(|top| top.object) {
-                push_segment(
-                    &mut self.path,
-                    self.lexer.key(),
-                    self.pending_name,
-                    &self.rules,
-                );
-            }
-            counter.add(&self.path);
-            self.path.truncate(len);
-            return;
-        }
-        let top_id = self.top_path_id();
-        let (field, member) = match self.frames.last() {
-            Some(top) if top.object => match self.pending_key {
-                Some(key) => (
-                    FieldKey {
-                        parent: top_id,
-                        key,
-                    },
-                    true,
-                ),
-                None => (
-                    FieldKey {
-                        parent: NO_PATH,
-                        key: KeyWords::NONE,
-                    },
-                    true,
-                ),
-            },
-            Some(_) => (
-                FieldKey {
-                    parent: top_id,
-                    key: KeyWords::NONE,
-                },
-                false,
-            ),
-            None => (
-                FieldKey {
-                    parent: ROOT_PATH,
-                    key: KeyWords::NONE,
-                },
-                false,
-            ),
-        };
-        let tally = if withheld {
-            &mut self.stats.withheld
-        } else {
-            &mut self.stats.transformed
-        };
-        if tally.add_known(field) {
+        if counter.add_known(field) {
             return;
         }
         let len = self.path.len();
@@ -664,19 +631,19 @@ impl JsonFilter {
                 &self.rules,
             );
         }
-        tally.add_field(field, &self.path);
+        counter.add_field(field, &self.path);
         self.path.truncate(len);
     }
 
     /// Records the innermost container as withheld.
     fn tally_frame(&mut self) {
-        if !self.stats.withheld.remembers() {
-            self.stats.withheld.add(&self.path);
-            return;
-        }
-        let field = FieldKey {
-            parent: self.top_path_id(),
-            key: KeyWords::NONE,
+        let field = if self.stats.withheld.remembers() {
+            FieldKey {
+                parent: self.top_path_id(),
+                key: KeyWords::NONE,
+            }
+        } else {
+            FieldKey::UNKNOWN
         };
         if !self.stats.withheld.add_known(field) {
             self.stats.withheld.add_field(field, &self.path);

@@ -105,6 +105,14 @@ pub struct FieldKey {
     pub key: KeyWords,
 }
 
+impl FieldKey {
+    /// A field counted by its path alone: never remembered.
+    pub const UNKNOWN: FieldKey = FieldKey {
+        parent: NO_PATH,
+        key: KeyWords::NONE,
+    };
+}
+
 /// Numbers for the field paths of open containers, given by (parent's number, key), so that
 /// a path met again (the same field of the next entry) gets the same number without its
 /// bytes being read. Two-way and bounded: a path whose slots were taken by others gets
