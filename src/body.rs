@@ -56,10 +56,10 @@ impl fmt::Display for BodyError {
     }
 }
 
-/// Receives decoded bytes: counts them against the limit and filters them.
-/// Most a chunk's write reserves for its output ahead of time.
+/// The most one chunk's write reserves for its output ahead of time.
 const OUTPUT_RESERVE: usize = 16 << 10;
 
+/// Receives decoded bytes: counts them against the limit and filters them.
 struct Sink {
     filter: JsonFilter,
     out: Vec<u8>,

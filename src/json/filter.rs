@@ -110,7 +110,7 @@ pub struct JsonFilter {
 
 /// Rule steps already taken, by state and key: the rules hash every key with SipHash,
 /// which costs more than the rest of handling a member. Four-way; short keys only,
-/// held as three words so that finding one costs a few comparisons, not a `memcmp`.
+/// held as [`KeyWords`] so that finding one costs a few comparisons, not a `memcmp`.
 #[derive(Debug, Clone)]
 struct StepCache {
     slots: Vec<StepSlot>,
@@ -121,10 +121,9 @@ struct StepSlot {
     /// `StateId::MAX`: empty.
     from: StateId,
     to: StateId,
-    len: u8,
     /// [`is_field_name`] of the key, remembered with the step.
     name: bool,
-    key: [u64; 3],
+    key: KeyWords,
 }
 
 const STEP_SLOTS: usize = 128;
@@ -140,9 +139,8 @@ impl StepCache {
                 StepSlot {
                     from: StateId::MAX,
                     to: 0,
-                    len: 0,
                     name: false,
-                    key: [0; 3],
+                    key: KeyWords::NONE,
                 };
                 STEP_SLOTS
             ],
@@ -159,17 +157,13 @@ impl StepCache {
         key: &[u8],
         short: Option<KeyWords>,
     ) -> (StateId, bool) {
-        let Some(KeyWords { words, .. }) = short else {
+        let Some(short) = short else {
             return (rules.step(from, key), is_field_name(key));
         };
-        // A cache index, not a defence against anything.
-        let hash =
-            (words[0] ^ words[2].rotate_left(29) ^ (u64::from(from) << 40) ^ key.len() as u64)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         // Four ways: keys that share a set by chance do not evict each other per entry.
-        let set = ((hash >> 57) as usize % STEP_SLOTS) & !(STEP_WAYS - 1);
+        let set = ((short.hash(from) >> 57) as usize % STEP_SLOTS) & !(STEP_WAYS - 1);
         for slot in &self.slots[set..set + STEP_WAYS] {
-            if slot.from == from && usize::from(slot.len) == key.len() && slot.key == words {
+            if slot.from == from && slot.key == short {
                 return (slot.to, slot.name);
             }
         }
@@ -182,9 +176,8 @@ impl StepCache {
         self.slots[set] = StepSlot {
             from,
             to,
-            len: key.len() as u8,
             name,
-            key: words,
+            key: short,
         };
         (to, name)
     }

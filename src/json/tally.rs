@@ -85,13 +85,14 @@ impl KeyWords {
         len: u8::MAX,
     };
 
-    /// A table index, not a defence against anything (entries are compared whole).
+    /// The key with what it is looked up under (a path number, a rule state), hashed for a
+    /// table index: not a defence against anything (entries are compared whole).
     #[inline(always)]
-    fn hash(&self, parent: PathId) -> u64 {
+    pub fn hash(&self, under: u32) -> u64 {
         (self.words[0]
             ^ self.words[1].rotate_left(17)
             ^ self.words[2].rotate_left(29)
-            ^ (u64::from(parent) << 40)
+            ^ (u64::from(under) << 40)
             ^ u64::from(self.len))
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
