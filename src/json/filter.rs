@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use super::lexer::{plain_value, ErrorKind, Event, Framing, LexError, Lexer, ScalarKind};
+use super::lexer::{
+    plain_value, ErrorKind, Event, Framing, LexError, Lexer, ScalarKind, WholeScalar,
+};
 use super::tally::{FieldKey, KeyWords, PathCounter, PathId, PathIds, NO_PATH, ROOT_PATH};
 use crate::policy::action::{Action, Transform};
 use crate::policy::rules::{FieldRules, Rank, StateId, DEFAULT_RANK, ROOT};
@@ -292,7 +294,13 @@ impl JsonFilter {
 
     fn run(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), LexError> {
         let mut pos = 0;
-        while let Some(event) = self.lexer.next(chunk, &mut pos)? {
+        loop {
+            if self.subtree == Subtree::None && self.frames.last().is_some_and(|top| top.object) {
+                self.read_members(chunk, &mut pos, out)?;
+            }
+            let Some(event) = self.lexer.next(chunk, &mut pos)? else {
+                break;
+            };
             self.on_event(event, chunk, out)?;
         }
         if let Some(from) = self.copy_from {
@@ -330,21 +338,7 @@ impl JsonFilter {
         }
         match event {
             Event::Newline => out.push(b'\n'),
-            Event::Key => {
-                if let Some(top) = self.frames.last() {
-                    let key = self.lexer.key();
-                    let short = KeyWords::of(key);
-                    let (state, name) = self.steps.step(&self.rules, top.state, key, short);
-                    self.pending_name = name;
-                    self.pending_key = short;
-                    // The field's own rule applies unless the rule it inherits ranks higher:
-                    // a broad `entry.**: keep` does not undo a `**.ssn: drop` above it.
-                    self.pending = match self.rules.own_rule(state) {
-                        Some((action, rank)) if rank >= top.rank => (state, *action, rank),
-                        _ => (state, top.action, top.rank),
-                    };
-                }
-            }
+            Event::Key => self.on_key(),
             Event::ObjectStart(at) | Event::ArrayStart(at) => {
                 self.count_seen();
                 let object = matches!(event, Event::ObjectStart(_));
@@ -429,14 +423,68 @@ impl JsonFilter {
                     result?;
                 }
             }
-            Event::Scalar { start, end, kind } => match self.start_scalar(kind, out) {
-                ScalarUse::Copy => out.extend_from_slice(&chunk[start..end]),
-                ScalarUse::Skip => {}
-                ScalarUse::Disguise(transform) => {
-                    let value = plain_value(chunk, start, end, kind);
-                    self.write_transformed(&transform, value, kind, end, out)?;
-                }
-            },
+            Event::Scalar { start, end, kind } => {
+                self.on_scalar(WholeScalar { start, end, kind }, chunk, out)?
+            }
+        }
+        Ok(())
+    }
+
+    /// The decision for the member whose key was just read.
+    #[inline(always)]
+    fn on_key(&mut self) {
+        if let Some(top) = self.frames.last() {
+            let key = self.lexer.key();
+            let short = KeyWords::of(key);
+            let (state, name) = self.steps.step(&self.rules, top.state, key, short);
+            self.pending_name = name;
+            self.pending_key = short;
+            // The field's own rule applies unless the rule it inherits ranks higher:
+            // a broad `entry.**: keep` does not undo a `**.ssn: drop` above it.
+            self.pending = match self.rules.own_rule(state) {
+                Some((action, rank)) if rank >= top.rank => (state, *action, rank),
+                _ => (state, top.action, top.rank),
+            };
+        }
+    }
+
+    /// A scalar read whole: written, left out or disguised.
+    #[inline(always)]
+    fn on_scalar(
+        &mut self,
+        scalar: WholeScalar,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), LexError> {
+        let WholeScalar { start, end, kind } = scalar;
+        match self.start_scalar(kind, out) {
+            ScalarUse::Copy => out.extend_from_slice(&chunk[start..end]),
+            ScalarUse::Skip => {}
+            ScalarUse::Disguise(transform) => {
+                let value = plain_value(chunk, start, end, kind);
+                self.write_transformed(&transform, value, kind, end, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the members of the object being walked while their keys and scalar values lie
+    /// whole and plain in the chunk, without the events of the general path: most members
+    /// of a walked object are scalars whose fate the key decides. Anything else (a
+    /// container, an escape, a token cut by the chunk's end) is left to the general path,
+    /// at the same position.
+    fn read_members(
+        &mut self,
+        chunk: &[u8],
+        pos: &mut usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LexError> {
+        while self.lexer.next_key(chunk, pos) {
+            self.on_key();
+            let Some(scalar) = self.lexer.next_scalar(chunk, pos) else {
+                break;
+            };
+            self.on_scalar(scalar, chunk, out)?;
         }
         Ok(())
     }

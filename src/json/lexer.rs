@@ -7,7 +7,10 @@
 
 use std::fmt;
 
+mod member;
 mod skim;
+
+pub use member::WholeScalar;
 
 /// Longest object key accepted; longer keys are refused rather than buffered without bound.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
