@@ -533,10 +533,13 @@ impl JsonFilter {
         out: &mut Vec<u8>,
     ) -> Result<(), LexError> {
         let string = kind == ScalarKind::String;
-        let disguised = transform::apply(transform, value, string, &self.context)
-            .map_err(|message| self.lexer.error(end, ErrorKind::Transform(message)))?;
+        // Written in place; on a refusal, `out` is left as it was (the filter is then spent).
+        let before = out.len();
         self.begin_item(out);
-        out.extend_from_slice(&disguised);
+        if let Err(message) = transform::apply_into(transform, value, string, &self.context, out) {
+            out.truncate(before);
+            return Err(self.lexer.error(end, ErrorKind::Transform(message)));
+        }
         self.tally(false);
         Ok(())
     }
@@ -1079,6 +1082,26 @@ mod tests {
             filter(&r, r#"{"visits":["2019-01-02","2020-03-04T10:00Z"],"codes":["E11",{"x":1},["I10"],null]}"#).unwrap(),
             r#"{"visits":["2019","2020"],"codes":["E",["I"],null]}"#
         );
+    }
+
+    #[test]
+    fn a_refused_transform_writes_nothing_of_its_member() {
+        let r = rules(
+            Action::Drop,
+            &[
+                ("id", Action::Keep),
+                ("visit.born", Action::Transform(Transform::Year)),
+            ],
+        );
+        let mut f = JsonFilter::new(r, 8, TransformContext::default());
+        let mut out = Vec::new();
+        let refused = f
+            .write(br#"{"id":7,"visit":{"born":"in May"}}"#, &mut out)
+            .unwrap_err();
+        assert!(matches!(refused.kind, ErrorKind::Transform(_)), "{refused}");
+        assert_eq!(refused.path, "$.visit.born");
+        // Neither the member's key nor its container's opening: only what preceded them.
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"id":7"#);
     }
 
     #[test]
