@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use common::reference::{Act, Policy};
-use common::{max_depth, run_bytewise, run_whole, strip_whitespace};
+use common::{max_depth, run_bytewise, run_cuts, run_whole, strip_whitespace};
 use finalite::json::LexError;
 use serde_json::Value;
 
@@ -245,6 +245,41 @@ fn parse_output(name: &str, label: &str, out: &[u8], problems: &mut Vec<String>)
                 String::from_utf8_lossy(out)
             ));
             None
+        }
+    }
+}
+
+/// Every file once more where the filter skims it (the value of a dropped member; an element
+/// of a member kept whole, copied as spelled): skimming reads only what no rule concerns, and
+/// must refuse exactly what reading every token refuses, at the same offset and path and for
+/// the same reason, in one chunk and cut in the middle.
+#[test]
+fn skimmed_files_are_decided_as_read_ones() {
+    let read_all = keep_all().compile();
+    let dropped = Policy::new(Act::Drop, &[("id", Act::Keep)]).compile();
+    let copied = Policy::new(Act::Drop, &[("kept", Act::Keep)]).compile();
+    let wrappings: [(&[u8], &[u8], _); 2] = [
+        (b"{\"skip\":", b",\"id\":1}", &dropped),
+        (b"{\"kept\":[", b"]}", &copied),
+    ];
+    for (name, bytes) in suite_files() {
+        for (before, after, skimming) in &wrappings {
+            let doc = [*before, &bytes[..], *after].concat();
+            let read = run_whole(&read_all, &doc).map(drop);
+            for cuts in [&[][..], &[doc.len() / 2]] {
+                let skimmed = run_cuts(skimming, &doc, cuts).map(drop);
+                let shown = |r: &Result<(), LexError>| {
+                    r.as_ref()
+                        .map_err(|e| (e.offset, e.path.clone(), e.kind.to_string()))
+                        .err()
+                };
+                assert_eq!(
+                    shown(&skimmed),
+                    shown(&read),
+                    "{name} as {}, cut at {cuts:?}",
+                    String::from_utf8_lossy(before)
+                );
+            }
         }
     }
 }

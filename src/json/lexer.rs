@@ -1207,6 +1207,41 @@ fn scan_plain_string(chunk: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
+/// As [`scan_plain_string`], also passing over the escapes that need no state to validate
+/// (all but surrogates, which the byte-by-byte path pairs): for skimming, which reads a value
+/// only to validate it, and would otherwise hand every escaped string (an HTML narrative's
+/// `\"` and `\n`) to the byte-by-byte path.
+#[inline(always)]
+fn scan_skimmed_string(chunk: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i = scan_plain(chunk, i);
+        let b = *chunk.get(i)?;
+        i = match b {
+            b'"' => return Some(i),
+            b'\\' => scan_escape(chunk, i + 1)?,
+            0x80.. => scan_utf8_char(chunk, i)?,
+            _ => return None, // a control character
+        };
+    }
+}
+
+/// Past the escape whose backslash is just before `i`, when it is whole, valid and not a
+/// surrogate.
+#[inline(always)]
+fn scan_escape(chunk: &[u8], i: usize) -> Option<usize> {
+    match *chunk.get(i)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 1),
+        b'u' => {
+            let mut unit = 0;
+            for &digit in chunk.get(i + 1..i + 5)? {
+                unit = unit * 16 + char::from(digit).to_digit(16)?;
+            }
+            (!(0xD800..=0xDFFF).contains(&unit)).then_some(i + 5)
+        }
+        _ => None,
+    }
+}
+
 /// Past one multi-byte UTF-8 character starting at `i`, when whole and valid (RFC 3629: no
 /// overlong form, no surrogate, nothing above U+10FFFF).
 #[inline(always)]

@@ -11,7 +11,8 @@
 //! before, with the same offsets and paths.
 
 use super::{
-    scan_number, scan_plain_string, scan_word, Event, Expect, Framing, Lexer, State, MAX_KEY_BYTES,
+    scan_number, scan_plain_string, scan_skimmed_string, scan_word, Event, Expect, Framing, Lexer,
+    State, MAX_KEY_BYTES,
 };
 
 impl Lexer {
@@ -52,7 +53,7 @@ impl Lexer {
                         continue;
                     }
                     let scalar_end = match b {
-                        b'"' => scan_plain_string(chunk, i + 1).map(|end| end + 1),
+                        b'"' => scan_skimmed_string(chunk, i + 1).map(|end| end + 1),
                         b'-' | b'0'..=b'9' => scan_number(chunk, i),
                         b't' => scan_word(chunk, i, b"true"),
                         b'f' => scan_word(chunk, i, b"false"),
