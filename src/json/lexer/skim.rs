@@ -53,11 +53,6 @@ impl Lexer {
                         continue;
                     }
                     let scalar_end = match b {
-                        b'"' => scan_skimmed_string(chunk, i + 1).map(|end| end + 1),
-                        b'-' | b'0'..=b'9' => scan_number(chunk, i),
-                        b't' => scan_word(chunk, i, b"true"),
-                        b'f' => scan_word(chunk, i, b"false"),
-                        b'n' => scan_word(chunk, i, b"null"),
                         b'{' | b'[' if (self.levels.len() as u32) < self.max_depth => {
                             self.count_element();
                             let key_start = self.path_keys.len();
@@ -84,7 +79,7 @@ impl Lexer {
                             i += 1;
                             continue;
                         }
-                        _ => None,
+                        _ => skim_scalar(chunk, i),
                     };
                     let Some(scalar_end) = scalar_end else {
                         break None;
@@ -127,12 +122,24 @@ impl Lexer {
                     }
                     key = Some((i + 1, end));
                     self.key_fresh = true;
-                    if chunk.get(end + 1) == Some(&b':') {
-                        i = end + 2;
-                        expect = Expect::Value;
-                    } else {
+                    if chunk.get(end + 1) != Some(&b':') {
                         i = end + 1;
                         expect = Expect::Colon;
+                        continue;
+                    }
+                    i = end + 2;
+                    // A scalar value right after the colon, and the comma after it, in the
+                    // same step: most members.
+                    match chunk.get(i).and_then(|_| skim_scalar(chunk, i)) {
+                        Some(scalar_end) if chunk.get(scalar_end) == Some(&b',') => {
+                            i = scalar_end + 1;
+                            expect = Expect::Key;
+                        }
+                        Some(scalar_end) => {
+                            i = scalar_end;
+                            expect = Expect::CommaOrEnd;
+                        }
+                        None => expect = Expect::Value,
                     }
                 }
                 Expect::Colon if b == b':' => {
@@ -221,5 +228,19 @@ impl Lexer {
         } else {
             Event::ArrayEnd(end)
         })
+    }
+}
+
+/// The end of the scalar at `chunk[i]` when it lies whole in the chunk and skimming can
+/// validate it alone; `None` for anything else (a container, a surrogate escape, an error).
+#[inline(always)]
+fn skim_scalar(chunk: &[u8], i: usize) -> Option<usize> {
+    match chunk[i] {
+        b'"' => scan_skimmed_string(chunk, i + 1).map(|end| end + 1),
+        b'-' | b'0'..=b'9' => scan_number(chunk, i),
+        b't' => scan_word(chunk, i, b"true"),
+        b'f' => scan_word(chunk, i, b"false"),
+        b'n' => scan_word(chunk, i, b"null"),
+        _ => None,
     }
 }
