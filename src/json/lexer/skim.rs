@@ -4,11 +4,12 @@
 //! Such a container is most of a response under a tight purpose, and reading it token by
 //! token through [`Lexer::next`] costs an event, a copy of every key and a return to the
 //! caller per token, all for nothing. The loop here reads the tokens that lie whole in the
-//! chunk and have no escape, keeping only what an error message or the byte-by-byte path
-//! needs (the nesting, the keys that lead to it, array indices); it hands anything else (an
-//! escape, a token cut by the end of the chunk, anything invalid) to the byte-by-byte path at
-//! the same position and in the same state, so documents are accepted and refused exactly as
-//! before, with the same offsets and paths.
+//! chunk (keys without escapes, since error paths show them decoded; values with any escape
+//! but a surrogate), keeping only what an error message or the byte-by-byte path needs (the
+//! nesting, the keys that lead to it, array indices); it hands anything else (an escaped
+//! key, a surrogate escape, a token cut by the end of the chunk, anything invalid) to the
+//! byte-by-byte path at the same position and in the same state, so documents are accepted
+//! and refused exactly as before, with the same offsets and paths.
 
 use super::{
     scan_number, scan_plain_string, scan_skimmed_string, scan_word, Event, Expect, Framing, Lexer,
