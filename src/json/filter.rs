@@ -172,9 +172,7 @@ impl StepCache {
         let to = rules.step(from, key);
         let name = is_field_name(key);
         // The newest first; the oldest of the set is forgotten.
-        for way in (1..STEP_WAYS).rev() {
-            self.slots[set + way] = self.slots[set + way - 1];
-        }
+        self.slots.copy_within(set..set + STEP_WAYS - 1, set + 1);
         self.slots[set] = StepSlot {
             from,
             to,

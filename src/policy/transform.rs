@@ -130,21 +130,20 @@ pub fn apply_into(
     context: &TransformContext,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    if *transform == Transform::Pseudonymize {
-        return write_pseudonym(value, context, out);
-    }
-    let text = std::str::from_utf8(value).map_err(|_| "value is not UTF-8".to_string())?;
+    // A pseudonym hashes the bytes; the others read characters.
+    let text = || std::str::from_utf8(value).map_err(|_| "value is not UTF-8".to_string());
     let result: String = match transform {
         Transform::Pseudonymize => return write_pseudonym(value, context, out),
         Transform::Year => {
             if !is_string {
                 return Err("\"year\" expects an ISO 8601 date string, found a number".into());
             }
-            year(text)
+            year(text()?)
                 .ok_or_else(|| "\"year\" expects an ISO 8601 date or date-time".to_string())?
         }
-        Transform::Truncate(n) => text.chars().take(*n).collect(),
+        Transform::Truncate(n) => text()?.chars().take(*n).collect(),
         Transform::Mask { keep_last } => {
+            let text = text()?;
             let count = text.chars().count();
             let hidden = count.saturating_sub(*keep_last);
             text.chars()

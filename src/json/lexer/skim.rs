@@ -92,17 +92,7 @@ impl Lexer {
                         }
                         _ => true,
                     };
-                    i = scalar_end;
-                    // The comma that follows, read in the same step.
-                    expect = if chunk.get(i) != Some(&b',') {
-                        Expect::CommaOrEnd
-                    } else if object {
-                        i += 1;
-                        Expect::Key
-                    } else {
-                        i += 1;
-                        Expect::Value
-                    };
+                    (i, expect) = after_scalar(chunk, scalar_end, object);
                 }
                 Expect::KeyOrObjectEnd | Expect::Key => {
                     if b == b'}' && expect == Expect::KeyOrObjectEnd {
@@ -131,17 +121,10 @@ impl Lexer {
                     i = end + 2;
                     // A scalar value right after the colon, and the comma after it, in the
                     // same step: most members.
-                    match chunk.get(i).and_then(|_| skim_scalar(chunk, i)) {
-                        Some(scalar_end) if chunk.get(scalar_end) == Some(&b',') => {
-                            i = scalar_end + 1;
-                            expect = Expect::Key;
-                        }
-                        Some(scalar_end) => {
-                            i = scalar_end;
-                            expect = Expect::CommaOrEnd;
-                        }
-                        None => expect = Expect::Value,
-                    }
+                    (i, expect) = match skim_scalar(chunk, i) {
+                        Some(scalar_end) => after_scalar(chunk, scalar_end, true),
+                        None => (i, Expect::Value),
+                    };
                 }
                 Expect::Colon if b == b':' => {
                     i += 1;
@@ -236,12 +219,23 @@ impl Lexer {
 /// validate it alone; `None` for anything else (a container, a surrogate escape, an error).
 #[inline(always)]
 fn skim_scalar(chunk: &[u8], i: usize) -> Option<usize> {
-    match chunk[i] {
+    match *chunk.get(i)? {
         b'"' => scan_skimmed_string(chunk, i + 1).map(|end| end + 1),
         b'-' | b'0'..=b'9' => scan_number(chunk, i),
         b't' => scan_word(chunk, i, b"true"),
         b'f' => scan_word(chunk, i, b"false"),
         b'n' => scan_word(chunk, i, b"null"),
         _ => None,
+    }
+}
+
+/// Where reading goes on after a scalar ending at `end` in an object (`object`) or array:
+/// past the comma that follows it, if it does, expecting the next member or element.
+#[inline(always)]
+fn after_scalar(chunk: &[u8], end: usize, object: bool) -> (usize, Expect) {
+    match chunk.get(end) {
+        Some(b',') if object => (end + 1, Expect::Key),
+        Some(b',') => (end + 1, Expect::Value),
+        _ => (end, Expect::CommaOrEnd),
     }
 }
