@@ -69,9 +69,7 @@ impl KeyWords {
             let last = key.len() - 8;
             [word(0), word(last.min(8)), word(last)]
         } else {
-            let mut bytes = [0u8; 8];
-            bytes[..key.len()].copy_from_slice(key);
-            [u64::from_le_bytes(bytes), 0, 0]
+            [short_word(key), 0, 0]
         };
         Some(KeyWords {
             words,
@@ -95,6 +93,30 @@ impl KeyWords {
             ^ (u64::from(under) << 40)
             ^ u64::from(self.len))
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// The bytes of a key shorter than eight as a little-endian word, zero above: read as two
+/// overlapping fixed-size halves (the overlap ORs a byte with itself), since a copy of a
+/// variable length would call `memcpy`, in V8 a `memory.copy` that leaves the module, for
+/// nearly every key.
+#[inline(always)]
+fn short_word(key: &[u8]) -> u64 {
+    let n = key.len();
+    let u16_at = |at: usize| u64::from(u16::from_le_bytes([key[at], key[at + 1]]));
+    let u32_at = |at: usize| {
+        u64::from(u32::from_le_bytes([
+            key[at],
+            key[at + 1],
+            key[at + 2],
+            key[at + 3],
+        ]))
+    };
+    match n {
+        4..=7 => u32_at(0) | (u32_at(n - 4) << (8 * (n - 4))),
+        2..=3 => u16_at(0) | (u16_at(n - 2) << (8 * (n - 2))),
+        1 => u64::from(key[0]),
+        _ => 0,
     }
 }
 
@@ -369,6 +391,18 @@ fn hash(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_key_is_its_bytes_as_a_word() {
+        let bytes = *b"\x01\x02\x83\x04\xf5\x06\x07";
+        for n in 0..=bytes.len() {
+            let mut padded = [0u8; 8];
+            padded[..n].copy_from_slice(&bytes[..n]);
+            let words = KeyWords::of(&bytes[..n]).expect("a short key");
+            assert_eq!(words.words, [u64::from_le_bytes(padded), 0, 0], "{n} bytes");
+            assert_eq!(usize::from(words.len), n);
+        }
+    }
 
     #[test]
     fn same_bytes_is_slice_equality() {
