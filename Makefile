@@ -159,9 +159,12 @@ run: venv build
 # --- Benchmarks (never part of `make test`) ------------------------------------------------
 
 # benches/bench.py; BENCH_SECONDS per wrk run, BENCH_ROUNDS rounds (about 12 minutes in all).
+# BENCH_PIN=1: Envoy on one CPU, nginx and wrk on the others (taskset), so that the load
+# generator and the upstream do not preempt Envoy's worker (off by default: see bench.py).
 BENCH_TARGET := $(ROOT)/target/benches
 BENCH_SECONDS ?= 8
 BENCH_ROUNDS ?= 3
+BENCH_PIN ?=
 
 # nginx and wrk from Debian, only when missing; node for the engine inside V8.
 bench-tools:
@@ -179,7 +182,7 @@ bench: venv build bench-tools
 	  RUNNER=$(BENCH_TARGET)/release/wasm-runner \
 	  RUNNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm \
 	  ENGINE_SUMMARY=$(ROOT)/.run/engine-bench.md BENCH_SECONDS=$(BENCH_SECONDS) \
-	  BENCH_ROUNDS=$(BENCH_ROUNDS) $(PYTHON) benches/bench.py
+	  BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_PIN=$(BENCH_PIN) $(PYTHON) benches/bench.py
 
 # Instructions per 1 MiB Bundle, natively and inside V8 (callgrind; benches/count.sh):
 # repeatable where timings are not, for judging an engine change. About 6 minutes.

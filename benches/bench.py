@@ -14,6 +14,11 @@ Run by the Makefile after it has built everything; it writes benches/RESULTS.md.
    the same filter with a purpose that keeps everything (the request and header work only:
    the body is never read) and one that keeps a single field (the body buffered and read,
    almost nothing written).
+   With BENCH_PIN=1, Envoy runs on one CPU and nginx and wrk on the others (taskset -c), so
+   that neither the load generator nor the upstream preempts Envoy's worker. Off by default:
+   on two cores it did not measurably narrow the spread between runs, and it makes wrk and
+   nginx, sharing one CPU, the limit of the cheap listeners' req/s (CPU per request stays
+   valid either way).
 3. Memory: Envoy's RSS after rounds of 16 concurrent 8 MiB responses through finalite,
    buffered and streaming.
 
@@ -73,6 +78,46 @@ def env_path(name: str) -> Path:
     if not value:
         sys.exit(f"bench.py: {name} is not set (run `make bench`)")
     return Path(value)
+
+
+def pin_cpus() -> tuple[str, str] | None:
+    """Envoy's CPU and the CPUs of nginx and wrk, as `taskset -c` lists; None: not pinned.
+
+    BENCH_PIN=1 pins (and fails when it cannot); unset, empty or 0, nothing is pinned.
+    """
+    setting = os.environ.get("BENCH_PIN", "")
+    if setting not in ("", "0", "1"):
+        sys.exit(f"bench.py: BENCH_PIN={setting!r}: 1 (pin) or 0 (do not, the default)")
+    if setting != "1":
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if shutil.which("taskset") is None or len(cpus) < 2:
+        sys.exit("bench.py: BENCH_PIN=1 needs taskset on the PATH and at least 2 CPUs")
+    # Envoy alone on the last CPU it may use; nginx and wrk share the others.
+    return str(cpus[-1]), ",".join(str(cpu) for cpu in cpus[:-1])
+
+
+PIN = pin_cpus()
+
+
+def pinned(role: str, cmd: list[str]) -> list[str]:
+    """cmd under `taskset -c` on the CPUs of its role ("envoy" or "load"), when pinning.
+
+    taskset execs the command: the pid Popen returns is the command's own.
+    """
+    if PIN is None:
+        return cmd
+    return ["taskset", "-c", PIN[0] if role == "envoy" else PIN[1]] + cmd
+
+
+def pinning() -> str:
+    """How the Envoy runs were pinned, for the report."""
+    if PIN is None:
+        return "none (BENCH_PIN=1 pins): Envoy, nginx and wrk ran wherever the scheduler put them"
+    return (f"Envoy (all its threads) on CPU {PIN[0]}, nginx and wrk on CPU {PIN[1]} "
+            f"(`taskset -c`, BENCH_PIN), so that neither the load generator nor the upstream "
+            f"preempts Envoy's worker; the engine benchmarks and the memory rounds' clients "
+            f"(this script) are not pinned")
 
 
 def free_port() -> int:
@@ -310,10 +355,13 @@ def rss_mib(pid: int) -> float:
 
 def wrk(port: int, path: str, pid: int) -> dict:
     before = cpu_seconds(pid)
-    out = run([
+    # One thread: pinned, wrk has one CPU, shared with nginx, and more threads would only
+    # take turns on it. Two connections (one thread drives both through epoll) give Envoy's
+    # single worker the next request while the other response is on its way back.
+    out = run(pinned("load", [
         "wrk", "-t1", "-c2", f"-d{SECONDS}s", "--timeout", "10s",
         "-H", "x-purpose: research", f"http://127.0.0.1:{port}{path}",
-    ], timeout=SECONDS + 60)
+    ]), timeout=SECONDS + 60)
     cpu = cpu_seconds(pid) - before
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -333,12 +381,13 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
     ports = {name: free_port() for name in names}
     (RUN / "nginx.conf").write_text(nginx_conf(upstream))
     (RUN / "envoy.json").write_text(json.dumps(bootstrap(ports, admin, upstream, wasm), indent=1))
-    nginx = subprocess.Popen(["nginx", "-p", str(RUN), "-c", str(RUN / "nginx.conf")],
-                             stdout=subprocess.DEVNULL, stderr=open(RUN / "nginx.out", "w"))
+    nginx = subprocess.Popen(
+        pinned("load", ["nginx", "-p", str(RUN), "-c", str(RUN / "nginx.conf")]),
+        stdout=subprocess.DEVNULL, stderr=open(RUN / "nginx.out", "w"))
     env = dict(os.environ, FINALITE_PSEUDONYM_KEY=KEY)
     proxy = subprocess.Popen(
-        [str(envoy), "-c", str(RUN / "envoy.json"), "--concurrency", "1", "--log-level", "warn",
-         "--use-dynamic-base-id"],
+        pinned("envoy", [str(envoy), "-c", str(RUN / "envoy.json"), "--concurrency", "1",
+                         "--log-level", "warn", "--use-dynamic-base-id"]),
         stdout=subprocess.DEVNULL, stderr=open(RUN / "envoy.log", "w"), env=env)
     try:
         wait_http(upstream, "/bundle-1KiB.json")
@@ -465,6 +514,7 @@ Written by `make bench` on {m['date']}.
   runs and {load_end} at the end: **the machine was shared with other builds**, so read the
   ratios (measured side by side, medians of {ROUNDS} interleaved rounds) rather than the
   absolute numbers.
+- CPU pinning of the Envoy runs: {pinning()}.
 - Versions: {'; '.join(f'{k} {v}' for k, v in versions.items())}.
 - Module sizes: finalite.wasm {sizes['finalite']:,} bytes; headers-only {sizes['headers-only']:,};
   naive serde {sizes['naive-serde']:,}.
