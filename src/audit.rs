@@ -168,7 +168,7 @@ impl AuditRecord {
     /// tree first (a map per tally, a string per path) cost more instructions than filtering
     /// a 1 KiB body, once per request.
     pub fn to_json_line(&self) -> String {
-        let paths = |t: &PathTally| t.counts.keys().map(|p| p.len() + 8).sum::<usize>();
+        let paths = |t: &PathTally| t.counts.iter().map(|(p, _)| p.len() + 8).sum::<usize>();
         let mut out = String::with_capacity(400 + paths(&self.withheld) + paths(&self.transformed));
         out.push_str(r#"{"audit":"finalite","bytes_in":"#);
         push_u64(&mut out, self.bytes_in);
@@ -209,7 +209,7 @@ impl AuditRecord {
     }
 }
 
-/// `{"count":N,"more":N,"paths":{...}}`: the paths come sorted from their map, as
+/// `{"count":N,"more":N,"paths":{...}}`: the paths come sorted from the tally, as
 /// serde_json's map would sort them.
 fn push_tally(out: &mut String, tally: &PathTally) {
     out.push_str(r#"{"count":"#);
@@ -529,18 +529,19 @@ mod tests {
         full.status = Some(u16::MAX);
         full.bytes_in = u64::MAX;
         full.bytes_out = 0;
-        full.withheld.counts = [
-            ("entry.resource.name", 3),
-            ("a", 1),
-            ("B", 1 << 40),
-            (awkward, 2),
-            ("", 7),
-        ]
-        .into_iter()
-        .map(|(p, c)| (p.to_string(), c))
-        .collect();
-        full.withheld.overflow = 12;
-        full.transformed.counts = [("id".to_string(), 10)].into_iter().collect();
+        full.withheld = PathTally::from_counts(
+            [
+                ("entry.resource.name", 3),
+                ("a", 1),
+                ("B", 1 << 40),
+                (awkward, 2),
+                ("", 7),
+            ]
+            .into_iter()
+            .map(|(p, c)| (p.to_string(), c)),
+            12,
+        );
+        full.transformed = PathTally::from_counts([("id".to_string(), 10)], 0);
         let mut records = vec![full];
         for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
             let mut record = AuditRecord::new(

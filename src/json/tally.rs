@@ -10,8 +10,6 @@
 //! every entry of a Bundle), and the counter remembers which of its paths a field
 //! (container number, key) stands for ([`FieldKey`]).
 
-use std::collections::BTreeMap;
-
 /// Distinct field paths kept in a tally; beyond, occurrences are only counted.
 pub const MAX_TALLY_PATHS: usize = 64;
 
@@ -19,14 +17,39 @@ pub const MAX_TALLY_PATHS: usize = 64;
 /// often each occurred. Paths only: never a value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathTally {
-    pub counts: BTreeMap<String, u64>,
+    /// Sorted by path (byte order, as the audit line lists them), each path once. A sorted
+    /// vector rather than a map: built once per response and read once, where a map's nodes
+    /// cost a few thousand instructions per request to build and free.
+    pub counts: Vec<(String, u64)>,
     /// Occurrences of paths beyond the first [`MAX_TALLY_PATHS`] distinct ones.
     pub overflow: u64,
 }
 
 impl PathTally {
+    /// A tally from counts in any order, a path met twice counted once with both counts.
+    pub fn from_counts(counts: impl IntoIterator<Item = (String, u64)>, overflow: u64) -> Self {
+        let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+        counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        counts.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                earlier.1 += later.1;
+            }
+            same
+        });
+        PathTally { counts, overflow }
+    }
+
     pub fn total(&self) -> u64 {
-        self.counts.values().sum::<u64>() + self.overflow
+        self.counts.iter().map(|(_, count)| count).sum::<u64>() + self.overflow
+    }
+
+    /// How often `path` occurred, if it is among the counted paths.
+    pub fn get(&self, path: &str) -> Option<u64> {
+        self.counts
+            .binary_search_by(|(counted, _)| counted.as_str().cmp(path))
+            .ok()
+            .map(|at| self.counts[at].1)
     }
 }
 
@@ -321,29 +344,26 @@ impl PathCounter {
         self.table.clear();
         self.fields.clear();
         self.counted = 0;
-        PathTally {
-            counts: std::mem::take(&mut self.entries)
+        PathTally::from_counts(
+            std::mem::take(&mut self.entries)
                 .into_iter()
                 .map(|(path, count)| {
                     let path = String::from_utf8(path)
                         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
                     (path, count)
-                })
-                .collect(),
-            overflow: std::mem::take(&mut self.overflow),
-        }
+                }),
+            std::mem::take(&mut self.overflow),
+        )
     }
 
     /// The tally as the audit record writes it.
     pub fn tally(&self) -> PathTally {
-        PathTally {
-            counts: self
-                .entries
+        PathTally::from_counts(
+            self.entries
                 .iter()
-                .map(|(path, count)| (String::from_utf8_lossy(path).into_owned(), *count))
-                .collect(),
-            overflow: self.overflow,
-        }
+                .map(|(path, count)| (String::from_utf8_lossy(path).into_owned(), *count)),
+            self.overflow,
+        )
     }
 }
 
@@ -393,6 +413,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tally_lists_each_path_once_in_byte_order() {
+        let tally = PathTally::from_counts(
+            [("b", 1), ("B", 2), ("a.é", 3), ("b", 4), ("a.z", 5)].map(|(p, c)| (p.to_string(), c)),
+            6,
+        );
+        let listed: Vec<(&str, u64)> = tally.counts.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+        assert_eq!(listed, [("B", 2), ("a.z", 5), ("a.é", 3), ("b", 5)]);
+        assert_eq!(tally.get("b"), Some(5));
+        assert_eq!(tally.get("a.é"), Some(3));
+        assert_eq!(tally.get("c"), None);
+        assert_eq!(tally.total(), 21);
+    }
+
+    #[test]
     fn a_short_key_is_its_bytes_as_a_word() {
         let bytes = *b"\x01\x02\x83\x04\xf5\x06\x07";
         for n in 0..=bytes.len() {
@@ -432,17 +466,20 @@ mod tests {
             counter.add(format!("p{i}").as_bytes());
         }
         let tally = counter.tally();
-        assert_eq!(tally.counts["entry.resource.name"], 3);
-        assert_eq!(tally.counts["entry.resource.telecom"], 1);
+        assert_eq!(tally.get("entry.resource.name").expect("counted"), 3);
+        assert_eq!(tally.get("entry.resource.telecom").expect("counted"), 1);
         assert_eq!(tally.counts.len(), MAX_TALLY_PATHS);
         // Two of the first 64 slots went to the paths above: 62 `p` paths fit.
-        assert!(tally.counts.contains_key("p61"));
-        assert!(!tally.counts.contains_key("p62"));
+        assert!(tally.get("p61").is_some());
+        assert!(tally.get("p62").is_none());
         assert_eq!(tally.overflow, 7);
         assert_eq!(tally.total(), 3 + 1 + MAX_TALLY_PATHS as u64 + 5);
         // A path already counted is still counted after the overflow starts.
         counter.add(b"entry.resource.name");
-        assert_eq!(counter.tally().counts["entry.resource.name"], 4);
+        assert_eq!(
+            counter.tally().get("entry.resource.name").expect("counted"),
+            4
+        );
     }
 
     /// Counts fields drawn from `parents` containers times `keys` keys, by number and
@@ -523,10 +560,10 @@ mod tests {
         };
         counter.add_field(field, b"ssn");
         assert!(counter.add_known(field));
-        assert_eq!(counter.take_tally().counts["ssn"], 2);
+        assert_eq!(counter.take_tally().get("ssn").expect("counted"), 2);
         assert!(!counter.add_known(field));
         counter.add_field(field, b"ssn");
-        assert_eq!(counter.tally().counts["ssn"], 1);
+        assert_eq!(counter.tally().get("ssn").expect("counted"), 1);
     }
 
     #[test]
@@ -540,7 +577,7 @@ mod tests {
         }
         let tally = counter.tally();
         for i in 0..MAX_TALLY_PATHS {
-            assert_eq!(tally.counts[&format!("a.{i}")], i as u64 + 1);
+            assert_eq!(tally.get(&format!("a.{i}")).expect("counted"), i as u64 + 1);
         }
         assert_eq!(tally.overflow, 0);
     }
