@@ -110,12 +110,17 @@ pub struct JsonFilter {
     path_ids: PathIds,
 }
 
-/// Rule steps already taken, by state and key: the rules hash every key with SipHash,
-/// which costs more than the rest of handling a member. Four-way; short keys only,
-/// held as [`KeyWords`] so that finding one costs a few comparisons, not a `memcmp`.
-#[derive(Debug, Clone)]
+/// Rule steps already taken, by state and key: a step of the rules hashes the whole key and
+/// looks it up, which costs more than the rest of handling a member. Four-way; short keys
+/// only, held as [`KeyWords`] so that finding one costs a few comparisons, not a `memcmp`.
+/// Used only after [`CACHE_STEPS_AFTER`] steps: a small response meets each key about once,
+/// and would only pay for the table and its misses.
+#[derive(Debug, Clone, Default)]
 struct StepCache {
+    /// Empty until the cache is used.
     slots: Vec<StepSlot>,
+    /// Steps taken so far, up to [`CACHE_STEPS_AFTER`].
+    taken: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,22 +136,27 @@ struct StepSlot {
 const STEP_SLOTS: usize = 128;
 const STEP_WAYS: usize = 4;
 
+/// Steps taken straight from the rules before the cache starts: a 1 KiB response (one
+/// Bundle entry) takes about 40, each with a key of its own.
+const CACHE_STEPS_AFTER: u32 = 64;
+
 /// A container whose path has no number yet ([`JsonFilter::top_path_id`] gives it one).
 const UNNUMBERED: PathId = NO_PATH - 1;
 
 impl StepCache {
-    fn new() -> StepCache {
-        StepCache {
-            slots: vec![
-                StepSlot {
-                    from: StateId::MAX,
-                    to: 0,
-                    name: false,
-                    key: KeyWords::NONE,
-                };
-                STEP_SLOTS
-            ],
-        }
+    /// Allocates the table, once per response, out of the way of the lookups.
+    #[cold]
+    #[inline(never)]
+    fn start(&mut self) {
+        self.slots = vec![
+            StepSlot {
+                from: StateId::MAX,
+                to: 0,
+                name: false,
+                key: KeyWords::NONE,
+            };
+            STEP_SLOTS
+        ];
     }
 
     #[inline]
@@ -162,6 +172,13 @@ impl StepCache {
         let Some(short) = short else {
             return (rules.step(from, key), is_field_name(key));
         };
+        if self.slots.is_empty() {
+            if self.taken < CACHE_STEPS_AFTER {
+                self.taken += 1;
+                return (rules.step(from, key), is_field_name(key));
+            }
+            self.start();
+        }
         // Four ways: keys that share a set by chance do not evict each other per entry.
         let set = ((short.hash(from) >> 57) as usize % STEP_SLOTS) & !(STEP_WAYS - 1);
         for slot in &self.slots[set..set + STEP_WAYS] {
@@ -221,7 +238,7 @@ impl JsonFilter {
             transform: None,
             failed: None,
             stats: Counts::default(),
-            steps: StepCache::new(),
+            steps: StepCache::default(),
             opened_depth: 0,
             numbered_depth: 0,
             pending_name: false,
@@ -1181,19 +1198,20 @@ mod tests {
         assert_eq!(f.stats().bytes_out, out.len() as u64);
     }
 
-    /// The statistics of `doc` filtered whole, in one chunk.
-    fn stats_of(rules: &Arc<FieldRules>, doc: &[u8]) -> FilterStats {
+    /// The output and statistics of `doc` filtered whole, in one chunk.
+    fn filtered(rules: &Arc<FieldRules>, doc: &[u8]) -> (Vec<u8>, FilterStats) {
         let mut f = JsonFilter::new(rules.clone(), 16, TransformContext::default());
         let mut out = Vec::new();
         f.write(doc, &mut out).unwrap();
         f.finish(&mut out).unwrap();
-        f.stats()
+        (out, f.stats())
     }
 
     #[test]
-    fn tallies_of_many_entries_are_the_sums_of_their_entries() {
-        // Past REMEMBER_AFTER fields, the counters count a field met again by its
-        // container's path number and key: the tallies must still be those of the paths.
+    fn many_entries_are_filtered_and_counted_as_their_entries() {
+        // One entry is below CACHE_STEPS_AFTER and REMEMBER_AFTER; past them, rule steps
+        // come from the step cache and the counters count a field met again by its
+        // container's path number and key: outputs and tallies must not change.
         let r = rules(
             Action::Drop,
             &[
@@ -1215,11 +1233,17 @@ mod tests {
         };
         let doc = |entries: &[String]| format!(r#"{{"total":1,"entry":[{}]}}"#, entries.join(","));
         let entries: Vec<String> = (0..150).map(entry).collect();
-        let whole = stats_of(&r, doc(&entries).as_bytes());
+        let (whole_out, whole) = filtered(&r, doc(&entries).as_bytes());
         let mut withheld: BTreeMap<String, u64> = BTreeMap::new();
         let mut transformed: BTreeMap<String, u64> = BTreeMap::new();
+        let mut kept = Vec::new();
         for one in &entries {
-            let stats = stats_of(&r, doc(std::slice::from_ref(one)).as_bytes());
+            let (out, stats) = filtered(&r, doc(std::slice::from_ref(one)).as_bytes());
+            let out = String::from_utf8(out).unwrap();
+            let inner = out
+                .strip_prefix(r#"{"entry":["#)
+                .and_then(|o| o.strip_suffix("]}"));
+            kept.push(inner.expect("one entry kept").to_string());
             // `total` is withheld once per document.
             for (path, count) in stats.withheld.counts {
                 *withheld.entry(path).or_default() += count;
@@ -1229,6 +1253,8 @@ mod tests {
             }
         }
         *withheld.get_mut("total").unwrap() = 1;
+        let expected = format!(r#"{{"entry":[{}]}}"#, kept.join(","));
+        assert_eq!(String::from_utf8(whole_out).unwrap(), expected);
         assert_eq!(whole.withheld.counts, Vec::from_iter(withheld));
         assert_eq!(whole.transformed.counts, Vec::from_iter(transformed));
         assert_eq!(whole.withheld.get("entry.resource.ssn"), Some(150));
