@@ -40,7 +40,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use finalite::audit::{Outcome, Trace};
 use finalite::auth::claims::{decode_envoy_claim, ClaimSource, ClaimValue};
 use finalite::body::BodyFilter;
-use finalite::decision::{Allowed, BodyPlan, RequestDecision};
+use finalite::decision::{Allowed, BodyPlan, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
 use finalite::json::filter::FilterStats;
 use finalite::policy::route::RouteInfo;
 use finalite::policy::CompiledConfig;
@@ -134,6 +134,23 @@ fn host_string(value: Option<&str>) -> Option<String> {
     value.and_then(|v| String::from_utf8(v.as_bytes().to_vec()).ok())
 }
 
+/// wrk's GET as Envoy hands its header map over to the filter (Envoy has added
+/// `x-forwarded-proto` and `x-request-id`).
+fn request_header_map(path: &str) -> Vec<(String, Vec<u8>)> {
+    [
+        (":authority", "127.0.0.1:10000"),
+        (":path", path),
+        (":method", "GET"),
+        (":scheme", "http"),
+        ("x-purpose", "research"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "5f1c0d2e-8a9b-4c3d-9e8f-0a1b2c3d4e5f"),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+    .collect()
+}
+
 /// An nginx response to the bench's GET, as Envoy hands its header map over.
 fn response_headers(body_len: usize) -> Vec<(String, Vec<u8>)> {
     [
@@ -156,6 +173,7 @@ struct Fixture {
     scenario: Scenario,
     config: CompiledConfig,
     body: Vec<u8>,
+    request_headers: Vec<(String, Vec<u8>)>,
     headers: Vec<(String, Vec<u8>)>,
     metadata: Metadata,
 }
@@ -180,19 +198,21 @@ struct Request {
 /// `on_http_request_headers`: headers and properties read, the decision, the filter state.
 #[inline(never)]
 fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
-    let (path, metadata_policy, route_name) = match f.scenario {
-        Scenario::Bench => ("/bundle-1KiB.json", None, None),
-        Scenario::Jwt => (
-            "/patients/bundle-1KiB.json",
-            Some("patients"),
-            Some("patients"),
-        ),
+    let (metadata_policy, route_name) = match f.scenario {
+        Scenario::Bench => (None, None),
+        Scenario::Jwt => (Some("patients"), Some("patients")),
     };
-    let path = host_string(Some(path)).unwrap_or_default();
-    let method = host_string(Some("GET")).unwrap_or_default();
+    // The request's header map in one call, as the adapter reads it; then two properties.
+    let pairs = f.request_headers.clone();
+    let header = |name: &str| {
+        let (_, value) = pairs.iter().find(|(n, _)| n == name)?;
+        std::str::from_utf8(value).ok()
+    };
+    let path = header(":path").unwrap_or_default();
+    let method = header(":method").unwrap_or_default();
     let metadata_policy = host_string(metadata_policy);
     let route_name = host_string(route_name);
-    calls.0 += 4;
+    calls.0 += 3;
     // The peer certificate only when a policy uses mTLS; the authorization header only with
     // `token.from: jwks` (neither here).
     let peer = f
@@ -206,20 +226,18 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
     let route = RouteInfo {
         metadata_policy: metadata_policy.as_deref(),
         route_name: route_name.as_deref(),
-        path: &path,
-        method: &method,
+        path,
+        method,
     };
-    let declared = host_string(Some("research"));
-    calls.call();
+    let declared = header("x-purpose");
     f.metadata.host_calls.set(0);
     let caller = Caller {
         claims: &f.metadata,
         peer_uri_san: peer.as_deref(),
     };
-    let verdict = request::decide(&f.config, &route, declared.as_deref(), &caller);
+    let verdict = request::decide(&f.config, &route, declared, &caller);
     calls.0 += f.metadata.host_calls.get();
-    let request_id = host_string(Some("5f1c0d2e-8a9b-4c3d-9e8f-0a1b2c3d4e5f"));
-    calls.call();
+    let request_id = header("x-request-id").map(str::to_owned);
     // set_state: policy and its hash, purpose, client, decision.
     calls.0 += u32::from(verdict.policy.is_some()) * 2
         + u32::from(verdict.purpose.is_some())
@@ -231,8 +249,11 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
     let RequestDecision::Allow(allowed) = verdict.decision else {
         panic!("the harness's request is allowed");
     };
-    // The two request headers removed.
-    calls.0 += 2;
+    // The request headers to remove, each only if present (wrk sends neither).
+    calls.0 += REQUEST_HEADERS_TO_REMOVE
+        .iter()
+        .filter(|name| pairs.iter().any(|(n, _)| n == *name))
+        .count() as u32;
     Request { allowed, trace }
 }
 
@@ -345,6 +366,10 @@ fn fixture(scenario: Scenario) -> Fixture {
         .expect("the harness's configuration loads");
     let body = common::bundle(1 << 10, 7);
     let headers = response_headers(body.len());
+    let request_headers = request_header_map(match scenario {
+        Scenario::Bench => "/bundle-1KiB.json",
+        Scenario::Jwt => "/patients/bundle-1KiB.json",
+    });
     let metadata = Metadata {
         payload: vec![0x0a; 180],
         claims: vec![
@@ -358,6 +383,7 @@ fn fixture(scenario: Scenario) -> Fixture {
         scenario,
         config,
         body,
+        request_headers,
         headers,
         metadata,
     }

@@ -5,12 +5,18 @@ use proxy_wasm::types::{BufferType, MapType};
 
 use crate::auth::claims::{decode_envoy_claim, ClaimSource, ClaimValue};
 
-/// A header value, or `None` when absent or not UTF-8 (such a value cannot name a purpose).
-pub fn header(map: MapType, name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(map, name)
-        .ok()
-        .flatten()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
+/// A map's headers as the host holds them, values as bytes; `None` if the host refuses.
+/// One call for the whole map costs less than a call per header read or removed.
+pub fn header_pairs(map: MapType) -> Option<Vec<(String, Vec<u8>)>> {
+    hostcalls::get_map_bytes(map).ok()
+}
+
+/// The first value of `name` (the one a single-header read returns), or `None` when absent
+/// or not UTF-8 (such a value cannot name a purpose). `name` is lowercase, as the host's
+/// names are.
+pub fn first_header<'a>(pairs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    let (_, value) = pairs.iter().find(|(n, _)| n == name)?;
+    std::str::from_utf8(value).ok()
 }
 
 /// All headers of a map, values decoded lossily (only names and media types are read).

@@ -142,14 +142,18 @@ impl Context for FinaliteHttp {}
 
 impl HttpContext for FinaliteHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // One host call for the whole map: the headers read below, and whether those to
+        // remove are there at all.
+        let pairs = host::header_pairs(MapType::HttpRequestHeaders);
+        let request_headers = pairs.as_deref().unwrap_or_default();
+        let header = |name: &str| host::first_header(request_headers, name);
         // TEST ONLY (feature `test-panic`): remember the trigger header.
         #[cfg(feature = "test-panic")]
         {
-            self.test_panic = host::header(MapType::HttpRequestHeaders, "x-finalite-test-panic")
-                .is_some_and(|v| v == "1");
+            self.test_panic = header("x-finalite-test-panic") == Some("1");
         }
-        let path = host::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
-        let method = host::header(MapType::HttpRequestHeaders, ":method").unwrap_or_default();
+        let path = header(":path").unwrap_or_default();
+        let method = header(":method").unwrap_or_default();
         let metadata_policy = host::string_property(vec![
             "xds",
             "route_metadata",
@@ -168,24 +172,21 @@ impl HttpContext for FinaliteHttp {
         let route = RouteInfo {
             metadata_policy: metadata_policy.as_deref(),
             route_name: route_name.as_deref(),
-            path: &path,
-            method: &method,
+            path,
+            method,
         };
-        let declared = host::header(MapType::HttpRequestHeaders, &self.config.purpose_header);
+        let declared = header(&self.config.purpose_header);
         let jwt_authn = JwtAuthnClaims {
             metadata_key: &self.config.token.metadata_key,
         };
         let keys = self.keys.clone();
         // The token is read here only when finalite verifies it itself (`token.from: jwks`);
         // with jwt_authn, Envoy's verified claims are read instead.
-        let authorization = keys
-            .is_some()
-            .then(|| host::header(MapType::HttpRequestHeaders, "authorization"))
-            .flatten();
+        let authorization = keys.is_some().then(|| header("authorization")).flatten();
         let mut cache = keys.as_ref().map(|k| k.borrow_mut());
         let bearer = cache
             .as_deref_mut()
-            .map(|cache| BearerClaims::new(authorization.as_deref(), cache, host::unix_now()));
+            .map(|cache| BearerClaims::new(authorization, cache, host::unix_now()));
         let claims: &dyn ClaimSource = match &bearer {
             Some(bearer) => bearer,
             None => &jwt_authn,
@@ -194,11 +195,11 @@ impl HttpContext for FinaliteHttp {
             claims,
             peer_uri_san: peer.as_deref(),
         };
-        let verdict = request::decide(&self.config, &route, declared.as_deref(), &caller);
+        let verdict = request::decide(&self.config, &route, declared, &caller);
         drop(bearer);
         drop(cache);
 
-        let request_id = host::header(MapType::HttpRequestHeaders, "x-request-id");
+        let request_id = header("x-request-id").map(str::to_owned);
         self.trace.record_verdict(&verdict, route_name, request_id);
         if let Some(policy) = verdict.policy.map(|i| &self.config.policies[i]) {
             set_state("finalite_policy", &policy.name);
@@ -237,8 +238,14 @@ impl HttpContext for FinaliteHttp {
             }
             RequestDecision::Allow(allowed) => {
                 self.set_outcome(Outcome::Allowed);
+                // Removed when present, or when the map could not be read (fail closed).
                 for name in REQUEST_HEADERS_TO_REMOVE {
-                    host::remove_header(MapType::HttpRequestHeaders, name);
+                    if pairs
+                        .as_ref()
+                        .is_none_or(|p| p.iter().any(|(n, _)| n == name))
+                    {
+                        host::remove_header(MapType::HttpRequestHeaders, name);
+                    }
                 }
                 self.stage = Stage::Allowed(allowed);
                 Action::Continue

@@ -15,6 +15,7 @@ transformed values are JSON strings. test_transforms.py covers each action in de
 
 from __future__ import annotations
 
+import http.client
 import json
 
 import pytest
@@ -307,3 +308,38 @@ def test_upstream_is_asked_for_an_uncompressed_body(envoy, sample_patients, toke
     assert r.status_code == 200, describe(r)
     [rec] = sample_patients.received("/patients/1")
     assert not rec.has_header("accept-encoding"), rec.headers
+
+
+@pytest.mark.parametrize("purpose", ["billing", "research", "care"])
+def test_upstream_is_not_asked_for_a_range(envoy, sample_patients, token, purpose):
+    """Part of a body is not a JSON document the filter could read: `range` never reaches
+    the upstream, whatever the purpose, and the client gets the whole view."""
+    r = envoy.get("/patients/1", token=purposes_token(token, purpose), purpose=purpose,
+                  headers={"range": "bytes=0-9"})
+    assert r.status_code == 200, describe(r)
+    [rec] = sample_patients.received("/patients/1")
+    assert not rec.has_header("range"), rec.headers
+
+
+def test_a_purpose_header_sent_twice_declares_its_first_value(envoy, sample_patients, token):
+    """Two purpose headers: the first declares the purpose (what Envoy's single-header read
+    returns; finalite reads the request's whole header map in one host call and keeps that
+    rule). The token allows both, so only the order decides."""
+    def view(first: str, second: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=10)
+        try:
+            conn.putrequest("GET", "/patients/1")
+            conn.putheader("authorization",
+                           f"Bearer {purposes_token(token, 'billing', 'research')}")
+            conn.putheader("x-purpose", first)
+            conn.putheader("x-purpose", second)
+            conn.endheaders()
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    assert view("billing", "research") == (200, BILLING[1].encode())
+    status, body = view("research", "billing")
+    assert status == 200
+    assert json.loads(body)["birthDate"] == "1984" and "name" not in json.loads(body), body
