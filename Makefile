@@ -44,7 +44,7 @@ SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?= engine_differential config_load
 
-.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz test-wasm bench bench-tools bench-count
+.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz test-wasm bench bench-tools bench-count bench-ab
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -183,6 +183,18 @@ bench: venv build bench-tools
 	  RUNNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm \
 	  ENGINE_SUMMARY=$(ROOT)/.run/engine-bench.md BENCH_SECONDS=$(BENCH_SECONDS) \
 	  BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_PIN=$(BENCH_PIN) $(PYTHON) benches/bench.py
+
+# Two builds side by side in one Envoy (benches/ab.py): OLD=path/to/old/finalite.wasm, the
+# current build as the new one; AB_SIZE=1KiB|64KiB|1MiB. Prints, writes nothing.
+AB_SIZE ?= 1KiB
+bench-ab: venv build bench-tools
+	@test -n "$(OLD)" || { echo "make bench-ab: set OLD=path/to/old/finalite.wasm"; exit 2; }
+	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
+	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release -p finalite-bench-runner
+	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) OLD_WASM=$(abspath $(OLD)) \
+	  HEADERS_ONLY_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/finalite_bench_headers_only.wasm \
+	  RUNNER=$(BENCH_TARGET)/release/wasm-runner AB_SIZE=$(AB_SIZE) \
+	  BENCH_SECONDS=$(BENCH_SECONDS) BENCH_ROUNDS=$(BENCH_ROUNDS) $(PYTHON) benches/ab.py
 
 # Instructions per 1 MiB Bundle, natively and inside V8 (callgrind; benches/count.sh):
 # repeatable where timings are not, for judging an engine change. About 6 minutes.
