@@ -32,6 +32,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -346,6 +347,50 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all CPUs, /proc/stat), in seconds."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children (nginx: master and worker)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                total += cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return total
+
+
+class OtherLoad:
+    """How busy the machine was with anything but this benchmark (Envoy, nginx, wrk and this
+    script) while the Envoy runs lasted: what the load average cannot tell, since the
+    benchmark itself keeps it near 1."""
+
+    def __init__(self, envoy: int, nginx: int) -> None:
+        self.envoy, self.nginx = envoy, nginx
+        self.start = self.sample()
+
+    def sample(self) -> tuple[float, ...]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once waited for
+        ours = (cpu_seconds(self.envoy) + tree_cpu_seconds(self.nginx) + own.ru_utime
+                + own.ru_stime + children.ru_utime + children.ru_stime)
+        return time.monotonic(), busy_seconds(), ours
+
+    def share(self) -> float:
+        """Other processes' CPU time over the machine's (all CPUs) since the start."""
+        wall0, busy0, ours0 = self.start
+        wall1, busy1, ours1 = self.sample()
+        other = (busy1 - busy0) - (ours1 - ours0)
+        return max(other, 0.0) / ((wall1 - wall0) * (os.cpu_count() or 1))
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -400,6 +445,7 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
             json.loads(body)
             print(f"  {name}: 200, {len(body)} bytes for 64 KiB", flush=True)
         results: dict[tuple[str, str], list[dict]] = {}
+        other = OtherLoad(proxy.pid, nginx.pid)
         for round_ in range(ROUNDS):
             for size in SIZES:
                 for name in scenarios(size):
@@ -407,6 +453,9 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
                     results.setdefault((size, name), []).append(r)
                     print(f"round {round_ + 1}/{ROUNDS} {size:>5} {name:<12} "
                           f"{r['rps']:8.0f} req/s {r['cpu_us']:8.0f} µs CPU/req", flush=True)
+        other_share = other.share()
+        print(f"other processes used {other_share:.1%} of the machine's CPU during the runs",
+              flush=True)
         memory = memory_bench(ports, proxy.pid)
     finally:
         for p in (proxy, nginx):
@@ -416,7 +465,7 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return envoy_table(results), memory, results
+    return envoy_table(results), memory, other_share
 
 
 def median(values: list[float]) -> float:
@@ -493,7 +542,7 @@ def main() -> None:
     m = machine()
     wasm_md, _ = engine_in_wasm(runner, runner_wasm)
     print(wasm_md, flush=True)
-    envoy_md, memory_md, _ = envoy_bench(envoy, wasm, runner)
+    envoy_md, memory_md, other_share = envoy_bench(envoy, wasm, runner)
     print(envoy_md, flush=True)
     print(memory_md, flush=True)
     load_end = Path("/proc/loadavg").read_text().split()[0]
@@ -510,10 +559,11 @@ def main() -> None:
 
 Written by `make bench` on {m['date']}.
 
-- Machine: {m['nproc']} cores, {m['cpu']}. Load average {m['load']} at the start of the Envoy
-  runs and {load_end} at the end: **the machine was shared with other builds**, so read the
-  ratios (measured side by side, medians of {ROUNDS} interleaved rounds) rather than the
-  absolute numbers.
+- Machine: {m['nproc']} cores, {m['cpu']}. During the Envoy runs, processes other than the
+  benchmark's own (Envoy, nginx, wrk) used {other_share:.1%} of the machine's CPU (load
+  average {m['load']} when bench.py started and {load_end} at its end, the benchmark's own load
+  included). This machine is shared and noisy: read the ratios (measured side by side,
+  medians of {ROUNDS} interleaved rounds) rather than the absolute numbers.
 - CPU pinning of the Envoy runs: {pinning()}.
 - Versions: {'; '.join(f'{k} {v}' for k, v in versions.items())}.
 - Module sizes: finalite.wasm {sizes['finalite']:,} bytes; headers-only {sizes['headers-only']:,};
