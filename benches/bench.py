@@ -456,7 +456,7 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
         other_share = other.share()
         print(f"other processes used {other_share:.1%} of the machine's CPU during the runs",
               flush=True)
-        memory = memory_bench(ports, proxy.pid)
+        memory = memory_bench(ports, proxy.pid, admin)
     finally:
         for p in (proxy, nginx):
             p.send_signal(signal.SIGTERM)
@@ -498,12 +498,23 @@ def envoy_table(results: dict) -> str:
     return "\n".join(md)
 
 
-def memory_bench(ports: dict[str, int], pid: int) -> str:
-    md = ["| mode | RSS before | RSS after each round of 16 concurrent 8 MiB responses (MiB) |",
-          "|---|---:|---|"]
+def vm_memory_mib(admin: int) -> float:
+    """finalite's gauge of its largest VM's linear memory (all its VMs in this Envoy)."""
+    status, body = get(admin, "/stats?filter=^wasmcustom\\.finalite_vm_memory_bytes$")
+    name, _, value = body.decode().strip().partition(": ")
+    if status != 200 or name != "wasmcustom.finalite_vm_memory_bytes":
+        raise SystemExit(f"bench.py: no finalite_vm_memory_bytes gauge: {body[:300]!r}")
+    return int(value) / (1 << 20)
+
+
+def memory_bench(ports: dict[str, int], pid: int, admin: int) -> str:
+    md = ["| mode | RSS before | RSS after each round of 16 concurrent 8 MiB responses (MiB) "
+          "| largest finalite VM's linear memory after each round (MiB) |",
+          "|---|---:|---|---|"]
     for name, label in [("finalite", "buffered"), ("finalite-streaming", "streaming")]:
         before = rss_mib(pid)
         after = []
+        vm = []
         for _ in range(MEMORY_ROUNDS):
             statuses: list[int] = []
 
@@ -520,7 +531,9 @@ def memory_bench(ports: dict[str, int], pid: int) -> str:
                 raise SystemExit(f"bench.py: {label}: statuses {statuses}")
             time.sleep(1)
             after.append(rss_mib(pid))
-        md.append(f"| {label} | {before:.0f} | {' → '.join(f'{v:.0f}' for v in after)} |")
+            vm.append(vm_memory_mib(admin))
+        md.append(f"| {label} | {before:.0f} | {' → '.join(f'{v:.0f}' for v in after)} "
+                  f"| {' → '.join(f'{v:.1f}' for v in vm)} |")
         print(f"memory {label}: {before:.0f} MiB, then {after}", flush=True)
     return "\n".join(md)
 
@@ -597,7 +610,7 @@ field (the body buffered and read, almost nothing written): they split finalite'
 
 {envoy_md}
 
-## Memory (Envoy RSS, one process hosting all the filters above)
+## Memory (Envoy RSS, one process hosting all the filters above, and finalite's gauge of its VMs' linear memory)
 
 {memory_md}
 """

@@ -127,6 +127,10 @@ impl RootContext for FinaliteRoot {
                         log::warn!("the host refused to define finalite's metrics");
                     }
                 }
+                // The memory the configuration took, before any request.
+                if let Some(metrics) = &self.metrics {
+                    metrics.report_memory();
+                }
                 true
             }
             Err(error) => {

@@ -24,6 +24,7 @@ COUNTERS = [f"finalite_requests_total;decision={d}" for d in DECISIONS] + [
     "finalite_fields_withheld_total", "finalite_fields_transformed_total",
     "finalite_bodies_failed_closed_total", "finalite_body_bytes_in_total",
     "finalite_body_bytes_out_total"]
+GAUGE = "finalite_vm_memory_bytes"
 
 C = secrets.token_hex(5)
 PATIENT = json.dumps({
@@ -42,8 +43,17 @@ def counters(envoy) -> dict[str, int]:
     for line in text.splitlines():
         name, _, value = line.partition(": ")
         found[name.removeprefix("wasmcustom.")] = int(value)
+    found.pop(GAUGE, None)
     assert sorted(found) == sorted(COUNTERS), text
     return found
+
+
+def vm_memory(envoy) -> int:
+    """The gauge of the largest finalite VM's linear memory, in bytes."""
+    text = envoy.admin(f"/stats?filter=^wasmcustom\\.{GAUGE}$").text
+    name, _, value = text.strip().partition(": ")
+    assert name == f"wasmcustom.{GAUGE}", text
+    return int(value)
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -161,3 +171,23 @@ def test_prometheus_has_a_decision_label(metered, upstream, token):
     for name in COUNTERS[len(DECISIONS):]:
         assert f"# TYPE {name} counter" in lines, (name, lines)
         assert f"{name}{{}} {stats[name]}" in lines, (name, lines)
+
+
+def test_vm_memory_grows_for_a_large_body_and_not_again(plugin_variant, upstream, token):
+    """finalite_vm_memory_bytes: the VM's linear memory, reported when it grows (a wasm
+    memory never shrinks). A 900 KB body, buffered, makes it grow; the same response five
+    more times does not: what the first one took is reused."""
+    envoy = plugin_variant("memory", lambda conf: None)
+    big = b"[" + b",".join([PATIENT] * (900_000 // len(PATIENT))) + b"]"
+    upstream.set("/patients", big)
+    billing = token("patients:read", ["billing"])
+    start = vm_memory(envoy)
+    assert start >= 1 << 20, "the module and its configuration alone take over 1 MiB"
+    seen = []
+    for _ in range(6):
+        r = send(envoy, "/patients", f"m-mem-{secrets.token_hex(4)}", token=billing,
+                 purpose="billing")
+        assert r.status_code == 200, describe(r)
+        seen.append(vm_memory(envoy))
+    assert seen[0] > start + len(big) // 2, (start, seen)
+    assert seen[1:] == [seen[0]] * 5, (start, seen)
