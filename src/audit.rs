@@ -94,6 +94,16 @@ impl Trace {
         self.dry_run = verdict.dry_run;
     }
 
+    /// How a warning names the request: its id, as the audit record carries it, so that an
+    /// operator can match the two; `-` when the request had no id that looks like one (a
+    /// client may send anything, and a log line must not carry it).
+    pub fn request_label(&self) -> &str {
+        self.request_id
+            .as_deref()
+            .filter(|id| is_safe_id(id))
+            .unwrap_or("-")
+    }
+
     /// The record of the request, if a decision was made on it.
     pub fn into_record(
         self,
@@ -609,5 +619,17 @@ mod tests {
         let mut record = AuditRecord::new(UNIX_EPOCH, Outcome::DeniedRoute);
         record.request_id = Some("x\"} injected".into());
         assert!(record.to_json_line().contains(r#""request_id":null"#));
+    }
+
+    #[test]
+    fn a_warning_names_the_request_as_its_record_does() {
+        let mut trace = Trace::default();
+        assert_eq!(trace.request_label(), "-");
+        trace.request_id = Some("5f1c0d2e-8a9b-4c3d".into());
+        assert_eq!(trace.request_label(), "5f1c0d2e-8a9b-4c3d");
+        for hostile in ["a b", "x\n[critical] forged", "", &"x".repeat(129)] {
+            trace.request_id = Some(hostile.to_string());
+            assert_eq!(trace.request_label(), "-", "{hostile:?}");
+        }
     }
 }

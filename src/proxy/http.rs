@@ -91,7 +91,11 @@ impl FinaliteHttp {
 
     /// Answers 502 in place of the upstream response; nothing of its body is sent.
     fn fail_closed(&mut self, problem: Problem) -> Action {
-        log::warn!("response withheld: {}", problem.detail);
+        log::warn!(
+            "request {}: response withheld: {}",
+            self.trace.request_label(),
+            problem.detail
+        );
         self.set_outcome(Outcome::FailedClosed);
         if self.trace.dry_run {
             self.stage = Stage::Done;
@@ -222,7 +226,8 @@ impl HttpContext for FinaliteHttp {
                     // The slug, not the detail: the detail may quote client input (an
                     // undeclared purpose name), which stays out of the log.
                     log::info!(
-                        "dry run: would refuse with {} ({})",
+                        "request {}: dry run: would refuse with {} ({})",
+                        self.trace.request_label(),
                         denial.status(),
                         denial.problem.slug
                     );
@@ -346,7 +351,10 @@ impl HttpContext for FinaliteHttp {
                 Action::Continue
             }
             Err(reason) if matches!(delivery, Delivery::Measured) => {
-                log::info!("dry run: the body would have failed closed: {reason}");
+                log::info!(
+                    "request {}: dry run: the body would have failed closed: {reason}",
+                    self.trace.request_label()
+                );
                 self.body_done(&mut body, None);
                 self.set_outcome(Outcome::FailedClosed);
                 Action::Continue
@@ -354,7 +362,10 @@ impl HttpContext for FinaliteHttp {
             Err(reason) => {
                 // The headers are gone: only a reset keeps the client from taking a cut body
                 // for a complete one.
-                log::warn!("streamed response reset: {reason}");
+                log::warn!(
+                    "request {}: streamed response reset: {reason}",
+                    self.trace.request_label()
+                );
                 self.body_done(&mut body, None);
                 self.set_outcome(Outcome::FailedClosed);
                 if let Err(status) = hostcalls::reset_http_response() {

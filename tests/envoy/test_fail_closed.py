@@ -7,6 +7,7 @@ would only show a pseudonym of `id`.)
 
 from __future__ import annotations
 
+import time
 
 import pytest
 
@@ -141,3 +142,20 @@ def test_body_just_under_shipped_limit(envoy, upstream, token):
     r = billing(envoy, token, "/patients")
     assert r.status_code == 200, describe(r)
     assert len(r.json()) == body.count(b'"id"')
+
+
+def test_a_withheld_response_is_logged_with_its_request_id(envoy, upstream, token):
+    """The warning names the request as its audit record does, so an operator can match them;
+    an id that does not look like one (a client may send anything) is not copied into
+    finalite's line (Envoy's own access log prints what it likes)."""
+    upstream.set("/patients/1", MALFORMED["bad-literal"])
+    t = token("patients:read", ["billing"])
+    for sent, logged in [("fc-7f3a-0001", "fc-7f3a-0001"), ("fc 7f3a forged", "-")]:
+        offset = envoy.log_size()
+        r = envoy.get("/patients/1", token=t, purpose="billing", headers={"x-request-id": sent})
+        assert_bad_gateway(r)
+        deadline = time.monotonic() + 5
+        while f"request {logged}: response withheld" not in envoy.log_since(offset):
+            assert time.monotonic() < deadline, envoy.log_since(offset)
+            time.sleep(0.05)
+        assert "request fc 7f3a forged" not in envoy.log_since(offset)
