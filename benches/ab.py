@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 from pathlib import Path
@@ -92,13 +91,7 @@ def main() -> None:
                 print(f"round {round_ + 1}/{bench.ROUNDS} {size} {name:<24} "
                       f"{r['rps']:8.0f} req/s {r['cpu_us']:8.1f} µs CPU/req", flush=True)
     finally:
-        for p in (proxy, nginx):
-            p.send_signal(signal.SIGTERM)
-        for p in (proxy, nginx):
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        bench.stop(proxy, nginx)
 
     print(f"\nEnvoy CPU per request at {size}, medians of {bench.ROUNDS} interleaved rounds:")
     median = {name: statistics.median(values) for name, values in cpu.items()}

@@ -458,14 +458,19 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
               flush=True)
         memory = memory_bench(ports, proxy.pid, admin)
     finally:
-        for p in (proxy, nginx):
-            p.send_signal(signal.SIGTERM)
-        for p in (proxy, nginx):
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(proxy, nginx)
     return envoy_table(results), memory, other_share
+
+
+def stop(*processes: subprocess.Popen) -> None:
+    """SIGTERM to each, then a kill for any still there after 15 s."""
+    for p in processes:
+        p.send_signal(signal.SIGTERM)
+    for p in processes:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def median(values: list[float]) -> float:
