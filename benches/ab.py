@@ -16,11 +16,8 @@ HEADERS_ONLY_WASM, RUNNER (writes the bodies), AB_SIZE (1KiB, 64KiB or 1MiB).
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import statistics
-import subprocess
 from pathlib import Path
 
 import bench
@@ -51,9 +48,7 @@ def main() -> None:
     if size not in bench.SIZES:
         raise SystemExit(f"ab.py: AB_SIZE must be one of {bench.SIZES}, not {size!r}")
 
-    shutil.rmtree(bench.RUN, ignore_errors=True)
-    (bench.RUN / "nginx-tmp").mkdir(parents=True)
-    bench.run([str(runner), "--write", str(bench.WWW)])
+    bench.fresh_run_dir(runner)
     upstream, admin = bench.free_port(), bench.free_port()
     old_listeners, old_ports = listeners_for("old", old, headers_only, admin, upstream)
     new_listeners, new_ports = listeners_for("new", new, headers_only, admin, upstream)
@@ -65,16 +60,7 @@ def main() -> None:
     # Interleaved: old and new of one kind run one after the other.
     names = [("headers-only", scale_port)] + [p for pair in zip(old_ports, new_ports) for p in pair]
 
-    (bench.RUN / "nginx.conf").write_text(bench.nginx_conf(upstream))
-    (bench.RUN / "envoy.json").write_text(json.dumps(config, indent=1))
-    nginx = subprocess.Popen(["nginx", "-p", str(bench.RUN), "-c", str(bench.RUN / "nginx.conf")],
-                             stdout=subprocess.DEVNULL,
-                             stderr=open(bench.RUN / "nginx.out", "w"))
-    env = dict(os.environ, FINALITE_PSEUDONYM_KEY=bench.KEY)
-    proxy = subprocess.Popen(
-        [str(envoy), "-c", str(bench.RUN / "envoy.json"), "--concurrency", "1",
-         "--log-level", "warn", "--use-dynamic-base-id"],
-        stdout=subprocess.DEVNULL, stderr=open(bench.RUN / "envoy.log", "w"), env=env)
+    nginx, proxy = bench.start_servers(envoy, config, upstream)
     cpu: dict[str, list[float]] = {}
     path = f"/bundle-{size}.json"
     try:

@@ -417,15 +417,17 @@ def wrk(port: int, path: str, pid: int) -> dict:
     return {"rps": rps, "requests": requests, "cpu_us": cpu / max(requests, 1) * 1e6}
 
 
-def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, str, dict]:
+def fresh_run_dir(runner: Path) -> None:
+    """An empty run directory with the bodies nginx serves (written by the runner)."""
     shutil.rmtree(RUN, ignore_errors=True)
     (RUN / "nginx-tmp").mkdir(parents=True)
     run([str(runner), "--write", str(WWW)])
-    upstream, admin = free_port(), free_port()
-    names = SCENARIOS + ["finalite-streaming"] + DECOMPOSITION
-    ports = {name: free_port() for name in names}
+
+
+def start_servers(envoy: Path, config: dict, upstream: int) -> tuple[subprocess.Popen, ...]:
+    """nginx on `upstream` and Envoy (one worker) with `config`, pinned when BENCH_PIN=1."""
     (RUN / "nginx.conf").write_text(nginx_conf(upstream))
-    (RUN / "envoy.json").write_text(json.dumps(bootstrap(ports, admin, upstream, wasm), indent=1))
+    (RUN / "envoy.json").write_text(json.dumps(config, indent=1))
     nginx = subprocess.Popen(
         pinned("load", ["nginx", "-p", str(RUN), "-c", str(RUN / "nginx.conf")]),
         stdout=subprocess.DEVNULL, stderr=open(RUN / "nginx.out", "w"))
@@ -434,6 +436,15 @@ def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, 
         pinned("envoy", [str(envoy), "-c", str(RUN / "envoy.json"), "--concurrency", "1",
                          "--log-level", "warn", "--use-dynamic-base-id"]),
         stdout=subprocess.DEVNULL, stderr=open(RUN / "envoy.log", "w"), env=env)
+    return nginx, proxy
+
+
+def envoy_bench(envoy: Path, wasm: dict[str, Path], runner: Path) -> tuple[str, str, dict]:
+    fresh_run_dir(runner)
+    upstream, admin = free_port(), free_port()
+    names = SCENARIOS + ["finalite-streaming"] + DECOMPOSITION
+    ports = {name: free_port() for name in names}
+    nginx, proxy = start_servers(envoy, bootstrap(ports, admin, upstream, wasm), upstream)
     try:
         wait_http(upstream, "/bundle-1KiB.json")
         wait_http(admin, "/ready")

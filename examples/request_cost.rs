@@ -40,7 +40,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use finalite::audit::{Outcome, Trace};
 use finalite::auth::claims::{decode_envoy_claim, ClaimSource, ClaimValue};
 use finalite::body::BodyFilter;
-use finalite::decision::{Allowed, BodyPlan, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
+use finalite::decision::{Allowed, BodyPlan, RequestDecision};
 use finalite::json::filter::FilterStats;
 use finalite::policy::route::RouteInfo;
 use finalite::policy::CompiledConfig;
@@ -204,10 +204,7 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
     };
     // The request's header map in one call, as the adapter reads it; then two properties.
     let pairs = f.request_headers.clone();
-    let header = |name: &str| {
-        let (_, value) = pairs.iter().find(|(n, _)| n == name)?;
-        std::str::from_utf8(value).ok()
-    };
+    let header = |name: &str| request::first_header(&pairs, name);
     let path = header(":path").unwrap_or_default();
     let method = header(":method").unwrap_or_default();
     let metadata_policy = host_string(metadata_policy);
@@ -250,10 +247,7 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
         panic!("the harness's request is allowed");
     };
     // The request headers to remove, each only if present (wrk sends neither).
-    calls.0 += REQUEST_HEADERS_TO_REMOVE
-        .iter()
-        .filter(|name| pairs.iter().any(|(n, _)| n == *name))
-        .count() as u32;
+    calls.0 += request::headers_to_remove(Some(&pairs)).count() as u32;
     Request { allowed, trace }
 }
 

@@ -6,7 +6,7 @@ use crate::auth::key_cache::BearerRefusal;
 use crate::auth::purpose::{self, PurposeRefusal};
 use crate::auth::scopes::MethodScopes;
 use crate::config::{AuthRequirement, PolicyMode, Unmatched};
-use crate::decision::{Allowed, Denial, Problem, RequestDecision};
+use crate::decision::{Allowed, Denial, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
 use crate::policy::route::{RouteInfo, Selection};
 use crate::policy::{CompiledConfig, Policy};
 
@@ -33,6 +33,27 @@ impl Verdict {
             dry_run: false,
         }
     }
+}
+
+/// The first value of the request header `name` (the one a host's single-header read
+/// returns), or `None` when absent or not UTF-8 (such a value cannot name a purpose).
+/// `headers` is the map as the host hands it over in one call; `name` is lowercase, as the
+/// host's names are.
+pub fn first_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    let (_, value) = headers.iter().find(|(n, _)| n == name)?;
+    std::str::from_utf8(value).ok()
+}
+
+/// The headers of an allowed request to remove before it goes upstream: those of
+/// `REQUEST_HEADERS_TO_REMOVE` it carries, or all of them when its header map could not be
+/// read (fail closed).
+pub fn headers_to_remove(
+    headers: Option<&[(String, Vec<u8>)]>,
+) -> impl Iterator<Item = &'static str> + '_ {
+    REQUEST_HEADERS_TO_REMOVE
+        .iter()
+        .copied()
+        .filter(move |name| headers.is_none_or(|headers| headers.iter().any(|(n, _)| n == name)))
 }
 
 /// Who is calling, as the host established it.
@@ -259,6 +280,39 @@ mod tests {
     use super::*;
     use crate::auth::claims::ClaimValue;
     use std::collections::HashMap;
+
+    fn header_map(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_header_counts_by_its_first_value() {
+        let headers = header_map(&[
+            ("x-purpose", b"billing"),
+            ("x-purpose", b"research"),
+            ("x-bad", b"\xff"),
+        ]);
+        assert_eq!(first_header(&headers, "x-purpose"), Some("billing"));
+        assert_eq!(first_header(&headers, "x-bad"), None);
+        assert_eq!(first_header(&headers, "x-absent"), None);
+    }
+
+    #[test]
+    fn only_the_headers_a_request_carries_are_removed_unless_unreadable() {
+        let headers = header_map(&[(":path", b"/"), ("range", b"bytes=0-9")]);
+        assert_eq!(
+            headers_to_remove(Some(&headers)).collect::<Vec<_>>(),
+            ["range"]
+        );
+        assert_eq!(headers_to_remove(Some(&[])).count(), 0);
+        assert_eq!(
+            headers_to_remove(None).collect::<Vec<_>>(),
+            REQUEST_HEADERS_TO_REMOVE
+        );
+    }
 
     struct Token(Option<HashMap<&'static str, ClaimValue>>);
 

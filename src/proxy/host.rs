@@ -11,14 +11,6 @@ pub fn header_pairs(map: MapType) -> Option<Vec<(String, Vec<u8>)>> {
     hostcalls::get_map_bytes(map).ok()
 }
 
-/// The first value of `name` (the one a single-header read returns), or `None` when absent
-/// or not UTF-8 (such a value cannot name a purpose). `name` is lowercase, as the host's
-/// names are.
-pub fn first_header<'a>(pairs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
-    let (_, value) = pairs.iter().find(|(n, _)| n == name)?;
-    std::str::from_utf8(value).ok()
-}
-
 /// All headers of a map, values decoded lossily (only names and media types are read).
 /// A UTF-8 value (nearly all) becomes a string in place, without a copy.
 pub fn headers(map: MapType) -> Vec<(String, String)> {

@@ -14,9 +14,7 @@ use crate::auth::bearer::BearerClaims;
 use crate::auth::claims::ClaimSource;
 use crate::auth::key_cache::KeyCache;
 use crate::body::BodyFilter;
-use crate::decision::{
-    Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE,
-};
+use crate::decision::{Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision};
 use crate::policy::route::RouteInfo;
 use crate::policy::CompiledConfig;
 use crate::request::{self, Caller};
@@ -150,7 +148,7 @@ impl HttpContext for FinaliteHttp {
         // remove are there at all.
         let pairs = host::header_pairs(MapType::HttpRequestHeaders);
         let request_headers = pairs.as_deref().unwrap_or_default();
-        let header = |name: &str| host::first_header(request_headers, name);
+        let header = |name: &str| request::first_header(request_headers, name);
         // TEST ONLY (feature `test-panic`): remember the trigger header.
         #[cfg(feature = "test-panic")]
         {
@@ -243,14 +241,8 @@ impl HttpContext for FinaliteHttp {
             }
             RequestDecision::Allow(allowed) => {
                 self.set_outcome(Outcome::Allowed);
-                // Removed when present, or when the map could not be read (fail closed).
-                for name in REQUEST_HEADERS_TO_REMOVE {
-                    if pairs
-                        .as_ref()
-                        .is_none_or(|p| p.iter().any(|(n, _)| n == name))
-                    {
-                        host::remove_header(MapType::HttpRequestHeaders, name);
-                    }
+                for name in request::headers_to_remove(pairs.as_deref()) {
+                    host::remove_header(MapType::HttpRequestHeaders, name);
                 }
                 self.stage = Stage::Allowed(allowed);
                 Action::Continue
