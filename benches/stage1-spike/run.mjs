@@ -36,3 +36,35 @@ for (const flatten of [0, 1]) {
   console.log(`${flatten ? 'indexed' : 'counted'}: ${n} structurals, median ` +
               `${(ns / 1000).toFixed(1)} µs per document, ${(doc.length / ns * 1000).toFixed(0)} MB/s`);
 }
+
+// Stage 2 for skimming: the whole document validated over the structurals (UTF-8 apart, then with it).
+for (const utf8 of [0, 1, 2, 4, 6]) {
+  let n = 0;
+  for (let i = 0; i < 50; i++) n = e.skim(doc.length, utf8);
+  if ((n >>> 0) === 0xffffffff) throw new Error('skim refused the document');
+  const times = [];
+  for (let round = 0; round < 9; round++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < 50; i++) e.skim(doc.length, utf8);
+    times.push(Number(process.hrtime.bigint() - t0) / 50);
+  }
+  const ns = times.sort((a, b) => a - b)[4];
+  console.log(`skim${["", "+from_utf8", "+simd_utf8", "", "table", "", "table+simd_utf8"][utf8]}: ${n} structurals, median ` +
+              `${(ns / 1000).toFixed(1)} µs per document, ${(doc.length / ns * 1000).toFixed(0)} MB/s`);
+}
+
+// Two phases: the index written eight offsets at a time, then stage 2 over it.
+for (const members of [0, 1]) {
+  let n = 0;
+  for (let i = 0; i < 50; i++) n = e.skim2(doc.length, members);
+  if ((n >>> 0) === 0xffffffff) throw new Error('skim2 refused the document');
+  const times = [];
+  for (let round = 0; round < 9; round++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < 50; i++) e.skim2(doc.length, members);
+    times.push(Number(process.hrtime.bigint() - t0) / 50);
+  }
+  const ns = times.sort((a, b) => a - b)[4];
+  console.log(`skim2${members ? ' (a member at a time)' : ' (a token at a time)'}: ${n} structurals, median ` +
+              `${(ns / 1000).toFixed(1)} µs per document, ${(doc.length / ns * 1000).toFixed(0)} MB/s`);
+}

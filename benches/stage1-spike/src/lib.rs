@@ -9,6 +9,11 @@
 //! `stage1(len, flatten)`: with `flatten`, every structural's offset is written to an index
 //! array (what a stage 2 would walk); without, they are only counted (what skipping a subtree
 //! by bracket counting needs).
+//!
+//! `skim` and `skim2` add what a validating skim needs on top: UTF-8 (the lookup method of
+//! Keiser and Lemire, SIMD128), escapes, the scalars' grammar, and a stage 2 that checks the
+//! order of the structurals (a state machine and a stack of container kinds). `check.mjs`
+//! runs them against JSONTestSuite; `run.mjs` times them.
 
 use core::arch::wasm32::*;
 
@@ -20,7 +25,7 @@ static mut INDEX: Vec<u32> = Vec::new();
 pub extern "C" fn alloc(len: usize) -> *mut u8 {
     // SAFETY: single-threaded module; the buffers are only used by the exports below.
     unsafe {
-        INPUT = vec![0u8; len + 64];
+        INPUT = vec![b' '; len + 64];
         INDEX = vec![0u32; len + 64];
         (*core::ptr::addr_of_mut!(INPUT)).as_mut_ptr()
     }
@@ -116,4 +121,660 @@ pub extern "C" fn stage1(len: usize, flatten: u32) -> u32 {
     } else {
         count as u32
     }
+}
+
+// ---- UTF-8 validation, Keiser & Lemire's lookup method, 16 bytes at a time. ----
+
+const TOO_SHORT: u8 = 1 << 0;
+const TOO_LONG: u8 = 1 << 1;
+const OVERLONG_3: u8 = 1 << 2;
+const TOO_LARGE: u8 = 1 << 3;
+const SURROGATE: u8 = 1 << 4;
+const OVERLONG_2: u8 = 1 << 5;
+const TOO_LARGE_1000: u8 = 1 << 6;
+const OVERLONG_4: u8 = 1 << 6;
+const TWO_CONTS: u8 = 1 << 7;
+const CARRY: u8 = TOO_SHORT | TOO_LONG | TWO_CONTS;
+
+const BYTE_1_HIGH: [u8; 16] = [
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TWO_CONTS,
+    TWO_CONTS,
+    TWO_CONTS,
+    TWO_CONTS,
+    TOO_SHORT | OVERLONG_2,
+    TOO_SHORT,
+    TOO_SHORT | OVERLONG_3 | SURROGATE,
+    TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4,
+];
+const BYTE_1_LOW: [u8; 16] = [
+    CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4,
+    CARRY | OVERLONG_2,
+    CARRY,
+    CARRY,
+    CARRY | TOO_LARGE,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+];
+const BYTE_2_HIGH: [u8; 16] = [
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4,
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE,
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+];
+
+#[inline(always)]
+fn table(t: &[u8; 16]) -> v128 {
+    // SAFETY: 16 bytes, unaligned load allowed.
+    unsafe { v128_load(t.as_ptr() as *const v128) }
+}
+
+/// The error bits of the 16 bytes `cur`, given the 16 before them (`prev`).
+#[inline(always)]
+fn utf8_errors(prev: v128, cur: v128) -> v128 {
+    let prev1 =
+        i8x16_shuffle::<15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30>(prev, cur);
+    let prev2 =
+        i8x16_shuffle::<14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29>(prev, cur);
+    let prev3 =
+        i8x16_shuffle::<13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28>(prev, cur);
+    let low = u8x16_splat(0x0f);
+    let b1h = i8x16_swizzle(table(&BYTE_1_HIGH), u8x16_shr(prev1, 4));
+    let b1l = i8x16_swizzle(table(&BYTE_1_LOW), v128_and(prev1, low));
+    let b2h = i8x16_swizzle(table(&BYTE_2_HIGH), u8x16_shr(cur, 4));
+    let special = v128_and(v128_and(b1h, b1l), b2h);
+    let third = u8x16_sub_sat(prev2, u8x16_splat(0xe0 - 0x80));
+    let fourth = u8x16_sub_sat(prev3, u8x16_splat(0xf0 - 0x80));
+    let must23_80 = v128_and(v128_or(third, fourth), u8x16_splat(0x80));
+    v128_xor(special, must23_80)
+}
+
+/// Whether the 16 bytes `v` end inside a multi-byte sequence.
+#[inline(always)]
+fn utf8_incomplete(v: v128) -> bool {
+    const MAX: [u8; 16] = [
+        255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 0xef, 0xdf, 0xbf,
+    ];
+    v128_any_true(u8x16_gt(v, table(&MAX)))
+}
+
+// ---- A table-driven stage 2: one lookup per structural instead of a branch per state. ----
+
+const C_QUOTE: u8 = 0;
+const C_OPEN_OBJ: u8 = 1;
+const C_OPEN_ARR: u8 = 2;
+const C_CLOSE_OBJ: u8 = 3;
+const C_CLOSE_ARR: u8 = 4;
+const C_COLON: u8 = 5;
+const C_COMMA: u8 = 6;
+const C_SCALAR: u8 = 7;
+
+const CLASS: [u8; 256] = {
+    let mut t = [C_SCALAR; 256];
+    t[b'"' as usize] = C_QUOTE;
+    t[b'{' as usize] = C_OPEN_OBJ;
+    t[b'[' as usize] = C_OPEN_ARR;
+    t[b'}' as usize] = C_CLOSE_OBJ;
+    t[b']' as usize] = C_CLOSE_ARR;
+    t[b':' as usize] = C_COLON;
+    t[b',' as usize] = C_COMMA;
+    t
+};
+const PUSH: [u8; 8] = [0, 1, 1, 0, 0, 0, 0, 0];
+const POP: [u8; 8] = [0, 0, 0, 1, 1, 0, 0, 0];
+/// The kind a push records: 0 object, 1 array.
+const KIND: [u8; 8] = [0, 0, 1, 0, 0, 0, 0, 0];
+
+const T_VALUE_OBJ: u8 = 0;
+const T_VALUE_OR_ARRAY_END: u8 = 1;
+const T_KEY: u8 = 2;
+const T_KEY_OR_OBJECT_END: u8 = 3;
+const T_COLON: u8 = 4;
+const T_COMMA_OBJ: u8 = 5;
+const T_COMMA_ARR: u8 = 6;
+const T_DONE: u8 = 7;
+const T_ERROR: u8 = 8;
+const AFTER_CLOSE: u8 = 9;
+const T_VALUE_ARR: u8 = 10;
+const T_ROOT: u8 = 11;
+
+const NEXT: [[u8; 8]; 12] = {
+    let e = T_ERROR;
+    let mut t = [[e; 8]; 12];
+    // quote, {, [, }, ], :, ,, scalar
+    t[T_VALUE_OBJ as usize] = [
+        T_COMMA_OBJ,
+        T_KEY_OR_OBJECT_END,
+        T_VALUE_OR_ARRAY_END,
+        e,
+        e,
+        e,
+        e,
+        T_COMMA_OBJ,
+    ];
+    t[T_VALUE_ARR as usize] = [
+        T_COMMA_ARR,
+        T_KEY_OR_OBJECT_END,
+        T_VALUE_OR_ARRAY_END,
+        e,
+        e,
+        e,
+        e,
+        T_COMMA_ARR,
+    ];
+    t[T_VALUE_OR_ARRAY_END as usize] = [
+        T_COMMA_ARR,
+        T_KEY_OR_OBJECT_END,
+        T_VALUE_OR_ARRAY_END,
+        e,
+        AFTER_CLOSE,
+        e,
+        e,
+        T_COMMA_ARR,
+    ];
+    t[T_KEY as usize] = [T_COLON, e, e, e, e, e, e, e];
+    t[T_KEY_OR_OBJECT_END as usize] = [T_COLON, e, e, AFTER_CLOSE, e, e, e, e];
+    t[T_COLON as usize] = [e, e, e, e, e, T_VALUE_OBJ, e, e];
+    t[T_COMMA_OBJ as usize] = [e, e, e, AFTER_CLOSE, e, e, T_KEY, e];
+    t[T_COMMA_ARR as usize] = [e, e, e, e, AFTER_CLOSE, e, T_VALUE_ARR, e];
+    t[T_ROOT as usize] = [e, T_KEY_OR_OBJECT_END, T_VALUE_OR_ARRAY_END, e, e, e, e, e];
+    t
+};
+
+// ---- Stage 2 for skimming: a validating walk over the structurals, on the fly. ----
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum St {
+    Value,
+    ValueOrArrayEnd,
+    Key,
+    KeyOrObjectEnd,
+    Colon,
+    CommaOrEnd,
+    Done,
+}
+
+#[inline(always)]
+fn digits(d: &[u8], mut i: usize) -> usize {
+    while i < d.len() && d[i].is_ascii_digit() {
+        i += 1;
+    }
+    i
+}
+
+/// The end of a number at `i`, or usize::MAX.
+#[inline(always)]
+fn number_end(d: &[u8], mut i: usize) -> usize {
+    if d[i] == b'-' {
+        i += 1;
+    }
+    match d.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(d, i + 1),
+        _ => return usize::MAX,
+    }
+    if d.get(i) == Some(&b'.') {
+        if !d.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            return usize::MAX;
+        }
+        i = digits(d, i + 2);
+    }
+    if matches!(d.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(d.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !d.get(i).is_some_and(u8::is_ascii_digit) {
+            return usize::MAX;
+        }
+        i = digits(d, i + 1);
+    }
+    i
+}
+
+/// Validates the document (one JSON text whose root is an object or array, padded with
+/// spaces to a whole block) by stage 1 and a stage-2 state machine run on each block's
+/// structurals as they are found; returns the number of structurals, or u32::MAX when
+/// invalid. `mode` bits: 1 validates UTF-8 with `core::str::from_utf8` afterwards, 2 with
+/// SIMD128 in the block loop (neither: UTF-8 is not checked), 4 walks with the transition
+/// table instead of a `match`. Lone surrogate escapes (`\ud800`) are not refused here.
+#[no_mangle]
+pub extern "C" fn skim(len: usize, mode: u32) -> u32 {
+    let utf8 = mode;
+    // SAFETY: as in stage1.
+    let input = unsafe { &*core::ptr::addr_of!(INPUT) };
+    let padded = len.div_ceil(64) * 64;
+    let d = &input[..padded];
+    let (mut in_string_carry, mut escape_carry, mut scalar_carry) = (0u64, 0u64, 0u64);
+    let mut bad = 0u64;
+    let mut st = St::Value;
+    let mut stack: u64 = 0; // 1 = object, per level
+    let mut count = 0u32;
+    let mut tst = T_ROOT;
+    let mut kinds = [0u8; 64];
+    let mut depth = 0usize;
+    let (mut utf8_bad, mut prev_incomplete, mut prev_lane) = (0u8, false, u8x16_splat(0));
+    let mut at = 0;
+    while at < padded {
+        let mut m = [0u64; 6];
+        let mut lanes = [u8x16_splat(0); 4];
+        for (lane, slot) in lanes.iter_mut().enumerate() {
+            // SAFETY: at + 64 <= padded <= input.len().
+            let v = unsafe { v128_load(d.as_ptr().add(at + 16 * lane) as *const v128) };
+            let [q, b, o, c] = lane_masks(v);
+            let ws = i8x16_bitmask(v128_or(
+                v128_or(
+                    i8x16_eq(v, u8x16_splat(b' ')),
+                    i8x16_eq(v, u8x16_splat(b'\n')),
+                ),
+                v128_or(
+                    i8x16_eq(v, u8x16_splat(b'\t')),
+                    i8x16_eq(v, u8x16_splat(b'\r')),
+                ),
+            )) as u64;
+            *slot = v;
+            let sh = 16 * lane;
+            m[5] |= (i8x16_bitmask(v) as u64) << sh;
+            m[0] |= q << sh;
+            m[1] |= b << sh;
+            m[2] |= o << sh;
+            m[3] |= c << sh;
+            m[4] |= ws << sh;
+        }
+        let [quote, backslash, ops, control, ws, high] = m;
+        if utf8 & 2 != 0 {
+            if high == 0 {
+                utf8_bad |= u8::from(prev_incomplete);
+            } else {
+                let mut err = utf8_errors(prev_lane, lanes[0]);
+                err = v128_or(err, utf8_errors(lanes[0], lanes[1]));
+                err = v128_or(err, utf8_errors(lanes[1], lanes[2]));
+                err = v128_or(err, utf8_errors(lanes[2], lanes[3]));
+                utf8_bad |= u8::from(v128_any_true(err));
+            }
+            prev_incomplete = utf8_incomplete(lanes[3]);
+            prev_lane = lanes[3];
+        }
+        let esc = escaped(backslash, &mut escape_carry);
+        let quote = quote & !esc;
+        let in_string = prefix_xor(quote) ^ in_string_carry;
+        in_string_carry = ((in_string as i64) >> 63) as u64;
+        bad |= control & in_string;
+        if esc != 0 {
+            let mut bits = esc & in_string;
+            while bits != 0 {
+                let p = at + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                match d[p] {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' if p + 4 < d.len()
+                        && d[p + 1..p + 5].iter().all(u8::is_ascii_hexdigit) => {}
+                    _ => bad |= 1,
+                }
+            }
+        }
+        let outside = !in_string & !quote;
+        let scalar = outside & !ws & !ops;
+        let scalar_start = scalar & !(scalar << 1 | scalar_carry);
+        scalar_carry = scalar >> 63;
+        let mut bits = (ops & !in_string) | (quote & in_string) | scalar_start;
+        count += bits.count_ones();
+        while bits != 0 {
+            let p = at + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let b = d[p];
+            if utf8 & 4 != 0 {
+                let c = CLASS[b as usize];
+                let next = NEXT[tst as usize][c as usize];
+                // '{' and '[' push their kind; '}' and ']' pop.
+                let push = PUSH[c as usize];
+                depth = (depth + push as usize).wrapping_sub(POP[c as usize] as usize) & 63;
+                kinds[depth] = if push != 0 {
+                    KIND[c as usize]
+                } else {
+                    kinds[depth]
+                };
+                let parent_array = kinds[depth];
+                tst = if next == AFTER_CLOSE {
+                    if depth == 0 {
+                        T_DONE
+                    } else {
+                        T_COMMA_OBJ + parent_array
+                    }
+                } else {
+                    next
+                };
+                if c == C_SCALAR {
+                    let end = match b {
+                        b't' if d[p..].starts_with(b"true") => p + 4,
+                        b'f' if d[p..].starts_with(b"false") => p + 5,
+                        b'n' if d[p..].starts_with(b"null") => p + 4,
+                        b'-' | b'0'..=b'9' => number_end(d, p),
+                        _ => usize::MAX,
+                    };
+                    if end == usize::MAX
+                        || !matches!(
+                            d.get(end),
+                            Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}')
+                        )
+                    {
+                        return u32::MAX;
+                    }
+                }
+                continue;
+            }
+            st = match (st, b) {
+                (St::Value | St::ValueOrArrayEnd, b'"') => St::CommaOrEnd,
+                (St::Key | St::KeyOrObjectEnd, b'"') => St::Colon,
+                (St::Colon, b':') => St::Value,
+                (St::CommaOrEnd, b',') => {
+                    if stack & 1 != 0 {
+                        St::Key
+                    } else {
+                        St::Value
+                    }
+                }
+                (St::Value | St::ValueOrArrayEnd, b'{') => {
+                    stack = stack << 1 | 1;
+                    depth += 1;
+                    St::KeyOrObjectEnd
+                }
+                (St::Value | St::ValueOrArrayEnd, b'[') => {
+                    stack <<= 1;
+                    depth += 1;
+                    St::ValueOrArrayEnd
+                }
+                (St::KeyOrObjectEnd | St::CommaOrEnd, b'}') if stack & 1 == 1 && depth > 0 => {
+                    stack >>= 1;
+                    depth -= 1;
+                    if depth == 0 {
+                        St::Done
+                    } else {
+                        St::CommaOrEnd
+                    }
+                }
+                (St::ValueOrArrayEnd | St::CommaOrEnd, b']') if stack & 1 == 0 && depth > 0 => {
+                    stack >>= 1;
+                    depth -= 1;
+                    if depth == 0 {
+                        St::Done
+                    } else {
+                        St::CommaOrEnd
+                    }
+                }
+                (St::Value | St::ValueOrArrayEnd, _) => {
+                    let end = match b {
+                        b't' if d[p..].starts_with(b"true") => p + 4,
+                        b'f' if d[p..].starts_with(b"false") => p + 5,
+                        b'n' if d[p..].starts_with(b"null") => p + 4,
+                        b'-' | b'0'..=b'9' => number_end(d, p),
+                        _ => usize::MAX,
+                    };
+                    // The scalar must run up to a delimiter.
+                    if end == usize::MAX
+                        || !matches!(
+                            d.get(end),
+                            Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}')
+                        )
+                    {
+                        return u32::MAX;
+                    }
+                    St::CommaOrEnd
+                }
+                _ => return u32::MAX,
+            };
+        }
+        at += 64;
+    }
+    if utf8 & 4 != 0 {
+        st = if tst == T_DONE { St::Done } else { St::Value };
+    }
+    if bad != 0 || in_string_carry != 0 || st != St::Done {
+        return u32::MAX;
+    }
+    if utf8_bad != 0 || prev_incomplete {
+        return u32::MAX;
+    }
+    if utf8 & 1 != 0 && core::str::from_utf8(&d[..len]).is_err() {
+        return u32::MAX;
+    }
+    count
+}
+
+// ---- Two phases: a flattened index (branchless), then stage 2 a member at a time. ----
+
+/// Validates like `skim(len, 2)`, but writes the structurals to an index first (eight at a
+/// time, without a branch per bit) and walks the index taking a whole `"key":"value",` or
+/// `"key":scalar,` member (or a `"string",` element) in one comparison of four (two) bytes.
+/// `members`: 0 to walk one token at a time (to measure what the member step buys).
+#[no_mangle]
+pub extern "C" fn skim2(len: usize, members: u32) -> u32 {
+    // SAFETY: as in stage1.
+    let (input, index) = unsafe {
+        (
+            &*core::ptr::addr_of!(INPUT),
+            &mut *core::ptr::addr_of_mut!(INDEX),
+        )
+    };
+    let padded = len.div_ceil(64) * 64;
+    let d = &input[..padded];
+    let (mut in_string_carry, mut escape_carry, mut scalar_carry) = (0u64, 0u64, 0u64);
+    let mut bad = 0u64;
+    let (mut utf8_bad, mut prev_incomplete, mut prev_lane) = (0u8, false, u8x16_splat(0));
+    let mut n = 0usize;
+    let mut at = 0;
+    while at < padded {
+        let mut m = [0u64; 6];
+        let mut lanes = [u8x16_splat(0); 4];
+        for (lane, slot) in lanes.iter_mut().enumerate() {
+            // SAFETY: at + 64 <= padded <= input.len().
+            let v = unsafe { v128_load(d.as_ptr().add(at + 16 * lane) as *const v128) };
+            let [q, b, o, c] = lane_masks(v);
+            let ws = i8x16_bitmask(v128_or(
+                v128_or(
+                    i8x16_eq(v, u8x16_splat(b' ')),
+                    i8x16_eq(v, u8x16_splat(b'\n')),
+                ),
+                v128_or(
+                    i8x16_eq(v, u8x16_splat(b'\t')),
+                    i8x16_eq(v, u8x16_splat(b'\r')),
+                ),
+            )) as u64;
+            *slot = v;
+            let sh = 16 * lane;
+            m[0] |= q << sh;
+            m[1] |= b << sh;
+            m[2] |= o << sh;
+            m[3] |= c << sh;
+            m[4] |= ws << sh;
+            m[5] |= (i8x16_bitmask(v) as u64) << sh;
+        }
+        let [quote, backslash, ops, control, ws, high] = m;
+        if high == 0 {
+            utf8_bad |= u8::from(prev_incomplete);
+        } else {
+            let mut err = utf8_errors(prev_lane, lanes[0]);
+            err = v128_or(err, utf8_errors(lanes[0], lanes[1]));
+            err = v128_or(err, utf8_errors(lanes[1], lanes[2]));
+            err = v128_or(err, utf8_errors(lanes[2], lanes[3]));
+            utf8_bad |= u8::from(v128_any_true(err));
+        }
+        prev_incomplete = utf8_incomplete(lanes[3]);
+        prev_lane = lanes[3];
+        let esc = escaped(backslash, &mut escape_carry);
+        let quote = quote & !esc;
+        let in_string = prefix_xor(quote) ^ in_string_carry;
+        in_string_carry = ((in_string as i64) >> 63) as u64;
+        bad |= control & in_string;
+        if esc != 0 {
+            let mut bits = esc & in_string;
+            while bits != 0 {
+                let p = at + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                match d[p] {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' if p + 4 < d.len()
+                        && d[p + 1..p + 5].iter().all(u8::is_ascii_hexdigit) => {}
+                    _ => bad |= 1,
+                }
+            }
+        }
+        let outside = !in_string & !quote;
+        let scalar = outside & !ws & !ops;
+        let scalar_start = scalar & !(scalar << 1 | scalar_carry);
+        scalar_carry = scalar >> 63;
+        let mut bits = (ops & !in_string) | (quote & in_string) | scalar_start;
+        // Eight offsets at a time, unconditionally; the count says how many are real.
+        let count = bits.count_ones() as usize;
+        let base = at as u32;
+        let mut k = n;
+        while bits != 0 {
+            for _ in 0..8 {
+                // SAFETY: the index has len + 64 slots, more than the structurals plus 8.
+                unsafe { *index.get_unchecked_mut(k) = base + bits.trailing_zeros() };
+                bits &= bits.wrapping_sub(1);
+                k += 1;
+            }
+        }
+        n += count;
+        at += 64;
+    }
+    if bad != 0 || in_string_carry != 0 || utf8_bad != 0 || prev_incomplete {
+        return u32::MAX;
+    }
+    // Sentinels: four offsets of the padding (or the document's last byte) past the end.
+    for s in 0..4 {
+        index[n + s] = len as u32;
+    }
+    // SAFETY (spike): offsets in the index are below `padded`.
+    let byte = |k: usize| unsafe { *d.get_unchecked(*index.get_unchecked(k) as usize) };
+    let scalar_ok = |p: usize| -> bool {
+        let end = match d[p] {
+            b't' if d[p..].starts_with(b"true") => p + 4,
+            b'f' if d[p..].starts_with(b"false") => p + 5,
+            b'n' if d[p..].starts_with(b"null") => p + 4,
+            b'-' | b'0'..=b'9' => number_end(d, p),
+            _ => return false,
+        };
+        matches!(
+            d.get(end),
+            Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}')
+        )
+    };
+    let is_scalar = |b: u8| !matches!(b, b'"' | b'{' | b'[' | b'}' | b']' | b':' | b',');
+    let mut st = St::Value;
+    let mut stack: u64 = 0;
+    let mut depth = 0u32;
+    let mut k = 0;
+    while k < n {
+        if members != 0 {
+            match st {
+                St::Key | St::KeyOrObjectEnd => {
+                    let w = u32::from_le_bytes([byte(k), byte(k + 1), byte(k + 2), byte(k + 3)]);
+                    if w == u32::from_le_bytes(*b"\":\",") {
+                        k += 4;
+                        st = St::Key;
+                        continue;
+                    }
+                    if w & 0xff00_ffff == u32::from_le_bytes(*b"\":\0,")
+                        && is_scalar((w >> 16) as u8)
+                    {
+                        if !scalar_ok(index[k + 2] as usize) {
+                            return u32::MAX;
+                        }
+                        k += 4;
+                        st = St::Key;
+                        continue;
+                    }
+                }
+                St::Value | St::ValueOrArrayEnd if stack & 1 == 0 && depth > 0 => {
+                    let w = u16::from_le_bytes([byte(k), byte(k + 1)]);
+                    if w == u16::from_le_bytes(*b"\",") {
+                        k += 2;
+                        st = St::Value;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // SAFETY (spike): k < n, offsets below `padded`.
+        let p = unsafe { *index.get_unchecked(k) } as usize;
+        k += 1;
+        let b = unsafe { *d.get_unchecked(p) };
+        st = match (st, b) {
+            (St::Value | St::ValueOrArrayEnd, b'"') => St::CommaOrEnd,
+            (St::Key | St::KeyOrObjectEnd, b'"') => St::Colon,
+            (St::Colon, b':') => St::Value,
+            (St::CommaOrEnd, b',') => {
+                if stack & 1 != 0 {
+                    St::Key
+                } else {
+                    St::Value
+                }
+            }
+            (St::Value | St::ValueOrArrayEnd, b'{') => {
+                stack = stack << 1 | 1;
+                depth += 1;
+                St::KeyOrObjectEnd
+            }
+            (St::Value | St::ValueOrArrayEnd, b'[') => {
+                stack <<= 1;
+                depth += 1;
+                St::ValueOrArrayEnd
+            }
+            (St::KeyOrObjectEnd | St::CommaOrEnd, b'}') if stack & 1 == 1 && depth > 0 => {
+                stack >>= 1;
+                depth -= 1;
+                if depth == 0 {
+                    St::Done
+                } else {
+                    St::CommaOrEnd
+                }
+            }
+            (St::ValueOrArrayEnd | St::CommaOrEnd, b']') if stack & 1 == 0 && depth > 0 => {
+                stack >>= 1;
+                depth -= 1;
+                if depth == 0 {
+                    St::Done
+                } else {
+                    St::CommaOrEnd
+                }
+            }
+            (St::Value | St::ValueOrArrayEnd, _) if scalar_ok(p) => St::CommaOrEnd,
+            _ => return u32::MAX,
+        };
+    }
+    if st != St::Done {
+        return u32::MAX;
+    }
+    n as u32
 }
