@@ -360,34 +360,39 @@ fn number_end(d: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Validates the document (one JSON text whose root is an object or array, padded with
-/// spaces to a whole block) by stage 1 and a stage-2 state machine run on each block's
-/// structurals as they are found; returns the number of structurals, or u32::MAX when
-/// invalid. `mode` bits: 1 validates UTF-8 with `core::str::from_utf8` afterwards, 2 with
-/// SIMD128 in the block loop (neither: UTF-8 is not checked), 4 walks with the transition
-/// table instead of a `match`. Lone surrogate escapes (`\ud800`) are not refused here.
-#[no_mangle]
-pub extern "C" fn skim(len: usize, mode: u32) -> u32 {
-    let utf8 = mode;
-    // SAFETY: as in stage1.
-    let input = unsafe { &*core::ptr::addr_of!(INPUT) };
-    let padded = len.div_ceil(64) * 64;
-    let d = &input[..padded];
-    let (mut in_string_carry, mut escape_carry, mut scalar_carry) = (0u64, 0u64, 0u64);
-    let mut bad = 0u64;
-    let mut st = St::Value;
-    let mut stack: u64 = 0; // 1 = object, per level
-    let mut count = 0u32;
-    let mut tst = T_ROOT;
-    let mut kinds = [0u8; 64];
-    let mut depth = 0usize;
-    let (mut utf8_bad, mut prev_incomplete, mut prev_lane) = (0u8, false, u8x16_splat(0));
-    let mut at = 0;
-    while at < padded {
+/// Stage 1 of the validating skims, block by block: what crosses from one 64-byte block to
+/// the next (strings, escapes, scalars, a UTF-8 sequence) and whether anything seen so far
+/// is invalid inside strings (a control character, a bad escape, bad UTF-8).
+struct Blocks {
+    in_string: u64,
+    escape: u64,
+    scalar: u64,
+    prev_lane: v128,
+    prev_incomplete: bool,
+    bad: bool,
+}
+
+impl Blocks {
+    fn new() -> Blocks {
+        Blocks {
+            in_string: 0,
+            escape: 0,
+            scalar: 0,
+            prev_lane: u8x16_splat(0),
+            prev_incomplete: false,
+            bad: false,
+        }
+    }
+
+    /// The structurals of `d[at..at + 64]`: operators outside strings, opening quotes, and
+    /// the first byte of each run outside strings that is neither (a scalar). `utf8`: check
+    /// UTF-8 with SIMD128 too.
+    #[inline(always)]
+    fn structurals(&mut self, d: &[u8], at: usize, utf8: bool) -> u64 {
         let mut m = [0u64; 6];
         let mut lanes = [u8x16_splat(0); 4];
         for (lane, slot) in lanes.iter_mut().enumerate() {
-            // SAFETY: at + 64 <= padded <= input.len().
+            // SAFETY: callers pass at + 64 <= d.len().
             let v = unsafe { v128_load(d.as_ptr().add(at + 16 * lane) as *const v128) };
             let [q, b, o, c] = lane_masks(v);
             let ws = i8x16_bitmask(v128_or(
@@ -402,168 +407,179 @@ pub extern "C" fn skim(len: usize, mode: u32) -> u32 {
             )) as u64;
             *slot = v;
             let sh = 16 * lane;
-            m[5] |= (i8x16_bitmask(v) as u64) << sh;
-            m[0] |= q << sh;
-            m[1] |= b << sh;
-            m[2] |= o << sh;
-            m[3] |= c << sh;
-            m[4] |= ws << sh;
+            for (mask, bits) in m
+                .iter_mut()
+                .zip([q, b, o, c, ws, u64::from(i8x16_bitmask(v))])
+            {
+                *mask |= bits << sh;
+            }
         }
         let [quote, backslash, ops, control, ws, high] = m;
-        if utf8 & 2 != 0 {
+        if utf8 {
             if high == 0 {
-                utf8_bad |= u8::from(prev_incomplete);
+                self.bad |= self.prev_incomplete;
             } else {
-                let mut err = utf8_errors(prev_lane, lanes[0]);
+                let mut err = utf8_errors(self.prev_lane, lanes[0]);
                 err = v128_or(err, utf8_errors(lanes[0], lanes[1]));
                 err = v128_or(err, utf8_errors(lanes[1], lanes[2]));
                 err = v128_or(err, utf8_errors(lanes[2], lanes[3]));
-                utf8_bad |= u8::from(v128_any_true(err));
+                self.bad |= v128_any_true(err);
             }
-            prev_incomplete = utf8_incomplete(lanes[3]);
-            prev_lane = lanes[3];
+            self.prev_incomplete = utf8_incomplete(lanes[3]);
+            self.prev_lane = lanes[3];
         }
-        let esc = escaped(backslash, &mut escape_carry);
+        let esc = escaped(backslash, &mut self.escape);
         let quote = quote & !esc;
-        let in_string = prefix_xor(quote) ^ in_string_carry;
-        in_string_carry = ((in_string as i64) >> 63) as u64;
-        bad |= control & in_string;
-        if esc != 0 {
-            let mut bits = esc & in_string;
-            while bits != 0 {
-                let p = at + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                match d[p] {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' if p + 4 < d.len()
-                        && d[p + 1..p + 5].iter().all(u8::is_ascii_hexdigit) => {}
-                    _ => bad |= 1,
-                }
+        let in_string = prefix_xor(quote) ^ self.in_string;
+        self.in_string = ((in_string as i64) >> 63) as u64;
+        self.bad |= control & in_string != 0;
+        let mut bits = esc & in_string;
+        while bits != 0 {
+            let p = at + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            match d[p] {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' if d
+                    .get(p + 1..p + 5)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => {}
+                _ => self.bad = true,
             }
         }
-        let outside = !in_string & !quote;
-        let scalar = outside & !ws & !ops;
-        let scalar_start = scalar & !(scalar << 1 | scalar_carry);
-        scalar_carry = scalar >> 63;
-        let mut bits = (ops & !in_string) | (quote & in_string) | scalar_start;
+        let scalar = !in_string & !quote & !ws & !ops;
+        let scalar_start = scalar & !(scalar << 1 | self.scalar);
+        self.scalar = scalar >> 63;
+        (ops & !in_string) | (quote & in_string) | scalar_start
+    }
+
+    /// Whether the blocks read were valid inside strings and ended outside one.
+    fn ok(&self) -> bool {
+        !self.bad && self.in_string == 0 && !self.prev_incomplete
+    }
+}
+
+/// Whether the scalar starting at `d[p]` is a number or literal running up to a delimiter.
+#[inline(always)]
+fn scalar_ok(d: &[u8], p: usize) -> bool {
+    let end = match d[p] {
+        b't' if d[p..].starts_with(b"true") => p + 4,
+        b'f' if d[p..].starts_with(b"false") => p + 5,
+        b'n' if d[p..].starts_with(b"null") => p + 4,
+        b'-' | b'0'..=b'9' => number_end(d, p),
+        _ => return false,
+    };
+    matches!(
+        d.get(end),
+        Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}')
+    )
+}
+
+/// The stack of open containers: a bit per level, 1 for an object (64 levels at most).
+struct Nesting {
+    kinds: u64,
+    depth: u32,
+}
+
+/// One structural `b` at `d[p]` read in state `st`; `None` when the document is invalid.
+#[inline(always)]
+fn step(st: St, b: u8, d: &[u8], p: usize, nest: &mut Nesting) -> Option<St> {
+    let after_close = |nest: &mut Nesting| {
+        nest.kinds >>= 1;
+        nest.depth -= 1;
+        if nest.depth == 0 {
+            St::Done
+        } else {
+            St::CommaOrEnd
+        }
+    };
+    Some(match (st, b) {
+        (St::Value | St::ValueOrArrayEnd, b'"') => St::CommaOrEnd,
+        (St::Key | St::KeyOrObjectEnd, b'"') => St::Colon,
+        (St::Colon, b':') => St::Value,
+        (St::CommaOrEnd, b',') if nest.kinds & 1 != 0 => St::Key,
+        (St::CommaOrEnd, b',') => St::Value,
+        (St::Value | St::ValueOrArrayEnd, b'{' | b'[') if nest.depth < 64 => {
+            nest.kinds = nest.kinds << 1 | u64::from(b == b'{');
+            nest.depth += 1;
+            if b == b'{' {
+                St::KeyOrObjectEnd
+            } else {
+                St::ValueOrArrayEnd
+            }
+        }
+        (St::KeyOrObjectEnd | St::CommaOrEnd, b'}') if nest.kinds & 1 == 1 && nest.depth > 0 => {
+            after_close(nest)
+        }
+        (St::ValueOrArrayEnd | St::CommaOrEnd, b']') if nest.kinds & 1 == 0 && nest.depth > 0 => {
+            after_close(nest)
+        }
+        (St::Value | St::ValueOrArrayEnd, _) if scalar_ok(d, p) => St::CommaOrEnd,
+        _ => return None,
+    })
+}
+
+/// Validates the document (one JSON text whose root is an object or array, padded with
+/// spaces to a whole block) by stage 1 and a stage-2 state machine run on each block's
+/// structurals as they are found; returns the number of structurals, or u32::MAX when
+/// invalid. `mode` bits: 1 validates UTF-8 with `core::str::from_utf8` afterwards, 2 with
+/// SIMD128 in the block loop (neither: UTF-8 is not checked), 4 walks with the transition
+/// table instead of a `match`. Lone surrogate escapes (`\ud800`) are not refused here.
+#[no_mangle]
+pub extern "C" fn skim(len: usize, mode: u32) -> u32 {
+    // SAFETY: as in stage1.
+    let input = unsafe { &*core::ptr::addr_of!(INPUT) };
+    let padded = len.div_ceil(64) * 64;
+    let d = &input[..padded];
+    let mut blocks = Blocks::new();
+    let mut st = St::Value;
+    let mut nest = Nesting { kinds: 0, depth: 0 };
+    // The table's state and its stack of kinds (0 object, 1 array), one byte per level.
+    let (mut tst, mut kinds, mut depth) = (T_ROOT, [0u8; 64], 0usize);
+    let mut count = 0u32;
+    let mut at = 0;
+    while at < padded {
+        let mut bits = blocks.structurals(d, at, mode & 2 != 0);
         count += bits.count_ones();
         while bits != 0 {
             let p = at + bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let b = d[p];
-            if utf8 & 4 != 0 {
-                let c = CLASS[b as usize];
-                let next = NEXT[tst as usize][c as usize];
-                // '{' and '[' push their kind; '}' and ']' pop.
-                let push = PUSH[c as usize];
-                depth = (depth + push as usize).wrapping_sub(POP[c as usize] as usize) & 63;
-                kinds[depth] = if push != 0 {
-                    KIND[c as usize]
-                } else {
-                    kinds[depth]
-                };
-                let parent_array = kinds[depth];
-                tst = if next == AFTER_CLOSE {
-                    if depth == 0 {
-                        T_DONE
-                    } else {
-                        T_COMMA_OBJ + parent_array
-                    }
-                } else {
-                    next
-                };
-                if c == C_SCALAR {
-                    let end = match b {
-                        b't' if d[p..].starts_with(b"true") => p + 4,
-                        b'f' if d[p..].starts_with(b"false") => p + 5,
-                        b'n' if d[p..].starts_with(b"null") => p + 4,
-                        b'-' | b'0'..=b'9' => number_end(d, p),
-                        _ => usize::MAX,
-                    };
-                    if end == usize::MAX
-                        || !matches!(
-                            d.get(end),
-                            Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}')
-                        )
-                    {
-                        return u32::MAX;
-                    }
+            if mode & 4 == 0 {
+                match step(st, b, d, p, &mut nest) {
+                    Some(next) => st = next,
+                    None => return u32::MAX,
                 }
                 continue;
             }
-            st = match (st, b) {
-                (St::Value | St::ValueOrArrayEnd, b'"') => St::CommaOrEnd,
-                (St::Key | St::KeyOrObjectEnd, b'"') => St::Colon,
-                (St::Colon, b':') => St::Value,
-                (St::CommaOrEnd, b',') => {
-                    if stack & 1 != 0 {
-                        St::Key
-                    } else {
-                        St::Value
-                    }
-                }
-                (St::Value | St::ValueOrArrayEnd, b'{') => {
-                    stack = stack << 1 | 1;
-                    depth += 1;
-                    St::KeyOrObjectEnd
-                }
-                (St::Value | St::ValueOrArrayEnd, b'[') => {
-                    stack <<= 1;
-                    depth += 1;
-                    St::ValueOrArrayEnd
-                }
-                (St::KeyOrObjectEnd | St::CommaOrEnd, b'}') if stack & 1 == 1 && depth > 0 => {
-                    stack >>= 1;
-                    depth -= 1;
-                    if depth == 0 {
-                        St::Done
-                    } else {
-                        St::CommaOrEnd
-                    }
-                }
-                (St::ValueOrArrayEnd | St::CommaOrEnd, b']') if stack & 1 == 0 && depth > 0 => {
-                    stack >>= 1;
-                    depth -= 1;
-                    if depth == 0 {
-                        St::Done
-                    } else {
-                        St::CommaOrEnd
-                    }
-                }
-                (St::Value | St::ValueOrArrayEnd, _) => {
-                    let end = match b {
-                        b't' if d[p..].starts_with(b"true") => p + 4,
-                        b'f' if d[p..].starts_with(b"false") => p + 5,
-                        b'n' if d[p..].starts_with(b"null") => p + 4,
-                        b'-' | b'0'..=b'9' => number_end(d, p),
-                        _ => usize::MAX,
-                    };
-                    // The scalar must run up to a delimiter.
-                    if end == usize::MAX
-                        || !matches!(
-                            d.get(end),
-                            Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}')
-                        )
-                    {
-                        return u32::MAX;
-                    }
-                    St::CommaOrEnd
-                }
-                _ => return u32::MAX,
+            let c = CLASS[b as usize];
+            let next = NEXT[tst as usize][c as usize];
+            // '{' and '[' push their kind; '}' and ']' pop.
+            let push = PUSH[c as usize];
+            depth = (depth + push as usize).wrapping_sub(POP[c as usize] as usize) & 63;
+            kinds[depth] = if push != 0 {
+                KIND[c as usize]
+            } else {
+                kinds[depth]
             };
+            tst = match next {
+                AFTER_CLOSE if depth == 0 => T_DONE,
+                AFTER_CLOSE => T_COMMA_OBJ + kinds[depth],
+                _ => next,
+            };
+            if c == C_SCALAR && !scalar_ok(d, p) {
+                return u32::MAX;
+            }
         }
         at += 64;
     }
-    if utf8 & 4 != 0 {
-        st = if tst == T_DONE { St::Done } else { St::Value };
-    }
-    if bad != 0 || in_string_carry != 0 || st != St::Done {
+    let done = if mode & 4 != 0 {
+        tst == T_DONE
+    } else {
+        st == St::Done
+    };
+    if !blocks.ok() || !done {
         return u32::MAX;
     }
-    if utf8_bad != 0 || prev_incomplete {
-        return u32::MAX;
-    }
-    if utf8 & 1 != 0 && core::str::from_utf8(&d[..len]).is_err() {
+    if mode & 1 != 0 && core::str::from_utf8(&d[..len]).is_err() {
         return u32::MAX;
     }
     count
@@ -586,72 +602,11 @@ pub extern "C" fn skim2(len: usize, members: u32) -> u32 {
     };
     let padded = len.div_ceil(64) * 64;
     let d = &input[..padded];
-    let (mut in_string_carry, mut escape_carry, mut scalar_carry) = (0u64, 0u64, 0u64);
-    let mut bad = 0u64;
-    let (mut utf8_bad, mut prev_incomplete, mut prev_lane) = (0u8, false, u8x16_splat(0));
+    let mut blocks = Blocks::new();
     let mut n = 0usize;
     let mut at = 0;
     while at < padded {
-        let mut m = [0u64; 6];
-        let mut lanes = [u8x16_splat(0); 4];
-        for (lane, slot) in lanes.iter_mut().enumerate() {
-            // SAFETY: at + 64 <= padded <= input.len().
-            let v = unsafe { v128_load(d.as_ptr().add(at + 16 * lane) as *const v128) };
-            let [q, b, o, c] = lane_masks(v);
-            let ws = i8x16_bitmask(v128_or(
-                v128_or(
-                    i8x16_eq(v, u8x16_splat(b' ')),
-                    i8x16_eq(v, u8x16_splat(b'\n')),
-                ),
-                v128_or(
-                    i8x16_eq(v, u8x16_splat(b'\t')),
-                    i8x16_eq(v, u8x16_splat(b'\r')),
-                ),
-            )) as u64;
-            *slot = v;
-            let sh = 16 * lane;
-            m[0] |= q << sh;
-            m[1] |= b << sh;
-            m[2] |= o << sh;
-            m[3] |= c << sh;
-            m[4] |= ws << sh;
-            m[5] |= (i8x16_bitmask(v) as u64) << sh;
-        }
-        let [quote, backslash, ops, control, ws, high] = m;
-        if high == 0 {
-            utf8_bad |= u8::from(prev_incomplete);
-        } else {
-            let mut err = utf8_errors(prev_lane, lanes[0]);
-            err = v128_or(err, utf8_errors(lanes[0], lanes[1]));
-            err = v128_or(err, utf8_errors(lanes[1], lanes[2]));
-            err = v128_or(err, utf8_errors(lanes[2], lanes[3]));
-            utf8_bad |= u8::from(v128_any_true(err));
-        }
-        prev_incomplete = utf8_incomplete(lanes[3]);
-        prev_lane = lanes[3];
-        let esc = escaped(backslash, &mut escape_carry);
-        let quote = quote & !esc;
-        let in_string = prefix_xor(quote) ^ in_string_carry;
-        in_string_carry = ((in_string as i64) >> 63) as u64;
-        bad |= control & in_string;
-        if esc != 0 {
-            let mut bits = esc & in_string;
-            while bits != 0 {
-                let p = at + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                match d[p] {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' if p + 4 < d.len()
-                        && d[p + 1..p + 5].iter().all(u8::is_ascii_hexdigit) => {}
-                    _ => bad |= 1,
-                }
-            }
-        }
-        let outside = !in_string & !quote;
-        let scalar = outside & !ws & !ops;
-        let scalar_start = scalar & !(scalar << 1 | scalar_carry);
-        scalar_carry = scalar >> 63;
-        let mut bits = (ops & !in_string) | (quote & in_string) | scalar_start;
+        let mut bits = blocks.structurals(d, at, true);
         // Eight offsets at a time, unconditionally; the count says how many are real.
         let count = bits.count_ones() as usize;
         let base = at as u32;
@@ -667,7 +622,7 @@ pub extern "C" fn skim2(len: usize, members: u32) -> u32 {
         n += count;
         at += 64;
     }
-    if bad != 0 || in_string_carry != 0 || utf8_bad != 0 || prev_incomplete {
+    if !blocks.ok() {
         return u32::MAX;
     }
     // Sentinels: four offsets of the padding (or the document's last byte) past the end.
@@ -676,23 +631,9 @@ pub extern "C" fn skim2(len: usize, members: u32) -> u32 {
     }
     // SAFETY (spike): offsets in the index are below `padded`.
     let byte = |k: usize| unsafe { *d.get_unchecked(*index.get_unchecked(k) as usize) };
-    let scalar_ok = |p: usize| -> bool {
-        let end = match d[p] {
-            b't' if d[p..].starts_with(b"true") => p + 4,
-            b'f' if d[p..].starts_with(b"false") => p + 5,
-            b'n' if d[p..].starts_with(b"null") => p + 4,
-            b'-' | b'0'..=b'9' => number_end(d, p),
-            _ => return false,
-        };
-        matches!(
-            d.get(end),
-            Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}')
-        )
-    };
     let is_scalar = |b: u8| !matches!(b, b'"' | b'{' | b'[' | b'}' | b']' | b':' | b',');
     let mut st = St::Value;
-    let mut stack: u64 = 0;
-    let mut depth = 0u32;
+    let mut nest = Nesting { kinds: 0, depth: 0 };
     let mut k = 0;
     while k < n {
         if members != 0 {
@@ -707,7 +648,7 @@ pub extern "C" fn skim2(len: usize, members: u32) -> u32 {
                     if w & 0xff00_ffff == u32::from_le_bytes(*b"\":\0,")
                         && is_scalar((w >> 16) as u8)
                     {
-                        if !scalar_ok(index[k + 2] as usize) {
+                        if !scalar_ok(d, index[k + 2] as usize) {
                             return u32::MAX;
                         }
                         k += 4;
@@ -715,13 +656,15 @@ pub extern "C" fn skim2(len: usize, members: u32) -> u32 {
                         continue;
                     }
                 }
-                St::Value | St::ValueOrArrayEnd if stack & 1 == 0 && depth > 0 => {
-                    let w = u16::from_le_bytes([byte(k), byte(k + 1)]);
-                    if w == u16::from_le_bytes(*b"\",") {
-                        k += 2;
-                        st = St::Value;
-                        continue;
-                    }
+                St::Value | St::ValueOrArrayEnd
+                    if nest.kinds & 1 == 0
+                        && nest.depth > 0
+                        && u16::from_le_bytes([byte(k), byte(k + 1)])
+                            == u16::from_le_bytes(*b"\",") =>
+                {
+                    k += 2;
+                    st = St::Value;
+                    continue;
                 }
                 _ => {}
             }
@@ -729,49 +672,10 @@ pub extern "C" fn skim2(len: usize, members: u32) -> u32 {
         // SAFETY (spike): k < n, offsets below `padded`.
         let p = unsafe { *index.get_unchecked(k) } as usize;
         k += 1;
-        let b = unsafe { *d.get_unchecked(p) };
-        st = match (st, b) {
-            (St::Value | St::ValueOrArrayEnd, b'"') => St::CommaOrEnd,
-            (St::Key | St::KeyOrObjectEnd, b'"') => St::Colon,
-            (St::Colon, b':') => St::Value,
-            (St::CommaOrEnd, b',') => {
-                if stack & 1 != 0 {
-                    St::Key
-                } else {
-                    St::Value
-                }
-            }
-            (St::Value | St::ValueOrArrayEnd, b'{') => {
-                stack = stack << 1 | 1;
-                depth += 1;
-                St::KeyOrObjectEnd
-            }
-            (St::Value | St::ValueOrArrayEnd, b'[') => {
-                stack <<= 1;
-                depth += 1;
-                St::ValueOrArrayEnd
-            }
-            (St::KeyOrObjectEnd | St::CommaOrEnd, b'}') if stack & 1 == 1 && depth > 0 => {
-                stack >>= 1;
-                depth -= 1;
-                if depth == 0 {
-                    St::Done
-                } else {
-                    St::CommaOrEnd
-                }
-            }
-            (St::ValueOrArrayEnd | St::CommaOrEnd, b']') if stack & 1 == 0 && depth > 0 => {
-                stack >>= 1;
-                depth -= 1;
-                if depth == 0 {
-                    St::Done
-                } else {
-                    St::CommaOrEnd
-                }
-            }
-            (St::Value | St::ValueOrArrayEnd, _) if scalar_ok(p) => St::CommaOrEnd,
-            _ => return u32::MAX,
-        };
+        match step(st, d[p], d, p, &mut nest) {
+            Some(next) => st = next,
+            None => return u32::MAX,
+        }
     }
     if st != St::Done {
         return u32::MAX;
