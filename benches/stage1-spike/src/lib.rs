@@ -309,6 +309,46 @@ const NEXT: [[u8; 8]; 12] = {
     t
 };
 
+/// The table-driven walk: its state (`T_ERROR` once invalid, and then for good) and the kind
+/// of each open level (0 object, 1 array).
+struct Table {
+    state: u8,
+    kinds: [u8; 64],
+    depth: usize,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            state: T_ROOT,
+            kinds: [0; 64],
+            depth: 0,
+        }
+    }
+
+    /// One structural `b` at `d[p]`; false for an invalid scalar (the other errors leave
+    /// the state at `T_ERROR`, checked at the end).
+    #[inline(always)]
+    fn step(&mut self, b: u8, d: &[u8], p: usize) -> bool {
+        let c = CLASS[b as usize];
+        let next = NEXT[self.state as usize][c as usize];
+        // '{' and '[' push their kind; '}' and ']' pop.
+        let push = PUSH[c as usize];
+        self.depth = (self.depth + push as usize).wrapping_sub(POP[c as usize] as usize) & 63;
+        self.kinds[self.depth] = if push != 0 {
+            KIND[c as usize]
+        } else {
+            self.kinds[self.depth]
+        };
+        self.state = match next {
+            AFTER_CLOSE if self.depth == 0 => T_DONE,
+            AFTER_CLOSE => T_COMMA_OBJ + self.kinds[self.depth],
+            _ => next,
+        };
+        c != C_SCALAR || scalar_ok(d, p)
+    }
+}
+
 // ---- Stage 2 for skimming: a validating walk over the structurals, on the fly. ----
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -532,8 +572,7 @@ pub extern "C" fn skim(len: usize, mode: u32) -> u32 {
     let mut blocks = Blocks::new();
     let mut st = St::Value;
     let mut nest = Nesting { kinds: 0, depth: 0 };
-    // The table's state and its stack of kinds (0 object, 1 array), one byte per level.
-    let (mut tst, mut kinds, mut depth) = (T_ROOT, [0u8; 64], 0usize);
+    let mut table = Table::new();
     let mut count = 0u32;
     let mut at = 0;
     while at < padded {
@@ -542,39 +581,23 @@ pub extern "C" fn skim(len: usize, mode: u32) -> u32 {
         while bits != 0 {
             let p = at + bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            let b = d[p];
-            if mode & 4 == 0 {
-                match step(st, b, d, p, &mut nest) {
-                    Some(next) => st = next,
-                    None => return u32::MAX,
-                }
-                continue;
-            }
-            let c = CLASS[b as usize];
-            let next = NEXT[tst as usize][c as usize];
-            // '{' and '[' push their kind; '}' and ']' pop.
-            let push = PUSH[c as usize];
-            depth = (depth + push as usize).wrapping_sub(POP[c as usize] as usize) & 63;
-            kinds[depth] = if push != 0 {
-                KIND[c as usize]
+            let ok = if mode & 4 == 0 {
+                step(st, d[p], d, p, &mut nest)
+                    .map(|next| st = next)
+                    .is_some()
             } else {
-                kinds[depth]
+                table.step(d[p], d, p)
             };
-            tst = match next {
-                AFTER_CLOSE if depth == 0 => T_DONE,
-                AFTER_CLOSE => T_COMMA_OBJ + kinds[depth],
-                _ => next,
-            };
-            if c == C_SCALAR && !scalar_ok(d, p) {
+            if !ok {
                 return u32::MAX;
             }
         }
         at += 64;
     }
-    let done = if mode & 4 != 0 {
-        tst == T_DONE
-    } else {
+    let done = if mode & 4 == 0 {
         st == St::Done
+    } else {
+        table.state == T_DONE
     };
     if !blocks.ok() || !done {
         return u32::MAX;
