@@ -175,8 +175,13 @@ def test_prometheus_has_a_decision_label(metered, upstream, token):
 
 def test_vm_memory_grows_for_a_large_body_and_not_again(plugin_variant, upstream, token):
     """finalite_vm_memory_bytes: the VM's linear memory, reported when it grows (a wasm
-    memory never shrinks). A 900 KB body, buffered, makes it grow; the same response five
-    more times does not: what the first one took is reused."""
+    memory never shrinks). A 900 KB body, buffered, makes it grow; the same response nine
+    more times does not grow it again with each request: what the first one took is reused.
+
+    Not byte-exact: CI once saw 64 KiB more on the third of six requests. The likeliest
+    cause is the allocator: the body is filtered chunk by chunk as Envoy hands it over, and
+    the chunks' sizes follow the socket's timing. A leak of as little as the
+    filtered output (about 190 KB) per request would add over 1.7 MB across the nine."""
     envoy = plugin_variant("memory", lambda conf: None)
     big = b"[" + b",".join([PATIENT] * (900_000 // len(PATIENT))) + b"]"
     upstream.set("/patients", big)
@@ -184,10 +189,12 @@ def test_vm_memory_grows_for_a_large_body_and_not_again(plugin_variant, upstream
     start = vm_memory(envoy)
     assert start >= 1 << 20, "the module and its configuration alone take over 1 MiB"
     seen = []
-    for _ in range(6):
+    for _ in range(10):
         r = send(envoy, "/patients", f"m-mem-{secrets.token_hex(4)}", token=billing,
                  purpose="billing")
         assert r.status_code == 200, describe(r)
         seen.append(vm_memory(envoy))
     assert seen[0] > start + len(big) // 2, (start, seen)
-    assert seen[1:] == [seen[0]] * 5, (start, seen)
+    page = 64 << 10
+    assert seen == sorted(seen), ("a wasm memory never shrinks", seen)
+    assert seen[-1] - seen[0] <= 4 * page, ("grew again after the first request", start, seen)
