@@ -161,10 +161,13 @@ run: venv build
 # benches/bench.py; BENCH_SECONDS per wrk run, BENCH_ROUNDS rounds (about 12 minutes in all).
 # BENCH_PIN=1: Envoy on one CPU, nginx and wrk on the others (taskset), so that the load
 # generator and the upstream do not preempt Envoy's worker (off by default: see bench.py).
+# BENCH_ENVOY_LOG_LEVEL: Envoy's --log-level (info by default: the audit records are written,
+# as in production; warning leaves their write out).
 BENCH_TARGET := $(ROOT)/target/benches
 BENCH_SECONDS ?= 8
 BENCH_ROUNDS ?= 3
 BENCH_PIN ?=
+BENCH_ENVOY_LOG_LEVEL ?= info
 
 # nginx and wrk from Debian, only when missing; node for the engine inside V8.
 bench-tools:
@@ -182,7 +185,8 @@ bench: venv build bench-tools
 	  RUNNER=$(BENCH_TARGET)/release/wasm-runner \
 	  RUNNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm \
 	  ENGINE_SUMMARY=$(ROOT)/.run/engine-bench.md BENCH_SECONDS=$(BENCH_SECONDS) \
-	  BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_PIN=$(BENCH_PIN) $(PYTHON) benches/bench.py
+	  BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_PIN=$(BENCH_PIN) \
+	  BENCH_ENVOY_LOG_LEVEL=$(BENCH_ENVOY_LOG_LEVEL) $(PYTHON) benches/bench.py
 
 # Two builds side by side in one Envoy (benches/ab.py): OLD=path/to/old/finalite.wasm, the
 # current build as the new one; AB_SIZE=1KiB|64KiB|1MiB. Prints, writes nothing.
@@ -194,7 +198,8 @@ bench-ab: venv build bench-tools
 	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) OLD_WASM=$(abspath $(OLD)) \
 	  HEADERS_ONLY_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/finalite_bench_headers_only.wasm \
 	  RUNNER=$(BENCH_TARGET)/release/wasm-runner AB_SIZE=$(AB_SIZE) \
-	  BENCH_SECONDS=$(BENCH_SECONDS) BENCH_ROUNDS=$(BENCH_ROUNDS) $(PYTHON) benches/ab.py
+	  BENCH_SECONDS=$(BENCH_SECONDS) BENCH_ROUNDS=$(BENCH_ROUNDS) \
+	  BENCH_ENVOY_LOG_LEVEL=$(BENCH_ENVOY_LOG_LEVEL) $(PYTHON) benches/ab.py
 
 # Instructions per 1 MiB Bundle, natively and inside V8 (callgrind; benches/count.sh):
 # repeatable where timings are not, for judging an engine change. About 6 minutes.
