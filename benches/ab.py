@@ -8,7 +8,8 @@ purpose that keeps everything: the request and header work only), plus the heade
 filter for scale; wrk drives each listener in turn for BENCH_SECONDS, BENCH_ROUNDS times, so
 both builds see the same machine at nearly the same moment. It prints Envoy's CPU per
 request (median and every round) and the new build's ratio to the old one. Nothing is
-written to benches/RESULTS.md.
+written to benches/RESULTS.md. Envoy runs at BENCH_ENVOY_LOG_LEVEL (info by default, as in
+`make bench`: both builds' audit records are written).
 
 Environment (set by the Makefile): ENVOY, FINALITE_WASM (the new build), OLD_WASM,
 HEADERS_ONLY_WASM, RUNNER (writes the bodies), AB_SIZE (1KiB, 64KiB or 1MiB).
