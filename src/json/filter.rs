@@ -204,13 +204,25 @@ impl StepCache {
 /// used as a key (an identifier, a name, a date): ASCII letters, digits, `_` and `-`, not
 /// starting with a digit or `-`, at most 64 bytes.
 fn is_field_name(key: &[u8]) -> bool {
+    // A table lookup per byte: the first 64 keys of every response are tested here (later
+    // ones come with their step from the cache), and three range tests per byte cost more.
     !key.is_empty()
         && key.len() <= 64
         && (key[0].is_ascii_alphabetic() || key[0] == b'_')
-        && key
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && key.iter().all(|&b| FIELD_NAME_BYTES[usize::from(b)])
 }
+
+/// The bytes a field name may contain after its first: ASCII letters, digits, `_` and `-`.
+const FIELD_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        b += 1;
+    }
+    table
+};
 
 impl JsonFilter {
     pub fn new(rules: Arc<FieldRules>, max_depth: u32, context: TransformContext) -> JsonFilter {
@@ -1178,6 +1190,25 @@ mod tests {
         let transformed = counts(&stats.transformed);
         assert_eq!(transformed, vec![("entry.resource.code", 1)]);
         assert_eq!(f.stats().withheld.total(), 5);
+    }
+
+    #[test]
+    fn field_names_are_told_from_data_used_as_keys() {
+        for name in ["given", "_id", "birth-date", "a1", "Z_9-x"] {
+            assert!(is_field_name(name.as_bytes()), "{name}");
+        }
+        let long = "k".repeat(65);
+        for data in [
+            "", "1984", "-x", "a b", "a.b", "Lefèvre", "é", "a\"", "a/b", "a:b", &long,
+        ] {
+            assert!(!is_field_name(data.as_bytes()), "{data}");
+        }
+        assert!(is_field_name("k".repeat(64).as_bytes()));
+        // Every byte after the first: letters, digits, `_` and `-`, nothing else.
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+            assert_eq!(is_field_name(&[b'a', b]), expected, "byte {b}");
+        }
     }
 
     #[test]
