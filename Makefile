@@ -97,11 +97,15 @@ compose-tool:
 
 fmt-check: toolchain
 	cd $(ROOT) && $(CARGO) fmt --all --check
+	cd $(ROOT)/benches && $(CARGO) fmt --all --check
 
-# Native targets (core, CLI, tests), then the wasm32 build, where the proxy-wasm adapter lives.
+# Native targets (core, CLI, tests), then the wasm32 build, where the proxy-wasm adapter lives;
+# then the benchmark crates (benches/, a workspace of their own), natively and for wasm32.
 clippy: toolchain
 	cd $(ROOT) && $(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd $(ROOT) && $(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
+	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) clippy --workspace --target $(WASM_TARGET) -- -D warnings
 
 unit:
 	cd $(ROOT) && $(CARGO) test --workspace

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use common::{bundle, naive, run_engine, Policy, POLICIES, PSEUDONYM_KEY, SIZES};
+use common::{bundle, naive, run_engine, Policy, POLICIES, SIZES};
 
 const SEED: u64 = 7;
 
@@ -51,7 +51,7 @@ fn benches(c: &mut Criterion) {
             let naive_rules = policy.naive();
             group.bench_function(BenchmarkId::new("naive", name), |b| {
                 b.iter(|| {
-                    naive::filter(black_box(&doc), &naive_rules, PSEUDONYM_KEY)
+                    naive::filter(black_box(&doc), &naive_rules)
                         .expect("valid")
                         .len()
                 })

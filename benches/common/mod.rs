@@ -328,6 +328,7 @@ impl Policy {
             default_keep,
             spec.iter()
                 .map(|(path, act)| (*path, *act == Act::Drop, *act == Act::Pseudonymize)),
+            PSEUDONYM_KEY,
         )
     }
 }

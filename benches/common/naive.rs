@@ -3,7 +3,11 @@
 //! benchmark and the `wasm-naive-serde` Envoy filter so both measure the same thing.
 //!
 //! It understands the benchmark's rules only: literal paths and `**.key`, with `keep`,
-//! `drop` and `pseudonymize` (HMAC-SHA-256, base64url), arrays transparent.
+//! `drop` and `pseudonymize` (HMAC-SHA-256, base64url), arrays transparent. Naive in its
+//! handling of the body only: the HMAC is keyed once with the rules, as finalite keys it once
+//! per configuration, so that the baseline does not pay two SHA-256 compressions per
+//! pseudonym that finalite does not (keying per value added about 3.8M instructions per
+//! 1 MiB Bundle in V8, a tenth of finalite's count).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -25,13 +29,17 @@ pub struct NaiveRules {
     literal: Vec<(Vec<String>, NaiveAction)>,
     /// `**.key` rules: the key.
     anywhere: Vec<(String, NaiveAction)>,
+    /// The pseudonymisation HMAC, keyed; cloned for each value.
+    mac: Hmac<Sha256>,
 }
 
 impl NaiveRules {
-    /// Rules as `(path, drop, pseudonymize)`; neither flag means keep.
+    /// Rules as `(path, drop, pseudonymize)`; neither flag means keep. `key` is the
+    /// pseudonymisation key.
     pub fn new<'a>(
         default_keep: bool,
         rules: impl IntoIterator<Item = (&'a str, bool, bool)>,
+        key: &[u8],
     ) -> NaiveRules {
         let mut literal = Vec::new();
         let mut anywhere = Vec::new();
@@ -51,6 +59,7 @@ impl NaiveRules {
             default_keep,
             literal,
             anywhere,
+            mac: Hmac::<Sha256>::new_from_slice(key).expect("any key length"),
         }
     }
 
@@ -78,7 +87,7 @@ impl NaiveRules {
 }
 
 /// Parses, filters and serialises `body`.
-pub fn filter(body: &[u8], rules: &NaiveRules, key: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+pub fn filter(body: &[u8], rules: &NaiveRules) -> Result<Vec<u8>, serde_json::Error> {
     let mut value: Value = serde_json::from_slice(body)?;
     let inherited = if rules.default_keep {
         NaiveAction::Keep
@@ -86,7 +95,7 @@ pub fn filter(body: &[u8], rules: &NaiveRules, key: &[u8]) -> Result<Vec<u8>, se
         NaiveAction::Drop
     };
     let mut path = Vec::new();
-    let keep = apply(&mut value, rules, &mut path, inherited, key);
+    let keep = apply(&mut value, rules, &mut path, inherited);
     if !keep {
         value = Value::Null;
     }
@@ -99,7 +108,6 @@ fn apply(
     rules: &NaiveRules,
     path: &mut Vec<String>,
     inherited: NaiveAction,
-    key: &[u8],
 ) -> bool {
     match value {
         Value::Object(map) => {
@@ -110,9 +118,9 @@ fn apply(
                 let action = own.unwrap_or(inherited);
                 let child = map.get_mut(&k).expect("present");
                 let keep = if own != Some(NaiveAction::Drop) && rules.may_descend(path) {
-                    apply(child, rules, path, action, key)
+                    apply(child, rules, path, action)
                 } else {
-                    leaf(child, action, key)
+                    leaf(child, action, &rules.mac)
                 };
                 if !keep {
                     map.remove(&k);
@@ -122,14 +130,14 @@ fn apply(
             inherited == NaiveAction::Keep || !map.is_empty()
         }
         Value::Array(items) => {
-            items.retain_mut(|item| apply(item, rules, path, inherited, key));
+            items.retain_mut(|item| apply(item, rules, path, inherited));
             inherited == NaiveAction::Keep || !items.is_empty()
         }
-        _ => leaf(value, inherited, key),
+        _ => leaf(value, inherited, &rules.mac),
     }
 }
 
-fn leaf(value: &mut Value, action: NaiveAction, key: &[u8]) -> bool {
+fn leaf(value: &mut Value, action: NaiveAction, keyed: &Hmac<Sha256>) -> bool {
     match action {
         NaiveAction::Keep => true,
         NaiveAction::Drop => false,
@@ -139,7 +147,7 @@ fn leaf(value: &mut Value, action: NaiveAction, key: &[u8]) -> bool {
                 Value::Number(n) => n.to_string(),
                 _ => return false,
             };
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+            let mut mac = keyed.clone();
             mac.update(text.as_bytes());
             *value = Value::String(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
             true

@@ -6,6 +6,8 @@
 #[path = "../../common/naive.rs"]
 mod naive;
 
+use std::sync::OnceLock;
+
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
@@ -28,15 +30,22 @@ const RULES: &[(&str, bool, bool)] = &[
     ("entry.search.mode", false, false),
 ];
 
+/// The rules, built and keyed once per VM, as finalite compiles its policy once per
+/// configuration: the baseline is naive in its handling of the body, not in its set-up.
+fn rules() -> &'static naive::NaiveRules {
+    static RULES_ONCE: OnceLock<naive::NaiveRules> = OnceLock::new();
+    RULES_ONCE.get_or_init(|| naive::NaiveRules::new(false, RULES.iter().copied(), KEY))
+}
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
     proxy_wasm::set_http_context(|_, _| -> Box<dyn HttpContext> {
-        Box::new(Naive { rules: naive::NaiveRules::new(false, RULES.iter().copied()) })
+        Box::new(Naive { rules: rules() })
     });
 }}
 
 struct Naive {
-    rules: naive::NaiveRules,
+    rules: &'static naive::NaiveRules,
 }
 
 impl Context for Naive {}
@@ -59,7 +68,7 @@ impl HttpContext for Naive {
         let body = self
             .get_http_response_body(0, body_size)
             .unwrap_or_default();
-        let out = naive::filter(&body, &self.rules, KEY).unwrap_or_else(|_| b"null".to_vec());
+        let out = naive::filter(&body, self.rules).unwrap_or_else(|_| b"null".to_vec());
         self.set_http_response_body(0, body_size, &out);
         Action::Continue
     }
