@@ -6,8 +6,8 @@
 //! `drop` and `pseudonymize` (HMAC-SHA-256, base64url), arrays transparent. Naive in its
 //! handling of the body only: the HMAC is keyed once with the rules, as finalite keys it once
 //! per configuration, so that the baseline does not pay two SHA-256 compressions per
-//! pseudonym that finalite does not (keying per value added about 3.8M instructions per
-//! 1 MiB Bundle in V8, a tenth of finalite's count).
+//! pseudonym that finalite does not (keying per value cost about 1% of the baseline's count
+//! per 1 MiB Bundle in V8: 166.5M against 164.6M instructions).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
