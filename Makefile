@@ -186,6 +186,7 @@ bench: venv build bench-tools
 	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) \
 	  HEADERS_ONLY_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/finalite_bench_headers_only.wasm \
 	  NAIVE_SERDE_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/finalite_bench_naive_serde.wasm \
+	  SCANNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/finalite_bench_scanner.wasm \
 	  RUNNER=$(BENCH_TARGET)/release/wasm-runner \
 	  RUNNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm \
 	  ENGINE_SUMMARY=$(ROOT)/.run/engine-bench.md BENCH_SECONDS=$(BENCH_SECONDS) \

@@ -4,6 +4,8 @@
 //! - `memcpy`: copying the same bytes (the ceiling);
 //! - `validate`: `serde_json::from_slice::<IgnoredAny>`, validation alone, no output;
 //! - `naive/POLICY`: parse to `serde_json::Value`, edit, serialise (the baseline to beat);
+//! - `scanner/POLICY`: a hand-written byte scanner applying the same rules without
+//!   validating anything (`benches/common/scanner.rs`): the cheap alternative's speed;
 //! - `finalite/POLICY`: the streaming engine with full validation, in 64 KiB chunks.
 //!
 //! `cargo bench --bench engine` (or `make bench`); after criterion's own report, a table of
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use common::{bundle, naive, run_engine, Policy, POLICIES, SIZES};
+use common::{bundle, naive, run_engine, scanner, Policy, POLICIES, SIZES};
 
 const SEED: u64 = 7;
 
@@ -56,6 +58,14 @@ fn benches(c: &mut Criterion) {
                         .len()
                 })
             });
+            let scan_rules = policy.scanner();
+            group.bench_function(BenchmarkId::new("scanner", name), |b| {
+                b.iter(|| {
+                    scanner::filter(black_box(&doc), &scan_rules)
+                        .expect("complete")
+                        .len()
+                })
+            });
         }
         group.finish();
     }
@@ -87,7 +97,7 @@ fn median_ns(group: &str, id: &str) -> Option<f64> {
 
 fn summary() -> String {
     let mut md = String::from(
-        "| body | case | median | throughput | vs memcpy | speed-up vs naive |\n|---|---|---:|---:|---:|---:|\n",
+        "| body | case | median | throughput | vs memcpy | speed-up vs naive | time vs scanner (no validation) |\n|---|---|---:|---:|---:|---:|---:|\n",
     );
     for (size, label) in SIZES {
         let len = bundle(size, SEED).len() as f64;
@@ -96,26 +106,31 @@ fn summary() -> String {
             continue;
         };
         let mbps = |ns: f64| len / ns * 1e3; // bytes per ns → MB/s
-        let mut row = |case: &str, ns: f64, naive: Option<f64>| {
+        let mut row = |case: &str, ns: f64, naive: Option<f64>, scanner: Option<f64>| {
             md.push_str(&format!(
-                "| {label} ({len} B) | {case} | {} | {:.0} MB/s | {:.1}× slower | {} |\n",
+                "| {label} ({len} B) | {case} | {} | {:.0} MB/s | {:.1}× slower | {} | {} |\n",
                 show_time(ns),
                 mbps(ns),
                 ns / memcpy,
                 naive.map_or("".to_string(), |n| format!("{:.1}×", n / ns)),
+                scanner.map_or("".to_string(), |s| format!("{:.2}×", ns / s)),
             ));
         };
-        row("memcpy", memcpy, None);
+        row("memcpy", memcpy, None, None);
         if let Some(ns) = median_ns(&group, "validate") {
-            row("serde_json validate (IgnoredAny)", ns, None);
+            row("serde_json validate (IgnoredAny)", ns, None, None);
         }
         for (_, name) in POLICIES {
             let naive = median_ns(&group, &format!("naive/{name}"));
+            let scanner = median_ns(&group, &format!("scanner/{name}"));
             if let Some(ns) = median_ns(&group, &format!("finalite/{name}")) {
-                row(&format!("finalite {name}"), ns, naive);
+                row(&format!("finalite {name}"), ns, naive, scanner);
+            }
+            if let Some(ns) = scanner {
+                row(&format!("scanner (no validation) {name}"), ns, None, None);
             }
             if let Some(ns) = naive {
-                row(&format!("naive serde_json {name}"), ns, None);
+                row(&format!("naive serde_json {name}"), ns, None, None);
             }
         }
     }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod naive;
+pub mod scanner;
 
 use std::sync::{Arc, OnceLock};
 
@@ -325,6 +326,17 @@ impl Policy {
     pub fn naive(self) -> naive::NaiveRules {
         let (default_keep, spec) = self.spec();
         naive::NaiveRules::new(
+            default_keep,
+            spec.iter()
+                .map(|(path, act)| (*path, *act == Act::Drop, *act == Act::Pseudonymize)),
+            PSEUDONYM_KEY,
+        )
+    }
+
+    /// The scanner baseline's form of the same rules.
+    pub fn scanner(self) -> scanner::ScanRules {
+        let (default_keep, spec) = self.spec();
+        scanner::ScanRules::new(
             default_keep,
             spec.iter()
                 .map(|(path, act)| (*path, *act == Act::Drop, *act == Act::Pseudonymize)),

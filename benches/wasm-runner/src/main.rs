@@ -6,7 +6,7 @@
 //!   wasm-runner --write DIR               writes the bundles (and an 8 MiB one) as JSON files
 //!
 //! CASE: memcpy, validate, lexer, finalite/denylist, finalite/realistic, finalite/drop-most,
-//! naive/realistic; SIZE: 1KiB, 64KiB, 1MiB. `lexer` (the engine's lexer alone, every event
+//! naive/realistic, scanner/realistic (or another policy); SIZE: 1KiB, 64KiB, 1MiB. `lexer` (the engine's lexer alone, every event
 //! read and nothing written) is counted by `benches/count.sh`, not timed by default.
 
 #[path = "../../common/mod.rs"]
@@ -15,7 +15,7 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{bundle, naive, run_engine, Policy, POLICIES, SIZES};
+use common::{bundle, naive, run_engine, scanner, Policy, POLICIES, SIZES};
 
 const SEED: u64 = 7;
 
@@ -63,6 +63,10 @@ fn case(name: &str) -> Case {
         "finalite" => {
             let rules = policy.rules();
             Box::new(move |doc| run_engine(&rules, doc, &mut out))
+        }
+        "scanner" => {
+            let rules = policy.scanner();
+            Box::new(move |doc| scanner::filter(doc, &rules).expect("complete").len())
         }
         _ => {
             let rules = policy.naive();
@@ -141,6 +145,7 @@ fn main() {
         "finalite/realistic",
         "finalite/drop-most",
         "naive/realistic",
+        "scanner/realistic",
     ];
     for (size, label) in SIZES {
         let doc = bundle(size, SEED);
