@@ -18,7 +18,7 @@ wasm=$2
 shift 2
 cases=("$@")
 if [ ${#cases[@]} -eq 0 ]; then
-  cases=(lexer finalite/realistic finalite/denylist finalite/drop-most)
+  cases=(lexer finalite/realistic finalite/denylist finalite/drop-most scanner/realistic)
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 
