@@ -28,7 +28,7 @@ def listeners_for(tag: str, module: Path, headers_only: Path, admin: int,
                   upstream: int) -> tuple[list[dict], list[tuple[str, int]]]:
     """finalite and finalite-untouched on `module`, named with `tag` (their own VM ids)."""
     ports = {"finalite": bench.free_port(), "finalite-untouched": bench.free_port()}
-    modules = {"finalite": module, "headers-only": headers_only, "naive-serde": headers_only}
+    modules = {"finalite": module, "headers-only": headers_only}
     config = bench.bootstrap(ports, admin, upstream, modules)
     listeners = config["static_resources"]["listeners"]
     for listener in listeners:
@@ -55,8 +55,7 @@ def main() -> None:
     new_listeners, new_ports = listeners_for("new", new, headers_only, admin, upstream)
     scale_port = bench.free_port()
     config = bench.bootstrap({"headers-only": scale_port}, admin, upstream,
-                             {"finalite": new, "headers-only": headers_only,
-                              "naive-serde": headers_only})
+                             {"finalite": new, "headers-only": headers_only})
     config["static_resources"]["listeners"] += old_listeners + new_listeners
     # Interleaved: old and new of one kind run one after the other.
     names = [("headers-only", scale_port)] + [p for pair in zip(old_ports, new_ports) for p in pair]

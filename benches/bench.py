@@ -247,26 +247,30 @@ def finalite_config(streaming: bool, fields: dict | None = None,
 
 
 def bootstrap(ports: dict[str, int], admin: int, upstream: int, wasm: dict[str, Path]) -> dict:
+    """Envoy's configuration: a listener per entry of `ports`; `wasm` needs only the modules
+    those listeners use."""
     filters = {
-        "passthrough": None,
-        "headers-only": wasm_filter("headers_only", wasm["headers-only"]),
-        "naive-serde": wasm_filter("naive_serde", wasm["naive-serde"]),
-        "scanner": wasm_filter("scanner", wasm["scanner"]),
-        "finalite": wasm_filter("finalite", wasm["finalite"], finalite_config(False),
-                                ["FINALITE_PSEUDONYM_KEY"]),
-        "finalite-streaming": wasm_filter("finalite_streaming", wasm["finalite"],
-                                          finalite_config(True), ["FINALITE_PSEUDONYM_KEY"]),
-        "finalite-untouched": wasm_filter("finalite_untouched", wasm["finalite"],
-                                          finalite_config(False, {}, "keep"),
-                                          ["FINALITE_PSEUDONYM_KEY"]),
-        "finalite-one-field": wasm_filter("finalite_one_field", wasm["finalite"],
-                                          finalite_config(False, {"resourceType": "keep"}),
-                                          ["FINALITE_PSEUDONYM_KEY"]),
+        "passthrough": lambda: None,
+        "headers-only": lambda: wasm_filter("headers_only", wasm["headers-only"]),
+        "naive-serde": lambda: wasm_filter("naive_serde", wasm["naive-serde"]),
+        "scanner": lambda: wasm_filter("scanner", wasm["scanner"]),
+        "finalite": lambda: wasm_filter("finalite", wasm["finalite"], finalite_config(False),
+                                        ["FINALITE_PSEUDONYM_KEY"]),
+        "finalite-streaming": lambda: wasm_filter("finalite_streaming", wasm["finalite"],
+                                                  finalite_config(True),
+                                                  ["FINALITE_PSEUDONYM_KEY"]),
+        "finalite-untouched": lambda: wasm_filter("finalite_untouched", wasm["finalite"],
+                                                  finalite_config(False, {}, "keep"),
+                                                  ["FINALITE_PSEUDONYM_KEY"]),
+        "finalite-one-field": lambda: wasm_filter("finalite_one_field", wasm["finalite"],
+                                                  finalite_config(False, {"resourceType": "keep"}),
+                                                  ["FINALITE_PSEUDONYM_KEY"]),
     }
     limit = 32 << 20  # 16 concurrent 8 MiB bodies are buffered whole
     listeners = []
     for name, port in ports.items():
-        http_filters = [filters[name]] if filters[name] else []
+        http_filter = filters[name]()
+        http_filters = [http_filter] if http_filter else []
         http_filters.append({
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
