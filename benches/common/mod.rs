@@ -322,26 +322,25 @@ impl Policy {
         Arc::new(FieldRules::compile(default, &rules).expect("rules compile"))
     }
 
+    /// `(default_keep, rules)` as both baselines take them: `(path, drop, pseudonymize)`.
+    fn flagged(self) -> (bool, impl Iterator<Item = (&'static str, bool, bool)>) {
+        let (default_keep, spec) = self.spec();
+        let rules = spec
+            .iter()
+            .map(|(path, act)| (*path, *act == Act::Drop, *act == Act::Pseudonymize));
+        (default_keep, rules)
+    }
+
     /// The naive filter's form of the same rules.
     pub fn naive(self) -> naive::NaiveRules {
-        let (default_keep, spec) = self.spec();
-        naive::NaiveRules::new(
-            default_keep,
-            spec.iter()
-                .map(|(path, act)| (*path, *act == Act::Drop, *act == Act::Pseudonymize)),
-            PSEUDONYM_KEY,
-        )
+        let (default_keep, rules) = self.flagged();
+        naive::NaiveRules::new(default_keep, rules, PSEUDONYM_KEY)
     }
 
     /// The scanner baseline's form of the same rules.
     pub fn scanner(self) -> scanner::ScanRules {
-        let (default_keep, spec) = self.spec();
-        scanner::ScanRules::new(
-            default_keep,
-            spec.iter()
-                .map(|(path, act)| (*path, *act == Act::Drop, *act == Act::Pseudonymize)),
-            PSEUDONYM_KEY,
-        )
+        let (default_keep, rules) = self.flagged();
+        scanner::ScanRules::new(default_keep, rules, PSEUDONYM_KEY)
     }
 }
 
