@@ -28,6 +28,7 @@ use std::sync::Arc;
 use common::reference::{Act, Policy};
 use common::{run_cuts, run_cuts_with_stats, run_whole};
 use finalite::json::lexer::Lexer;
+use finalite::json::tally::PathTally;
 use finalite::json::LexError;
 use finalite::policy::rules::FieldRules;
 use proptest::prelude::*;
@@ -603,23 +604,15 @@ fn entry() -> impl Strategy<Value = Value> {
 
 /// `{"entry":[...]}` around `entries`, the way a Bundle holds them.
 fn bundle(entries: &[Vec<u8>]) -> Vec<u8> {
-    let mut doc = br#"{"entry":["#.to_vec();
-    for (i, entry) in entries.iter().enumerate() {
-        if i > 0 {
-            doc.push(b',');
-        }
-        doc.extend_from_slice(entry);
-    }
-    doc.extend_from_slice(b"]}");
-    doc
+    [br#"{"entry":["#.as_slice(), &entries.join(&b','), b"]}"].concat()
 }
 
 /// The count of each path for `n` entries, from the counts for one and for two: a field of
 /// the wrapper (the `entry` array withheld whole) is counted once per document, a field of
 /// an entry once per entry, so the counts are linear in the number of entries.
 fn extrapolate(
-    one: &finalite::json::tally::PathTally,
-    two: &finalite::json::tally::PathTally,
+    one: &PathTally,
+    two: &PathTally,
     n: u64,
 ) -> Result<(Vec<(String, u64)>, u64), TestCaseError> {
     let paths_one: Vec<&String> = one.counts.iter().map(|(path, _)| path).collect();
