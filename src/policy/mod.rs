@@ -7,6 +7,7 @@ pub mod action;
 pub mod explain;
 pub mod headers;
 pub mod path;
+pub mod purpose;
 pub mod route;
 pub mod rules;
 pub mod token;
@@ -15,8 +16,9 @@ pub mod transform;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::auth::key_cache::Verification;
+use crate::auth::claims::ClaimNames;
 use crate::auth::scopes::{ScopeRequirement, ScopeTable};
+use crate::auth::verifier::Verification;
 use crate::config::{
     AuthRequirement, ClientConfig, Config, HeaderRulesConfig, PolicyConfig, PolicyMode,
     PurposeConfig, ScopeRequirementConfig, TokenSource, Unmatched,
@@ -55,8 +57,7 @@ pub struct CompiledConfig {
 pub struct TokenSettings {
     pub source: TokenSource,
     pub metadata_key: String,
-    pub client_claim: String,
-    pub purposes_claim: String,
+    pub claims: ClaimNames,
     /// With `from: "jwks"`: the checks and keys that verify bearer tokens.
     pub verification: Option<Arc<Verification>>,
 }
@@ -221,8 +222,10 @@ pub fn compile(
         token: TokenSettings {
             source: config.token.from,
             metadata_key: config.token.jwt_authn.metadata_key.clone(),
-            client_claim: config.token.client_claim.clone(),
-            purposes_claim: config.token.purposes_claim.clone(),
+            claims: ClaimNames {
+                client_claim: config.token.client_claim.clone(),
+                purposes_claim: config.token.purposes_claim.clone(),
+            },
             verification,
         },
         policies,

@@ -307,11 +307,11 @@ fn callers(config: &CompiledConfig, raw: &Config) -> Vec<(Token, Option<String>)
                 ClaimValue::List(scopes.iter().cloned().collect()),
             ),
             (
-                config.token.purposes_claim.clone(),
+                config.token.claims.purposes_claim.clone(),
                 ClaimValue::List(purposes.iter().cloned().collect()),
             ),
             (
-                config.token.client_claim.clone(),
+                config.token.claims.client_claim.clone(),
                 ClaimValue::String("client-a".into()),
             ),
         ]))
@@ -320,10 +320,13 @@ fn callers(config: &CompiledConfig, raw: &Config) -> Vec<(Token, Option<String>)
         Token(Some(vec![
             ("scope".into(), ClaimValue::List(vec![String::new()])),
             (
-                config.token.purposes_claim.clone(),
+                config.token.claims.purposes_claim.clone(),
                 ClaimValue::String(format!(" {} ", scope_text)),
             ),
-            (config.token.client_claim.clone(), ClaimValue::List(vec![])),
+            (
+                config.token.claims.client_claim.clone(),
+                ClaimValue::List(vec![]),
+            ),
             ("sub".into(), ClaimValue::String(String::new())),
         ]))
     };
