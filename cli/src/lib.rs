@@ -3,6 +3,7 @@
 //! the filter calls it; this crate only reads files and prints.
 
 pub mod render;
+pub mod schema;
 pub mod source;
 pub mod token;
 

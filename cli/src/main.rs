@@ -155,7 +155,7 @@ fn main() -> ExitCode {
             now,
         }),
         Command::Schema => {
-            print!("{}", finalite::schema::config_schema_text());
+            print!("{}", finalite_cli::schema::config_schema_text());
             Ok(())
         }
     };
