@@ -2,9 +2,6 @@
 //! only looks up.
 
 pub mod action;
-/// For the command-line tool only: never part of the .wasm.
-#[cfg(not(target_arch = "wasm32"))]
-pub mod explain;
 pub mod headers;
 pub mod path;
 pub mod purpose;
