@@ -472,7 +472,7 @@ mod tests {
         load(json).unwrap_err().to_string()
     }
 
-    const DESIGN_EXAMPLE: &str = r#"{
+    const DOCUMENTED_EXAMPLE: &str = r#"{
       "purpose_header": "x-purpose", "unmatched": "deny",
       "limits": {"max_body_bytes": 8388608, "max_depth": 64},
       "token": {"from": "jwt_authn", "jwt_authn": {"metadata_key": "idp"},
@@ -494,7 +494,7 @@ mod tests {
     #[test]
     fn the_design_example_compiles() {
         let env = |name: &str| (name == "FINALITE_PSEUDONYM_KEY").then(|| "k".repeat(32));
-        let config = CompiledConfig::load(DESIGN_EXAMPLE.as_bytes(), &env).unwrap();
+        let config = CompiledConfig::load(DOCUMENTED_EXAMPLE.as_bytes(), &env).unwrap();
         let policy = &config.policies[0];
         assert_eq!(policy.name, "patients");
         assert!(
@@ -509,16 +509,16 @@ mod tests {
     #[test]
     fn a_missing_or_short_pseudonym_key_is_refused() {
         assert_eq!(
-            error(DESIGN_EXAMPLE),
+            error(DOCUMENTED_EXAMPLE),
             "pseudonymization.key_env: the environment variable FINALITE_PSEUDONYM_KEY is not set in the VM (Envoy: vm_config.environment_variables)"
         );
         let short =
-            CompiledConfig::load(DESIGN_EXAMPLE.as_bytes(), &|_| Some("short".into())).unwrap_err();
+            CompiledConfig::load(DOCUMENTED_EXAMPLE.as_bytes(), &|_| Some("short".into())).unwrap_err();
         assert_eq!(
             short.to_string(),
             "pseudonymization.key_env: the key in FINALITE_PSEUDONYM_KEY is 5 bytes; at least 32 are required"
         );
-        let no_section = DESIGN_EXAMPLE.replace(
+        let no_section = DOCUMENTED_EXAMPLE.replace(
             r#""pseudonymization": {"key_env": "FINALITE_PSEUDONYM_KEY", "per_client": true},"#,
             "",
         );
