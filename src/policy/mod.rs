@@ -2,6 +2,7 @@
 //! only looks up.
 
 pub mod action;
+pub mod fhir;
 pub mod headers;
 pub mod path;
 pub mod purpose;
@@ -512,8 +513,8 @@ mod tests {
             error(DOCUMENTED_EXAMPLE),
             "pseudonymization.key_env: the environment variable FINALITE_PSEUDONYM_KEY is not set in the VM (Envoy: vm_config.environment_variables)"
         );
-        let short =
-            CompiledConfig::load(DOCUMENTED_EXAMPLE.as_bytes(), &|_| Some("short".into())).unwrap_err();
+        let short = CompiledConfig::load(DOCUMENTED_EXAMPLE.as_bytes(), &|_| Some("short".into()))
+            .unwrap_err();
         assert_eq!(
             short.to_string(),
             "pseudonymization.key_env: the key in FINALITE_PSEUDONYM_KEY is 5 bytes; at least 32 are required"

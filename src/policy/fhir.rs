@@ -1,0 +1,348 @@
+//! A policy in front of a FHIR server: which FHIR interaction a request is, and whether the
+//! caller's SMART scopes allow it.
+//!
+//! The request side of SMART enforcement: the interaction and the resource type come from
+//! the path and the method alone, before anything reaches the server. What the server
+//! returns is checked again on the response (resources of types, categories or patients the
+//! scopes do not grant are withheld), so a server that over-shares is caught either way.
+
+use crate::auth::smart::{self, Context, Permission, ScopeGrant};
+
+/// The `fhir` section of a policy, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FhirSettings {
+    /// The FHIR base path, without a trailing `/` (`""` for a server at the root).
+    pub base: String,
+    pub smart_scopes: bool,
+    /// The token claim holding the launch patient's id.
+    pub patient_claim: String,
+}
+
+/// What a request is, as a FHIR interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interaction {
+    /// `metadata` and `.well-known/smart-configuration`: public, no token.
+    Public,
+    /// An interaction on a resource type that a SMART permission covers.
+    OnType {
+        resource_type: String,
+        permission: Permission,
+        /// The id for an instance-level interaction (read, vread, update, delete,
+        /// `Patient/{id}/$everything`).
+        id: Option<String>,
+    },
+    /// Anything else (batch, system-level search, operations, compartment searches, a
+    /// path outside the base): no scope can authorise it here.
+    Unsupported(&'static str),
+}
+
+/// Reads a request's path (query and fragment ignored) and method as a FHIR interaction.
+pub fn interaction(settings: &FhirSettings, method: &str, path: &str) -> Interaction {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let Some(rest) = path.strip_prefix(settings.base.as_str()) else {
+        return Interaction::Unsupported("the path is outside the FHIR base");
+    };
+    let rest = match rest {
+        "" => "",
+        r if r.starts_with('/') => &r[1..],
+        _ => return Interaction::Unsupported("the path is outside the FHIR base"),
+    };
+    let segments: Vec<&str> = if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    };
+    let method = method.to_ascii_uppercase();
+    let read = matches!(method.as_str(), "GET" | "HEAD");
+    let on = |resource_type: &str, permission, id: Option<&str>| Interaction::OnType {
+        resource_type: resource_type.to_string(),
+        permission,
+        id: id.map(str::to_string),
+    };
+    match segments.as_slice() {
+        ["metadata"] | [".well-known", "smart-configuration"] if read => Interaction::Public,
+        [t, ..] if !smart::is_type_name(t) => {
+            Interaction::Unsupported("not a FHIR resource type, or a system-level interaction")
+        }
+        [t] if read => on(t, Permission::Search, None),
+        [t] if method == "POST" => on(t, Permission::Create, None),
+        [t, "_search"] if read || method == "POST" => on(t, Permission::Search, None),
+        [t, "_history"] if read => on(t, Permission::Search, None),
+        [t, id] if is_id(id) => match method.as_str() {
+            "GET" | "HEAD" => on(t, Permission::Read, Some(id)),
+            "PUT" | "PATCH" => on(t, Permission::Update, Some(id)),
+            "DELETE" => on(t, Permission::Delete, Some(id)),
+            _ => Interaction::Unsupported("this method is not a FHIR interaction on a resource"),
+        },
+        [t, id, "_history"] if read && is_id(id) => on(t, Permission::Read, Some(id)),
+        [t, id, "_history", vid] if read && is_id(id) && is_id(vid) => {
+            on(t, Permission::Read, Some(id))
+        }
+        ["Patient", id, "$everything"] if read && is_id(id) => {
+            on("Patient", Permission::Read, Some(id))
+        }
+        _ => Interaction::Unsupported("this FHIR interaction cannot be authorised by SMART scopes"),
+    }
+}
+
+/// A FHIR logical id: 1 to 64 of `A-Z a-z 0-9 - .`.
+fn is_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// The verdict of SMART scopes on an interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// No grant covers it: the scope that would (v2 form, in the context the caller's own
+    /// scopes use), for the `insufficient_scope` challenge.
+    NeedsScope(String),
+    /// A `patient/` grant covers the type, but the instance is not the launch patient's (or
+    /// the token names no launch patient).
+    OutsideCompartment,
+    Unsupported(&'static str),
+}
+
+/// Whether `grants` allow `interaction` for a caller whose launch patient is `patient`.
+///
+/// A `patient/` grant without a launch patient grants nothing. A granular grant
+/// (`?category=…`) allows the interaction on the request (the category is a property of
+/// each resource, checked on the response). An instance interaction on a `Patient` allowed
+/// only by `patient/` grants must name the launch patient.
+pub fn access(interaction: &Interaction, grants: &[ScopeGrant], patient: Option<&str>) -> Access {
+    let (resource_type, permission, id) = match interaction {
+        Interaction::Public => return Access::Allowed,
+        Interaction::Unsupported(why) => return Access::Unsupported(why),
+        Interaction::OnType {
+            resource_type,
+            permission,
+            id,
+        } => (resource_type.as_str(), *permission, id.as_deref()),
+    };
+    let usable = |g: &&ScopeGrant| g.context != Context::Patient || patient.is_some();
+    let covering: Vec<&ScopeGrant> = grants
+        .iter()
+        .filter(usable)
+        .filter(|g| g.allows(resource_type, permission))
+        .collect();
+    if covering.is_empty() {
+        let context = grants.first().map_or(Context::User, |g| g.context);
+        return Access::NeedsScope(format!(
+            "{}/{resource_type}.{}",
+            context.as_str(),
+            permission.letter()
+        ));
+    }
+    let only_patient_context = covering.iter().all(|g| g.context == Context::Patient);
+    if only_patient_context && resource_type == "Patient" {
+        if let Some(id) = id {
+            if Some(id) != patient {
+                return Access::OutsideCompartment;
+            }
+        }
+    }
+    Access::Allowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(base: &str) -> FhirSettings {
+        FhirSettings {
+            base: base.into(),
+            smart_scopes: true,
+            patient_claim: "patient".into(),
+        }
+    }
+
+    fn on(t: &str, permission: Permission, id: Option<&str>) -> Interaction {
+        Interaction::OnType {
+            resource_type: t.into(),
+            permission,
+            id: id.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn interactions_by_path_and_method() {
+        let s = settings("/fhir");
+        use Permission::*;
+        let cases = [
+            ("GET", "/fhir/metadata", Interaction::Public),
+            (
+                "GET",
+                "/fhir/.well-known/smart-configuration",
+                Interaction::Public,
+            ),
+            (
+                "GET",
+                "/fhir/Observation?patient=example",
+                on("Observation", Search, None),
+            ),
+            ("HEAD", "/fhir/Observation", on("Observation", Search, None)),
+            (
+                "POST",
+                "/fhir/Observation/_search",
+                on("Observation", Search, None),
+            ),
+            (
+                "GET",
+                "/fhir/Observation/_search?code=x",
+                on("Observation", Search, None),
+            ),
+            (
+                "GET",
+                "/fhir/Observation/_history",
+                on("Observation", Search, None),
+            ),
+            ("POST", "/fhir/Observation", on("Observation", Create, None)),
+            (
+                "GET",
+                "/fhir/Observation/f001",
+                on("Observation", Read, Some("f001")),
+            ),
+            (
+                "PUT",
+                "/fhir/Observation/f001",
+                on("Observation", Update, Some("f001")),
+            ),
+            (
+                "PATCH",
+                "/fhir/Observation/f001",
+                on("Observation", Update, Some("f001")),
+            ),
+            (
+                "DELETE",
+                "/fhir/Observation/f001",
+                on("Observation", Delete, Some("f001")),
+            ),
+            (
+                "GET",
+                "/fhir/Observation/f001/_history",
+                on("Observation", Read, Some("f001")),
+            ),
+            (
+                "GET",
+                "/fhir/Observation/f001/_history/2",
+                on("Observation", Read, Some("f001")),
+            ),
+            (
+                "GET",
+                "/fhir/Patient/example/$everything",
+                on("Patient", Read, Some("example")),
+            ),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(interaction(&s, method, path), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn what_no_scope_can_authorise() {
+        let s = settings("/fhir");
+        for (method, path) in [
+            ("POST", "/fhir"),
+            ("GET", "/fhir"),
+            ("GET", "/fhir/_history"),
+            ("GET", "/fhir/$export"),
+            ("GET", "/fhir/Patient/$export"),
+            ("GET", "/fhir/Patient/example/Observation"),
+            ("POST", "/fhir/Observation/$validate"),
+            ("GET", "/fhir/Observation/f%30"),
+            ("GET", "/fhir/observation/f001"),
+            ("GET", "/fhirObservation"),
+            ("GET", "/other/Observation"),
+            ("GET", "/fhir/metadata/x"),
+            ("POST", "/fhir/metadata"),
+            ("OPTIONS", "/fhir/Observation/f001"),
+            ("GET", "/fhir/Observation/f001/_history/2/x"),
+        ] {
+            assert!(
+                matches!(interaction(&s, method, path), Interaction::Unsupported(_)),
+                "{method} {path}: {:?}",
+                interaction(&s, method, path)
+            );
+        }
+        // A server at the root.
+        assert_eq!(
+            interaction(&settings(""), "GET", "/Patient/1"),
+            on("Patient", Permission::Read, Some("1"))
+        );
+    }
+
+    fn grants(scopes: &[&str]) -> Vec<ScopeGrant> {
+        smart::grants(&scopes.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn scopes_allow_or_name_what_is_missing() {
+        let s = settings("/fhir");
+        let search_obs = interaction(&s, "GET", "/fhir/Observation");
+        let g = grants(&["user/Observation.rs"]);
+        assert_eq!(access(&search_obs, &g, None), Access::Allowed);
+        assert_eq!(
+            access(&interaction(&s, "GET", "/fhir/Condition"), &g, None),
+            Access::NeedsScope("user/Condition.s".into())
+        );
+        assert_eq!(
+            access(&interaction(&s, "POST", "/fhir/Observation"), &g, None),
+            Access::NeedsScope("user/Observation.c".into())
+        );
+        // v1 read covers search and read.
+        let v1 = grants(&["patient/Observation.read"]);
+        assert_eq!(access(&search_obs, &v1, Some("example")), Access::Allowed);
+        // A patient/ scope without a launch patient grants nothing.
+        assert_eq!(
+            access(&search_obs, &v1, None),
+            Access::NeedsScope("patient/Observation.s".into())
+        );
+        // Granular scopes allow the request; the category is checked per resource.
+        let lab = grants(&["patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory"]);
+        assert_eq!(access(&search_obs, &lab, Some("example")), Access::Allowed);
+        // Unparseable scopes grant nothing; no SMART scope at all names the user context.
+        assert_eq!(
+            access(
+                &search_obs,
+                &grants(&["patient/Observation.sr", "openid"]),
+                Some("x")
+            ),
+            Access::NeedsScope("user/Observation.s".into())
+        );
+        assert_eq!(
+            access(&interaction(&s, "GET", "/fhir/metadata"), &[], None),
+            Access::Allowed
+        );
+    }
+
+    #[test]
+    fn a_patient_context_reads_only_its_patient() {
+        let s = settings("/fhir");
+        let g = grants(&["patient/Patient.rs", "patient/Observation.rs"]);
+        let read = |path: &str| access(&interaction(&s, "GET", path), &g, Some("example"));
+        assert_eq!(read("/fhir/Patient/example"), Access::Allowed);
+        assert_eq!(read("/fhir/Patient/example/$everything"), Access::Allowed);
+        assert_eq!(read("/fhir/Patient/other"), Access::OutsideCompartment);
+        assert_eq!(
+            read("/fhir/Patient/other/$everything"),
+            Access::OutsideCompartment
+        );
+        assert_eq!(
+            read("/fhir/Patient/other/_history/1"),
+            Access::OutsideCompartment
+        );
+        // A user/ grant on Patient reads any patient the user may see.
+        let both = grants(&["patient/Patient.rs", "user/Patient.r"]);
+        assert_eq!(
+            access(
+                &interaction(&s, "GET", "/fhir/Patient/other"),
+                &both,
+                Some("example")
+            ),
+            Access::Allowed
+        );
+    }
+}
