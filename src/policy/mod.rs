@@ -2,6 +2,7 @@
 //! only looks up.
 
 pub mod action;
+pub mod compartment;
 pub mod fhir;
 pub mod headers;
 pub mod path;
