@@ -247,7 +247,36 @@ pub struct PolicyConfig {
     /// and what it is authorised for.
     #[serde(default)]
     pub clients: BTreeMap<String, ClientConfig>,
+    /// The policy fronts a FHIR server: its base path, and whether SMART scopes are
+    /// enforced.
+    #[serde(default)]
+    pub fhir: Option<FhirConfig>,
     pub purposes: BTreeMap<String, PurposeConfig>,
+}
+
+/// A policy in front of a FHIR server.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirConfig {
+    /// The FHIR base path (`/fhir`); `/` for a server at the root.
+    #[serde(default = "default_fhir_base")]
+    pub base: String,
+    /// Enforce SMART App Launch scopes (v1 and v2) on the request's interaction and on the
+    /// resources the response holds.
+    #[serde(default)]
+    pub smart_scopes: bool,
+    /// The token claim holding the launch patient's id (for `patient/` scopes).
+    #[serde(default = "default_patient_claim")]
+    pub patient_claim: String,
+}
+
+fn default_fhir_base() -> String {
+    "/".to_string()
+}
+
+fn default_patient_claim() -> String {
+    "patient".to_string()
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]

@@ -1,10 +1,12 @@
 //! The request path: policy, caller identity, scopes, purpose.
 
-use crate::auth::claims::{BearerRefusal, ClaimSource, Claims};
+use crate::auth::claims::{BearerRefusal, ClaimSource, ClaimValue, Claims};
 use crate::auth::jwt::TokenError;
 use crate::auth::scopes::MethodScopes;
+use crate::auth::smart;
 use crate::config::{AuthRequirement, PolicyMode, Unmatched};
 use crate::decision::{Allowed, Denial, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
+use crate::policy::fhir::{self, Access, FhirSettings, Interaction};
 use crate::policy::purpose::{self, PurposeRefusal};
 use crate::policy::route::{RouteInfo, Selection};
 use crate::policy::{CompiledConfig, Policy};
@@ -82,6 +84,18 @@ pub fn decide(
         }
     };
     let policy = &config.policies[index];
+    let smart = policy
+        .fhir
+        .as_ref()
+        .filter(|f| f.smart_scopes)
+        .map(|f| (f, fhir::interaction(f, route.method, route.path)));
+    if let Some((_, Interaction::Public)) = &smart {
+        // The capability statement and the SMART configuration: public, and free of
+        // personal data.
+        let mut verdict = Verdict::new(RequestDecision::PassUnfiltered);
+        verdict.policy = Some(index);
+        return verdict;
+    }
     let claims = identify(policy, config, caller);
     let defined = |name: Option<&str>| {
         name.map(str::trim)
@@ -101,7 +115,11 @@ pub fn decide(
     };
     verdict.decision = match claims {
         Err(denial) => RequestDecision::Deny(denial),
-        Ok(claims) => match check_scopes(policy, route.method, claims.as_ref()) {
+        Ok(claims) => match check_scopes(policy, route.method, claims.as_ref()).and_then(|()| {
+            smart.as_ref().map_or(Ok(()), |(settings, interaction)| {
+                check_smart(settings, interaction, claims.as_ref(), caller.claims)
+            })
+        }) {
             Err(denial) => RequestDecision::Deny(denial),
             Ok(()) => match purpose::resolve(declared_purpose, policy, claims.as_ref()) {
                 Ok(name) => RequestDecision::Allow(Allowed {
@@ -189,6 +207,54 @@ fn check_scopes(policy: &Policy, method: &str, claims: Option<&Claims>) -> Resul
             title: "Forbidden",
             status: 403,
             detail: format!("this route's policy grants no scope for the method {method}"),
+        }
+        .into()),
+    }
+}
+
+/// SMART scopes on the request's FHIR interaction (the response is checked again, resource
+/// by resource).
+fn check_smart(
+    settings: &FhirSettings,
+    interaction: &Interaction,
+    claims: Option<&Claims>,
+    source: &dyn ClaimSource,
+) -> Result<(), Denial> {
+    let scopes = claims.map(|c| c.scopes.as_slice()).unwrap_or_default();
+    let patient = match source.claim(&settings.patient_claim) {
+        Some(ClaimValue::String(id)) if !id.is_empty() => Some(id),
+        _ => None,
+    };
+    match fhir::access(interaction, &smart::grants(scopes), patient.as_deref()) {
+        Access::Allowed => Ok(()),
+        Access::NeedsScope(scope) => Err(Denial {
+            problem: Problem {
+                slug: "insufficient-scope",
+                title: "Forbidden",
+                status: 403,
+                detail: format!(
+                    "the caller's SMART scopes do not allow this request: it needs {scope} \
+                     (or the same permission in another context)"
+                ),
+            },
+            www_authenticate: Some(format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            retry_after_seconds: None,
+        }),
+        Access::OutsideCompartment => Err(Problem {
+            slug: "outside-patient-compartment",
+            title: "Forbidden",
+            status: 403,
+            detail: "the caller's patient/ scopes grant only the launch patient's compartment"
+                .into(),
+        }
+        .into()),
+        Access::Unsupported(why) => Err(Problem {
+            slug: "fhir-interaction-not-allowed",
+            title: "Forbidden",
+            status: 403,
+            detail: format!("{why}; this route enforces SMART scopes"),
         }
         .into()),
     }
@@ -905,6 +971,156 @@ mod bearer_tests {
                 .problem
                 .slug,
             "no-policy"
+        );
+    }
+}
+
+#[cfg(test)]
+mod smart_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const CONFIG: &str = r#"{"policies": {"fhir": {
+        "match": [{"prefix": "/fhir"}],
+        "fhir": {"base": "/fhir", "smart_scopes": true},
+        "scopes": {"*": ["fhir"]},
+        "purposes": {"care": {"default": "keep"}}}}}"#;
+
+    struct Token(HashMap<&'static str, ClaimValue>);
+
+    impl ClaimSource for Token {
+        fn has_verified_token(&self) -> bool {
+            true
+        }
+        fn claim(&self, name: &str) -> Option<ClaimValue> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn token(scope: &str, patient: Option<&str>) -> Token {
+        let mut claims = HashMap::from([
+            (
+                "scope",
+                ClaimValue::String(format!("fhir purpose:care {scope}")),
+            ),
+            ("client_id", ClaimValue::String("app".into())),
+        ]);
+        if let Some(patient) = patient {
+            claims.insert("patient", ClaimValue::String(patient.into()));
+        }
+        Token(claims)
+    }
+
+    fn decide(method: &str, path: &str, token: Option<&Token>) -> RequestDecision {
+        let config = CompiledConfig::load(CONFIG.as_bytes(), &|_| None).unwrap();
+        let route = RouteInfo {
+            metadata_policy: None,
+            route_name: None,
+            path,
+            method,
+        };
+        struct NoToken;
+        impl ClaimSource for NoToken {
+            fn has_verified_token(&self) -> bool {
+                false
+            }
+            fn claim(&self, _: &str) -> Option<ClaimValue> {
+                None
+            }
+        }
+        let claims: &dyn ClaimSource = match token {
+            Some(token) => token,
+            None => &NoToken,
+        };
+        super::decide(
+            &config,
+            &route,
+            Some("care"),
+            &Caller {
+                claims,
+                peer_uri_san: None,
+            },
+        )
+        .decision
+    }
+
+    fn refusal(decision: RequestDecision) -> (u16, &'static str, Option<String>) {
+        match decision {
+            RequestDecision::Deny(d) => (d.status(), d.problem.slug, d.www_authenticate),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn search_and_read_need_their_letters() {
+        let t = token("user/Observation.rs", None);
+        assert!(matches!(
+            decide("GET", "/fhir/Observation?code=x", Some(&t)),
+            RequestDecision::Allow(_)
+        ));
+        assert!(matches!(
+            decide("GET", "/fhir/Observation/f001/_history/1", Some(&t)),
+            RequestDecision::Allow(_)
+        ));
+        assert_eq!(
+            refusal(decide("GET", "/fhir/Condition", Some(&t))),
+            (
+                403,
+                "insufficient-scope",
+                Some("Bearer error=\"insufficient_scope\", scope=\"user/Condition.s\"".into())
+            )
+        );
+        assert_eq!(
+            refusal(decide("DELETE", "/fhir/Observation/f001", Some(&t))).1,
+            "insufficient-scope"
+        );
+        assert_eq!(
+            refusal(decide("POST", "/fhir", Some(&t))).1,
+            "fhir-interaction-not-allowed"
+        );
+    }
+
+    #[test]
+    fn metadata_is_public_and_the_rest_needs_a_token() {
+        assert_eq!(
+            decide("GET", "/fhir/metadata", None),
+            RequestDecision::PassUnfiltered
+        );
+        assert_eq!(
+            decide("GET", "/fhir/.well-known/smart-configuration", None),
+            RequestDecision::PassUnfiltered
+        );
+        assert_eq!(refusal(decide("GET", "/fhir/Observation", None)).0, 401);
+    }
+
+    #[test]
+    fn the_patient_context_needs_its_claim_and_keeps_to_its_patient() {
+        let with = token("patient/Patient.rs patient/Observation.rs", Some("example"));
+        assert!(matches!(
+            decide("GET", "/fhir/Patient/example/$everything", Some(&with)),
+            RequestDecision::Allow(_)
+        ));
+        assert_eq!(
+            refusal(decide("GET", "/fhir/Patient/other", Some(&with))).1,
+            "outside-patient-compartment"
+        );
+        let without = token("patient/Observation.rs", None);
+        assert_eq!(
+            refusal(decide("GET", "/fhir/Observation", Some(&without))).1,
+            "insufficient-scope"
+        );
+    }
+
+    #[test]
+    fn the_scopes_table_still_applies() {
+        let mut t = token("user/Observation.rs", None);
+        t.0.insert(
+            "scope",
+            ClaimValue::String("purpose:care user/Observation.rs".into()),
+        );
+        assert_eq!(
+            refusal(decide("GET", "/fhir/Observation", Some(&t))).1,
+            "insufficient-scope"
         );
     }
 }

@@ -345,4 +345,49 @@ mod tests {
             Access::Allowed
         );
     }
+
+    fn load_error(fhir: &str, auth: &str) -> String {
+        let config = format!(
+            r#"{{"policies": {{"f": {{"auth": "{auth}", "fhir": {fhir},
+                "purposes": {{"care": {{"default": "keep"}}}}}}}}}}"#
+        );
+        crate::policy::CompiledConfig::load(config.as_bytes(), &|_| None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_fhir_section_is_checked_at_load() {
+        assert_eq!(
+            load_error(r#"{"base": "fhir"}"#, "required"),
+            "policies.f.fhir.base: \"fhir\" is not a base path (it starts with \"/\", without query or fragment)"
+        );
+        assert_eq!(
+            load_error(r#"{"smart_scopes": true}"#, "none"),
+            "policies.f.fhir.smart_scopes: SMART scopes come from a token: set \"auth\": \"required\" on this policy"
+        );
+        assert_eq!(
+            load_error(r#"{"patient_claim": ""}"#, "required"),
+            "policies.f.fhir.patient_claim: names no claim; leave it out for \"patient\""
+        );
+        assert_eq!(
+            load_error(r#"{"smart_scope": true}"#, "required"),
+            "policies.f.fhir.smart_scope: unknown field `smart_scope`, expected one of `base`, \
+             `smart_scopes`, `patient_claim`"
+        );
+        let loaded = crate::policy::CompiledConfig::load(
+            br#"{"policies": {"f": {"fhir": {"base": "/fhir/", "smart_scopes": true},
+                "purposes": {"care": {"default": "keep"}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.policies[0].fhir,
+            Some(FhirSettings {
+                base: "/fhir".into(),
+                smart_scopes: true,
+                patient_claim: "patient".into()
+            })
+        );
+    }
 }
