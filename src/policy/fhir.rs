@@ -6,6 +6,7 @@
 //! returns is checked again on the response (resources of types, categories or patients the
 //! scopes do not grant are withheld), so a server that over-shares is caught either way.
 
+use super::compartment;
 use crate::auth::smart::{self, Context, Permission, ScopeGrant};
 
 /// The `fhir` section of a policy, compiled.
@@ -145,6 +146,60 @@ pub fn access(interaction: &Interaction, grants: &[ScopeGrant], patient: Option<
         }
     }
     Access::Allowed
+}
+
+/// What the response check needs to know of one resource: read by the engine from the
+/// resource's own members before it is sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceFacts {
+    pub resource_type: String,
+    /// `id`, for a `Patient`.
+    pub id: Option<String>,
+    /// Each `category[*].coding[*]` as `(system, code)`.
+    pub categories: Vec<(Option<String>, String)>,
+    /// The `reference` of each element through which its type belongs to a patient's
+    /// compartment ([`compartment::reference_paths`]).
+    pub compartment_references: Vec<String>,
+}
+
+/// Whether some grant lets the caller see this resource: a grant that allows `r` or `s` on
+/// its type, whose category constraints all match one of the resource's codings, and, for a
+/// `patient/` grant, whose launch patient's compartment holds the resource (a type outside
+/// the compartment follows the type grant alone; a `Patient` only by its id).
+pub fn resource_granted(
+    facts: &ResourceFacts,
+    grants: &[ScopeGrant],
+    patient: Option<&str>,
+) -> bool {
+    let t = facts.resource_type.as_str();
+    grants.iter().any(|grant| {
+        let readable = grant.allows(t, Permission::Read) || grant.allows(t, Permission::Search);
+        readable
+            && grant.categories.iter().all(|wanted| {
+                facts.categories.iter().any(|(system, code)| {
+                    *code == wanted.code
+                        && wanted
+                            .system
+                            .as_ref()
+                            .is_none_or(|s| Some(s) == system.as_ref())
+                })
+            })
+            && (grant.context != Context::Patient
+                || patient.is_some_and(|p| in_compartment(facts, p)))
+    })
+}
+
+fn in_compartment(facts: &ResourceFacts, patient: &str) -> bool {
+    if facts.resource_type == "Patient" {
+        return facts.id.as_deref() == Some(patient);
+    }
+    if compartment::reference_paths(&facts.resource_type).is_none() {
+        return true;
+    }
+    facts
+        .compartment_references
+        .iter()
+        .any(|r| compartment::refers_to_patient(r, patient))
 }
 
 #[cfg(test)]
@@ -389,5 +444,82 @@ mod tests {
                 patient_claim: "patient".into()
             })
         );
+    }
+
+    fn facts(
+        t: &str,
+        id: Option<&str>,
+        categories: &[(&str, &str)],
+        refs: &[&str],
+    ) -> ResourceFacts {
+        ResourceFacts {
+            resource_type: t.into(),
+            id: id.map(str::to_string),
+            categories: categories
+                .iter()
+                .map(|(s, c)| ((!s.is_empty()).then(|| s.to_string()), c.to_string()))
+                .collect(),
+            compartment_references: refs.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+
+    #[test]
+    fn resources_by_type_category_and_patient() {
+        let lab = facts(
+            "Observation",
+            None,
+            &[(CATEGORY, "laboratory")],
+            &["Patient/example"],
+        );
+        let vitals = facts(
+            "Observation",
+            None,
+            &[(CATEGORY, "vital-signs")],
+            &["Patient/example"],
+        );
+        let other = facts(
+            "Observation",
+            None,
+            &[(CATEGORY, "laboratory")],
+            &["Patient/pat2"],
+        );
+        let uncategorised = facts("Observation", None, &[], &["Patient/example"]);
+        let condition = facts("Condition", None, &[], &["Patient/example"]);
+        let org = facts("Organization", None, &[], &[]);
+        let me = facts("Patient", Some("example"), &[], &[]);
+        let them = facts("Patient", Some("pat2"), &[], &[]);
+
+        let user = grants(&["user/Observation.rs"]);
+        assert!(resource_granted(&lab, &user, None) && resource_granted(&other, &user, None));
+        assert!(!resource_granted(&condition, &user, None) && !resource_granted(&me, &user, None));
+
+        let granular = grants(&[&format!(
+            "user/Observation.rs?category={CATEGORY}|laboratory"
+        )]);
+        assert!(resource_granted(&lab, &granular, None));
+        assert!(!resource_granted(&vitals, &granular, None));
+        assert!(!resource_granted(&uncategorised, &granular, None));
+        let code_only = grants(&["user/Observation.rs?category=laboratory"]);
+        assert!(resource_granted(&lab, &code_only, None));
+        let wrong_system = grants(&["user/Observation.rs?category=http://other|laboratory"]);
+        assert!(!resource_granted(&lab, &wrong_system, None));
+
+        let patient = grants(&["patient/*.rs"]);
+        let p = Some("example");
+        assert!(resource_granted(&lab, &patient, p) && resource_granted(&condition, &patient, p));
+        assert!(!resource_granted(&other, &patient, p));
+        assert!(resource_granted(&me, &patient, p) && !resource_granted(&them, &patient, p));
+        // Outside the compartment: the type grant alone.
+        assert!(resource_granted(&org, &patient, p));
+        // Without the launch patient, patient/ grants nothing.
+        assert!(!resource_granted(&lab, &patient, None) && !resource_granted(&org, &patient, None));
+        // A write-only scope does not let a resource be read.
+        assert!(!resource_granted(
+            &lab,
+            &grants(&["user/Observation.cud"]),
+            None
+        ));
     }
 }
