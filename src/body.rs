@@ -8,7 +8,7 @@ use std::io::Write;
 
 use flate2::write::{GzDecoder, ZlibDecoder};
 
-use crate::json::{FilterStats, Framing, JsonFilter, LexError};
+use crate::json::{EngineError, FilterStats, Framing, JsonFilter};
 
 /// A `content-encoding` the pipeline can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub enum BodyError {
     /// The compressed stream is corrupt or truncated.
     Decoding(String),
     /// The JSON engine refused the document.
-    Json(LexError),
+    Json(EngineError),
 }
 
 impl fmt::Display for BodyError {

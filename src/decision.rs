@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::body::{BodyError, ContentEncoding};
-use crate::json::lexer::{ErrorKind, LexError};
 use crate::json::Framing;
+use crate::json::{EngineError, ErrorKind, LexErrorKind};
 use crate::policy::rules::FieldRules;
 
 /// An RFC 9457 problem; `slug` makes `type` (`urn:finalite:problem:SLUG`).
@@ -42,15 +42,15 @@ impl Problem {
     }
 
     /// The client sees the category of an engine error; the offset and path go to the log.
-    pub fn from_engine_error(error: &LexError) -> Problem {
+    pub fn from_engine_error(error: &EngineError) -> Problem {
         Problem::not_filterable(match &error.kind {
-            ErrorKind::TooDeep { limit } => {
+            ErrorKind::Lex(LexErrorKind::TooDeep { limit }) => {
                 format!("the body nests deeper than the limit of {limit}")
             }
             ErrorKind::Transform(_) => {
                 "a value could not be transformed as the policy requires".to_string()
             }
-            ErrorKind::KeyTooLong | ErrorKind::ValueTooLong => {
+            ErrorKind::Lex(LexErrorKind::KeyTooLong | LexErrorKind::ValueTooLong) => {
                 "the body holds a key or value too long to filter".to_string()
             }
             _ => "the body is not valid JSON".to_string(),

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use common::reference::{Act, Policy};
 use common::{max_depth, run_bytewise, run_cuts, run_whole, strip_whitespace};
-use finalite::json::LexError;
+use finalite::json::{EngineError, ErrorKind};
 use serde_json::Value;
 
 const SUITE: &str = "../shared/testdata/JSONTestSuite/test_parsing";
@@ -172,8 +172,11 @@ fn suite_files() -> Vec<(String, Vec<u8>)> {
 }
 
 /// The variant name of an error kind (`LoneSurrogate`, `TooDeep`, ...).
-fn variant(error: &LexError) -> String {
-    let debug = format!("{:?}", error.kind);
+fn variant(error: &EngineError) -> String {
+    let debug = match &error.kind {
+        ErrorKind::Lex(kind) => format!("{kind:?}"),
+        kind => format!("{kind:?}"),
+    };
     debug
         .split(|c: char| !c.is_alphanumeric())
         .next()
@@ -185,7 +188,7 @@ fn variant(error: &LexError) -> String {
 struct IRow {
     name: String,
     bytes: Vec<u8>,
-    engine: Result<(), LexError>,
+    engine: Result<(), EngineError>,
     /// serde_json parsing into a `Value`.
     serde: Result<(), String>,
     /// serde_json validating only (`IgnoredAny`).
@@ -195,12 +198,12 @@ struct IRow {
 /// What the engine decided on one file, under every policy and chunking.
 struct Decision {
     /// `Ok`: outputs under keep-all and drop-most.
-    result: Result<(Vec<u8>, Vec<u8>), LexError>,
+    result: Result<(Vec<u8>, Vec<u8>), EngineError>,
 }
 
 fn decide(name: &str, bytes: &[u8], problems: &mut Vec<String>) -> Decision {
     let mut outputs = Vec::new();
-    let mut error: Option<LexError> = None;
+    let mut error: Option<EngineError> = None;
     for policy in [keep_all(), drop_most()] {
         let rules = policy.compile();
         let whole = run_whole(&rules, bytes);
@@ -268,7 +271,7 @@ fn skimmed_files_are_decided_as_read_ones() {
             let read = run_whole(&read_all, &doc).map(drop);
             for cuts in [&[][..], &[doc.len() / 2]] {
                 let skimmed = run_cuts(skimming, &doc, cuts).map(drop);
-                let shown = |r: &Result<(), LexError>| {
+                let shown = |r: &Result<(), EngineError>| {
                     r.as_ref()
                         .map_err(|e| (e.offset, e.path.clone(), e.kind.to_string()))
                         .err()

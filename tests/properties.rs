@@ -29,7 +29,7 @@ use common::reference::{Act, Policy};
 use common::{run_cuts, run_cuts_with_stats, run_whole};
 use finalite::json::lexer::Lexer;
 use finalite::json::tally::PathTally;
-use finalite::json::LexError;
+use finalite::json::EngineError;
 use finalite::policy::rules::FieldRules;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -369,7 +369,7 @@ proptest! {
 }
 
 /// The plain lexer's verdict on `doc` in one chunk: every event read, nothing skimmed.
-fn lex_all(doc: &[u8]) -> Result<(), LexError> {
+fn lex_all(doc: &[u8]) -> Result<(), EngineError> {
     let mut lexer = Lexer::new(common::max_depth());
     let mut pos = 0;
     while lexer.next(doc, &mut pos)?.is_some() {}

@@ -29,7 +29,7 @@
 
 use std::sync::Arc;
 
-use finalite::json::{Framing, JsonFilter, LexError};
+use finalite::json::{EngineError, Framing, JsonFilter};
 use finalite::policy::rules::FieldRules;
 use finalite::policy::transform::TransformContext;
 use finalite::policy::CompiledConfig;
@@ -44,7 +44,7 @@ fn run(
     case: &Case,
     context: &TransformContext,
     chunks: &[&[u8]],
-) -> Result<Vec<u8>, LexError> {
+) -> Result<Vec<u8>, EngineError> {
     let framing = if case.lines {
         Framing::Lines
     } else {

@@ -16,7 +16,7 @@ use super::headers::HeaderRules;
 use super::rules::{FieldRules, StateId, ROOT};
 use super::{CompiledConfig, Purpose};
 use crate::config::{Config, HeaderRulesConfig, ScopeRequirementConfig};
-use crate::json::{JsonFilter, LexError};
+use crate::json::{EngineError, JsonFilter};
 
 /// What a rule, or the default, does to a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,7 +264,7 @@ pub fn sample_fields(
     config: &CompiledConfig,
     purpose: &Purpose,
     sample: &[u8],
-) -> Result<Vec<SampleField>, LexError> {
+) -> Result<Vec<SampleField>, EngineError> {
     let output = match &purpose.body {
         None => sample.to_vec(),
         Some(rules) => {
