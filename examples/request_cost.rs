@@ -31,9 +31,6 @@
 //! `CARGO_PROFILE_RELEASE_DEBUG=true CARGO_PROFILE_RELEASE_STRIP=false`; each callback is a
 //! function of its own here (`request_headers`, `on_response_headers`, `response_body`, `log`).
 
-#[path = "../benches/common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -46,8 +43,9 @@ use finalite::policy::route::RouteInfo;
 use finalite::policy::CompiledConfig;
 use finalite::request::{self, Caller};
 use finalite::response;
+use finalite_test_support::bench as common;
 
-/// The bench's pseudonymisation key (benches/bench.py, benches/common).
+/// The bench's pseudonymisation key (benches/bench.py, `finalite_test_support::bench`).
 const KEY: &str = "bench-key-0123456789abcdefghijkl";
 
 /// The realistic allowlist of benches/bench.py.

@@ -11,7 +11,7 @@
 //! file is asserted against [`I_DECISIONS`] and written to `tests/json_test_suite_i_cases.md`
 //! (`FINALITE_WRITE_I_TABLE=1 cargo test --test json_test_suite` regenerates it; without the
 //! variable, the test fails when the committed table is stale). An accepted document's output
-//! must parse with serde_json and equal the reference projection (`tests/common/reference.rs`)
+//! must parse with serde_json and equal the reference projection (`finalite_test_support::reference`)
 //! of the input as serde_json parses it; under keep-all, the output is also exactly the input
 //! without the whitespace between tokens. A refused document's output is discarded by the
 //! caller (the filter's contract), so only the refusal is checked.
@@ -24,9 +24,9 @@ mod common;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use common::reference::{Act, Policy};
 use common::{max_depth, run_bytewise, run_cuts, run_whole, strip_whitespace};
 use finalite::json::{EngineError, ErrorKind};
+use finalite_test_support::reference::{Act, Policy};
 use serde_json::Value;
 
 const SUITE: &str = "../shared/testdata/JSONTestSuite/test_parsing";
@@ -354,7 +354,7 @@ fn json_test_suite() {
             Ok(input) => {
                 let kept_value = parse_output(name, "keep-all", kept, &mut problems);
                 let dropped_value = parse_output(name, "drop-most", dropped, &mut problems);
-                if keep.project(input) != *input {
+                if keep.project_value(input) != *input {
                     problems.push(format!("{name}: the reference does not keep all"));
                 }
                 if kept_value.as_ref().is_some_and(|v| v != input) {
@@ -362,7 +362,7 @@ fn json_test_suite() {
                         "{name} (keep-all): output {kept_value:?}, input {input:?}"
                     ));
                 }
-                let expected = drop.project(input);
+                let expected = drop.project_value(input);
                 if dropped_value.as_ref().is_some_and(|v| *v != expected) {
                     problems.push(format!(
                         "{name} (drop-most): output {dropped_value:?}, reference {expected:?}"

@@ -1,10 +1,9 @@
 //! Shared by the JSON integration tests (`json_test_suite.rs`, `properties.rs`): the engine
-//! run over chunks, and the plain reference it is compared with.
+//! run over chunks (the reference model it is compared with is
+//! `finalite_test_support::reference`).
 
 // Each test crate uses its own part of this module.
 #![allow(dead_code)]
-
-pub mod reference;
 
 use std::sync::Arc;
 

@@ -1,7 +1,6 @@
 //! Everything the proxy does at request time with a loaded configuration, driven from one
-//! configuration, for the hostile-configuration checks (DESIGN.md: "Nothing is validated per
-//! request"; issue 8 item 6: no configuration accepted at load can make the filter panic at
-//! request time).
+//! configuration, for the hostile-configuration checks: configuration is validated once, at
+//! load, so no configuration accepted there may make the filter panic at request time.
 //!
 //! Shared by `tests/hostile_config.rs` (proptest-generated configurations, stable Rust) and
 //! the fuzz target `config_load` (fuzz/, arbitrary bytes). Refusals are fine; a panic, an
@@ -9,8 +8,6 @@
 //!
 //! The bodies run through each purpose are derived from the configuration's own field paths
 //! (with every kind of leaf, keys spelled plainly and as `\u` escapes), plus a fixed set.
-
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
