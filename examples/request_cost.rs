@@ -1,11 +1,10 @@
 //! The per-request work of the proxy-wasm adapter, run natively without a host, so that it
 //! can be counted in instructions (deterministic, unlike wall-clock time on a shared machine).
 //!
-//! Issue 7 measures Envoy's CPU per request; at 1 KiB the engine is not the cost, the work
-//! around it is. This replays, for one allowed request, every host-independent call the
+//! At 1 KiB the engine is not the cost of a request in Envoy: the work around it is. This replays, for one allowed request, every host-independent call the
 //! adapter (`src/proxy/http.rs`, `src/proxy/root.rs`) makes, in the same order: route and
 //! caller decision (`request::decide`), response plan, body pipeline on a ~1.7 KB FHIR-like
-//! Bundle (the bench's 1 KiB case, `benches/common`), stats, the filter-state strings, the
+//! Bundle (the bench's 1 KiB case, `finalite_test_support::bench`), stats, the filter-state strings, the
 //! audit record and its JSON line, and the metrics' arithmetic. What the host would hand
 //! over (header values, the response header map, the body) is copied into fresh buffers, as
 //! the proxy-wasm SDK copies it into the module's memory. Host calls themselves are not

@@ -1,6 +1,6 @@
 //! The configuration as the operator writes it.
 //!
-//! These types mirror the public JSON names of DESIGN.md one to one and refuse any key they do
+//! These types mirror the configuration's public JSON names one to one and refuse any key they do
 //! not know, so a typo is an error at load rather than a silently ignored rule. Values whose
 //! meaning depends on their content (field paths, actions, header patterns) are kept raw here
 //! and checked in [`crate::policy::compile`], which reports the exact key of every mistake.

@@ -17,7 +17,7 @@ pub mod policy;
 pub mod protobuf_struct;
 pub mod request;
 pub mod response;
-/// The JSON Schema of the configuration (native only, for the command-line tool).
+/// Schema-only descriptions of the configuration's raw values (native only).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod schema;
 

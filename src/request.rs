@@ -1,12 +1,11 @@
 //! The request path: policy, caller identity, scopes, purpose.
 
-use crate::auth::claims::{ClaimSource, Claims};
+use crate::auth::claims::{BearerRefusal, ClaimSource, Claims};
 use crate::auth::jwt::TokenError;
-use crate::auth::key_cache::BearerRefusal;
-use crate::auth::purpose::{self, PurposeRefusal};
 use crate::auth::scopes::MethodScopes;
 use crate::config::{AuthRequirement, PolicyMode, Unmatched};
 use crate::decision::{Allowed, Denial, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
+use crate::policy::purpose::{self, PurposeRefusal};
 use crate::policy::route::{RouteInfo, Selection};
 use crate::policy::{CompiledConfig, Policy};
 
@@ -127,7 +126,7 @@ fn identify(
 ) -> Result<Option<Claims>, Denial> {
     match policy.auth {
         AuthRequirement::None => Ok(None),
-        AuthRequirement::Required => match Claims::read(caller.claims, &config.token) {
+        AuthRequirement::Required => match Claims::read(caller.claims, &config.token.claims) {
             Some(claims) => Ok(Some(claims)),
             None => Err(match caller.claims.refusal() {
                 None => no_token(),
@@ -622,8 +621,8 @@ mod bearer_tests {
 
     use super::*;
     use crate::auth::bearer::BearerClaims;
-    use crate::auth::key_cache::KeyCache;
     use crate::auth::testkeys::{claims, token, Alg, Key, AUDIENCE, ISSUER, NOW};
+    use crate::auth::verifier::Verifier;
 
     fn config(keys: Value) -> CompiledConfig {
         let mut token = json!({"from": "jwks", "issuer": ISSUER, "audiences": [AUDIENCE]});
@@ -650,8 +649,8 @@ mod bearer_tests {
         config(json!({"jwks_uri": {"cluster": "idp", "path": "/jwks"}}))
     }
 
-    fn cache(config: &CompiledConfig) -> KeyCache {
-        KeyCache::new(Arc::clone(config.token.verification.as_ref().unwrap()))
+    fn cache(config: &CompiledConfig) -> Verifier {
+        Verifier::new(Arc::clone(config.token.verification.as_ref().unwrap()))
     }
 
     fn get(path: &str) -> RouteInfo<'_> {
@@ -664,7 +663,7 @@ mod bearer_tests {
 
     fn run(
         config: &CompiledConfig,
-        keys: &mut KeyCache,
+        keys: &mut Verifier,
         path: &str,
         purpose: Option<&str>,
         authorization: Option<&str>,

@@ -1,7 +1,8 @@
-//! The JSON Schema of the configuration, derived from the types the filter parses
-//! ([`crate::config`]), so that the two cannot drift apart. Native only: it is never part of
-//! the `.wasm` module. `finalite schema` prints it; `schema/finalite.schema.json` is a copy
-//! that a test keeps equal to it.
+//! Descriptions, for the JSON Schema of the configuration, of the values that
+//! [`crate::config`] keeps raw (actions, a purpose's `default`): `config` names these types
+//! in its `schemars(with = ...)` attributes. The schema itself is generated from the config
+//! types by the command-line tool (`finalite schema`), so that the two cannot drift apart.
+//! Native only: it is never part of the `.wasm` module.
 //!
 //! The schema says what is well-formed; the policy compiler still checks what a schema
 //! cannot (a field path's syntax, a `default_purpose` that names a defined purpose, a
@@ -10,9 +11,6 @@
 //! schema.
 
 use schemars::JsonSchema;
-use serde_json::Value;
-
-use crate::config::Config;
 
 /// A purpose's default for the fields no rule names.
 #[derive(JsonSchema)]
@@ -76,54 +74,4 @@ pub struct MaskParameters {
 pub struct TruncateAction {
     #[schemars(range(min = 1))]
     truncate: u32,
-}
-
-/// The schema, as JSON (draft 2020-12).
-pub fn config_schema() -> Value {
-    let mut schema =
-        serde_json::to_value(schemars::schema_for!(Config)).expect("a schema is plain JSON");
-    if let Some(object) = schema.as_object_mut() {
-        object.insert(
-            "title".into(),
-            Value::String("finalite configuration".into()),
-        );
-        object.insert(
-            "description".into(),
-            Value::String(
-                "The plugin configuration of finalite (Envoy's `configuration`, Istio's \
-                 `pluginConfig`). Generated from the filter's own types by `finalite schema`."
-                    .into(),
-            ),
-        );
-    }
-    schema
-}
-
-/// The schema as the committed file holds it: pretty-printed, with a final newline.
-pub fn config_schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(&config_schema()).expect("serialisable");
-    text.push('\n');
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_unknown_keys_like_the_filter() {
-        let schema = config_schema();
-        assert_eq!(schema["additionalProperties"], Value::Bool(false));
-        assert_eq!(schema["required"], serde_json::json!(["policies"]));
-        let purpose = &schema["$defs"]["PurposeConfig"];
-        assert_eq!(purpose["additionalProperties"], Value::Bool(false));
-    }
-
-    #[test]
-    fn describes_actions_precisely() {
-        let text = config_schema_text();
-        for name in ["pseudonymize", "keep_last", "truncate", "year"] {
-            assert!(text.contains(name), "{name} missing from the schema");
-        }
-    }
 }

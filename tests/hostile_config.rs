@@ -1,5 +1,5 @@
-//! Hostile configurations: no configuration that loads can make the filter panic at request
-//! time.
+//! Hostile configurations: no configuration that loads can make the filter panic at
+//! request time.
 //!
 //! proptest writes configurations from the documented vocabulary and its near misses
 //! (odd paths, actions with extreme parameters, wildcard header patterns, limits at their

@@ -1,4 +1,4 @@
-//! The core inside a wasm VM (issue 8 item 4): configuration loading and its errors, the
+//! The core inside a wasm VM: configuration loading and its errors, the
 //! streaming engine, scopes and purposes, run on `wasm32-unknown-unknown` inside Node's V8 by
 //! wasm-bindgen-test, so the core behaves there as in the native unit tests (hashing, UTF-8,
 //! 32-bit `usize`, HMAC and the rest compiled for wasm).
@@ -324,7 +324,7 @@ fn gzip_bodies_are_decoded_then_filtered() {
 
 // --- Configuration -------------------------------------------------------------------------
 
-const DESIGN_EXAMPLE: &str = r#"{
+const DOCUMENTED_EXAMPLE: &str = r#"{
   "purpose_header": "x-purpose", "unmatched": "deny",
   "limits": {"max_body_bytes": 8388608, "max_depth": 64},
   "token": {"from": "jwt_authn", "jwt_authn": {"metadata_key": "idp"},
@@ -350,7 +350,7 @@ fn key_env(name: &str) -> Option<String> {
 }
 
 fn design() -> CompiledConfig {
-    CompiledConfig::load(DESIGN_EXAMPLE.as_bytes(), &key_env).unwrap()
+    CompiledConfig::load(DOCUMENTED_EXAMPLE.as_bytes(), &key_env).unwrap()
 }
 
 #[wasm_bindgen_test]
@@ -411,7 +411,7 @@ fn configuration_errors_name_the_offending_key() {
         );
     }
     assert!(
-        CompiledConfig::load(DESIGN_EXAMPLE.as_bytes(), &|_| None)
+        CompiledConfig::load(DOCUMENTED_EXAMPLE.as_bytes(), &|_| None)
             .unwrap_err()
             .to_string()
             .starts_with("pseudonymization.key_env: the environment variable FINALITE_PSEUDONYM_KEY is not set"),

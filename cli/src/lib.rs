@@ -2,7 +2,9 @@
 //! subcommands. Everything that decides what a purpose sees is finalite's core, called as
 //! the filter calls it; this crate only reads files and prints.
 
+pub mod explain;
 pub mod render;
+pub mod schema;
 pub mod source;
 pub mod token;
 

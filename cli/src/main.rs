@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use finalite::body::BodyFilter;
 use finalite::decision::{Allowed, BodyPlan};
-use finalite::policy::explain;
 use finalite::response;
+use finalite_cli::explain;
 use finalite_cli::render::{self, SampleReport};
 use finalite_cli::token::{self, TokenRequest};
 use finalite_cli::{load_bytes, read_one, source, Env, Loaded};
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
             now,
         }),
         Command::Schema => {
-            print!("{}", finalite::schema::config_schema_text());
+            print!("{}", finalite_cli::schema::config_schema_text());
             Ok(())
         }
     };

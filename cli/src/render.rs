@@ -1,10 +1,10 @@
 //! `finalite explain` output: plain text for a terminal, Markdown for a register of
 //! processing activities. Only presentation: the content comes from
-//! [`finalite::policy::explain`].
+//! [`crate::explain`].
 
 use std::fmt::Write;
 
-use finalite::policy::explain::{Effect, HeadersView, PolicyView, PurposeView, SampleField};
+use crate::explain::{Effect, HeadersView, PolicyView, PurposeView, SampleField};
 
 /// The fields of a sample document one purpose receives, for one purpose of one policy.
 pub struct SampleReport<'a> {

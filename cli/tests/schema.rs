@@ -23,7 +23,7 @@ fn committed_schema() -> Value {
 #[test]
 fn the_committed_schema_is_the_generated_one() {
     let committed = std::fs::read_to_string(root().join(SCHEMA_FILE)).unwrap_or_default();
-    let generated = finalite::schema::config_schema_text();
+    let generated = finalite_cli::schema::config_schema_text();
     assert!(
         committed == generated,
         "{SCHEMA_FILE} differs from the schema the configuration types generate.\n\

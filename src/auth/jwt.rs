@@ -23,7 +23,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::claims::{ClaimSource, ClaimValue};
 use super::jwa::Algorithm;
 use super::jwks::{Jwk, KeyMaterial, KeySet};
 
@@ -127,30 +126,6 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-/// The token of an `authorization: Bearer TOKEN` header value (RFC 6750 section 2.1): the
-/// scheme in any case, one space, one `b64token`, nothing else.
-pub fn bearer_token(authorization: Option<&str>) -> Result<&str, TokenError> {
-    let value = authorization.ok_or(TokenError::Missing)?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(if value.trim().is_empty() {
-            TokenError::Missing
-        } else {
-            TokenError::NotBearer
-        });
-    }
-    let token = rest;
-    let body = token.trim_end_matches('=');
-    let b64token = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
-    if !b64token {
-        return Err(TokenError::MalformedAuthorization);
-    }
-    Ok(token)
-}
-
 /// An HMAC secret, read from the VM's environment; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HmacSecret(Arc<[u8]>);
@@ -223,26 +198,6 @@ impl VerifiedToken {
             .get("exp")
             .and_then(Value::as_f64)
             .unwrap_or_default()
-    }
-}
-
-impl ClaimSource for VerifiedToken {
-    fn has_verified_token(&self) -> bool {
-        true
-    }
-
-    /// Strings, and arrays made only of strings; other JSON values are not claims finalite
-    /// reads.
-    fn claim(&self, name: &str) -> Option<ClaimValue> {
-        match self.claims.get(name)? {
-            Value::String(s) => Some(ClaimValue::String(s.clone())),
-            Value::Array(items) => items
-                .iter()
-                .map(|item| item.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-                .map(ClaimValue::List),
-            _ => None,
-        }
     }
 }
 
@@ -497,6 +452,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::auth::claims::{ClaimSource, ClaimValue};
     use crate::auth::testkeys::{self, all_keys, claims, token, Alg, Key, AUDIENCE, ISSUER, NOW};
 
     fn settings() -> VerifySettings {
@@ -522,43 +478,6 @@ mod tests {
             }
         }
         claims
-    }
-
-    #[test]
-    fn bearer_header_parsing() {
-        assert_eq!(bearer_token(Some("Bearer abc.def.ghi")), Ok("abc.def.ghi"));
-        assert_eq!(bearer_token(Some("bearer abc")), Ok("abc"));
-        assert_eq!(
-            bearer_token(Some("BEARER a-b_c~d+e/f==")),
-            Ok("a-b_c~d+e/f==")
-        );
-        assert_eq!(bearer_token(None), Err(TokenError::Missing));
-        assert_eq!(bearer_token(Some("")), Err(TokenError::Missing));
-        assert_eq!(
-            bearer_token(Some("Basic dXNlcjpwYXNz")),
-            Err(TokenError::NotBearer)
-        );
-        assert_eq!(bearer_token(Some("Bearerabc")), Err(TokenError::NotBearer));
-        for bad in [
-            "Bearer",
-            "Bearer ",
-            "Bearer  abc",
-            "Bearer abc ",
-            "Bearer abc def",
-            "Bearer abc,def",
-            "Bearer abc, Bearer def",
-            "Bearer \"abc\"",
-            "Bearer =",
-            "Bearer a=b",
-            "Bearer\tabc",
-        ] {
-            let expected = if bad == "Bearer\tabc" {
-                TokenError::NotBearer
-            } else {
-                TokenError::MalformedAuthorization
-            };
-            assert_eq!(bearer_token(Some(bad)), Err(expected), "{bad:?}");
-        }
     }
 
     #[test]

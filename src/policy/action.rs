@@ -28,7 +28,7 @@ pub enum Transform {
 
 impl Action {
     /// Ranks actions for rules of equal specificity: the more protective wins
-    /// (DESIGN.md: "at equal specificity drop beats keep").
+    /// (at equal specificity `drop` beats `keep`).
     pub fn protection_rank(&self) -> u8 {
         match self {
             Action::Keep => 0,

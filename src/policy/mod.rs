@@ -2,11 +2,9 @@
 //! only looks up.
 
 pub mod action;
-/// For the command-line tool only: never part of the .wasm.
-#[cfg(not(target_arch = "wasm32"))]
-pub mod explain;
 pub mod headers;
 pub mod path;
+pub mod purpose;
 pub mod route;
 pub mod rules;
 pub mod token;
@@ -15,8 +13,9 @@ pub mod transform;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::auth::key_cache::Verification;
+use crate::auth::claims::ClaimNames;
 use crate::auth::scopes::{ScopeRequirement, ScopeTable};
+use crate::auth::verifier::Verification;
 use crate::config::{
     AuthRequirement, ClientConfig, Config, HeaderRulesConfig, PolicyConfig, PolicyMode,
     PurposeConfig, ScopeRequirementConfig, TokenSource, Unmatched,
@@ -55,8 +54,7 @@ pub struct CompiledConfig {
 pub struct TokenSettings {
     pub source: TokenSource,
     pub metadata_key: String,
-    pub client_claim: String,
-    pub purposes_claim: String,
+    pub claims: ClaimNames,
     /// With `from: "jwks"`: the checks and keys that verify bearer tokens.
     pub verification: Option<Arc<Verification>>,
 }
@@ -221,8 +219,10 @@ pub fn compile(
         token: TokenSettings {
             source: config.token.from,
             metadata_key: config.token.jwt_authn.metadata_key.clone(),
-            client_claim: config.token.client_claim.clone(),
-            purposes_claim: config.token.purposes_claim.clone(),
+            claims: ClaimNames {
+                client_claim: config.token.client_claim.clone(),
+                purposes_claim: config.token.purposes_claim.clone(),
+            },
             verification,
         },
         policies,
@@ -472,7 +472,7 @@ mod tests {
         load(json).unwrap_err().to_string()
     }
 
-    const DESIGN_EXAMPLE: &str = r#"{
+    const DOCUMENTED_EXAMPLE: &str = r#"{
       "purpose_header": "x-purpose", "unmatched": "deny",
       "limits": {"max_body_bytes": 8388608, "max_depth": 64},
       "token": {"from": "jwt_authn", "jwt_authn": {"metadata_key": "idp"},
@@ -494,7 +494,7 @@ mod tests {
     #[test]
     fn the_design_example_compiles() {
         let env = |name: &str| (name == "FINALITE_PSEUDONYM_KEY").then(|| "k".repeat(32));
-        let config = CompiledConfig::load(DESIGN_EXAMPLE.as_bytes(), &env).unwrap();
+        let config = CompiledConfig::load(DOCUMENTED_EXAMPLE.as_bytes(), &env).unwrap();
         let policy = &config.policies[0];
         assert_eq!(policy.name, "patients");
         assert!(
@@ -509,16 +509,16 @@ mod tests {
     #[test]
     fn a_missing_or_short_pseudonym_key_is_refused() {
         assert_eq!(
-            error(DESIGN_EXAMPLE),
+            error(DOCUMENTED_EXAMPLE),
             "pseudonymization.key_env: the environment variable FINALITE_PSEUDONYM_KEY is not set in the VM (Envoy: vm_config.environment_variables)"
         );
-        let short =
-            CompiledConfig::load(DESIGN_EXAMPLE.as_bytes(), &|_| Some("short".into())).unwrap_err();
+        let short = CompiledConfig::load(DOCUMENTED_EXAMPLE.as_bytes(), &|_| Some("short".into()))
+            .unwrap_err();
         assert_eq!(
             short.to_string(),
             "pseudonymization.key_env: the key in FINALITE_PSEUDONYM_KEY is 5 bytes; at least 32 are required"
         );
-        let no_section = DESIGN_EXAMPLE.replace(
+        let no_section = DOCUMENTED_EXAMPLE.replace(
             r#""pseudonymization": {"key_env": "FINALITE_PSEUDONYM_KEY", "per_client": true},"#,
             "",
         );

@@ -150,7 +150,7 @@ impl FieldPath {
     }
 
     /// Orders rules that reach the same field: more named keys first, then more `*`,
-    /// then fewer `**`. DESIGN.md: "the most specific rule wins".
+    /// then fewer `**`: the most specific rule wins.
     pub fn specificity(&self) -> (usize, usize, isize) {
         let mut keys = 0;
         let mut any = 0;

@@ -6,7 +6,7 @@ use crate::auth::jwks::KeySet;
 use crate::auth::jwt::{
     HmacSecret, VerifySettings, DEFAULT_CLOCK_SKEW_SECONDS, MIN_HMAC_SECRET_BYTES,
 };
-use crate::auth::key_cache::{KeySource, RemoteJwks, Verification};
+use crate::auth::verifier::{KeySource, RemoteJwks, Verification};
 use crate::config::{TokenConfig, TokenSource};
 use crate::error::{ConfigError, KeyPath};
 

@@ -12,7 +12,7 @@ use super::metrics::Metrics;
 use crate::audit::{Outcome, Trace};
 use crate::auth::bearer::BearerClaims;
 use crate::auth::claims::ClaimSource;
-use crate::auth::key_cache::KeyCache;
+use crate::auth::verifier::Verifier;
 use crate::body::BodyFilter;
 use crate::decision::{Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision};
 use crate::policy::route::RouteInfo;
@@ -46,7 +46,7 @@ pub struct FinaliteHttp {
     config: Rc<CompiledConfig>,
     metrics: Option<Rc<Metrics>>,
     /// Present when finalite verifies tokens itself (`token.from: "jwks"`).
-    keys: Option<Rc<RefCell<KeyCache>>>,
+    keys: Option<Rc<RefCell<Verifier>>>,
     stage: Stage,
     trace: Trace,
     /// TEST ONLY (feature `test-panic`, never in release builds): the request asked for a
@@ -59,7 +59,7 @@ impl FinaliteHttp {
     pub fn new(
         config: Rc<CompiledConfig>,
         metrics: Option<Rc<Metrics>>,
-        keys: Option<Rc<RefCell<KeyCache>>>,
+        keys: Option<Rc<RefCell<Verifier>>>,
     ) -> FinaliteHttp {
         FinaliteHttp {
             config,

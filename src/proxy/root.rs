@@ -11,7 +11,7 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 use super::host::unix_now;
 use super::http::FinaliteHttp;
 use super::metrics::Metrics;
-use crate::auth::key_cache::{KeyCache, FETCH_TIMEOUT_MS, MAX_JWKS_BYTES, TICK_SECONDS};
+use crate::auth::verifier::{Verifier, FETCH_TIMEOUT_MS, MAX_JWKS_BYTES, TICK_SECONDS};
 use crate::policy::CompiledConfig;
 
 #[derive(Default)]
@@ -19,7 +19,7 @@ pub struct FinaliteRoot {
     config: Option<Rc<CompiledConfig>>,
     metrics: Option<Rc<Metrics>>,
     /// Keys for `token.from: "jwks"`, shared with the HTTP contexts of this VM.
-    keys: Option<Rc<RefCell<KeyCache>>>,
+    keys: Option<Rc<RefCell<Verifier>>>,
 }
 
 impl FinaliteRoot {
@@ -112,7 +112,7 @@ impl RootContext for FinaliteRoot {
                     .token
                     .verification
                     .clone()
-                    .map(|verification| Rc::new(RefCell::new(KeyCache::new(verification))));
+                    .map(|verification| Rc::new(RefCell::new(Verifier::new(verification))));
                 if let Some(keys) = &self.keys {
                     let remote = keys.borrow().remote().is_some();
                     if remote {

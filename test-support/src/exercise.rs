@@ -1,6 +1,7 @@
 //! Everything the proxy does at request time with a loaded configuration, driven from one
 //! configuration, for the hostile-configuration checks: configuration is validated once, at
-//! load, so no configuration accepted there may make the filter panic at request time.
+//! load, and nothing per request, so no configuration accepted at load may make the filter
+//! panic at request time.
 //!
 //! Shared by `tests/hostile_config.rs` (proptest-generated configurations, stable Rust) and
 //! the fuzz target `config_load` (fuzz/, arbitrary bytes). Refusals are fine; a panic, an
@@ -304,11 +305,11 @@ fn callers(config: &CompiledConfig, raw: &Config) -> Vec<(Token, Option<String>)
                 ClaimValue::List(scopes.iter().cloned().collect()),
             ),
             (
-                config.token.purposes_claim.clone(),
+                config.token.claims.purposes_claim.clone(),
                 ClaimValue::List(purposes.iter().cloned().collect()),
             ),
             (
-                config.token.client_claim.clone(),
+                config.token.claims.client_claim.clone(),
                 ClaimValue::String("client-a".into()),
             ),
         ]))
@@ -317,10 +318,13 @@ fn callers(config: &CompiledConfig, raw: &Config) -> Vec<(Token, Option<String>)
         Token(Some(vec![
             ("scope".into(), ClaimValue::List(vec![String::new()])),
             (
-                config.token.purposes_claim.clone(),
+                config.token.claims.purposes_claim.clone(),
                 ClaimValue::String(format!(" {} ", scope_text)),
             ),
-            (config.token.client_claim.clone(), ClaimValue::List(vec![])),
+            (
+                config.token.claims.client_claim.clone(),
+                ClaimValue::List(vec![]),
+            ),
             ("sub".into(), ClaimValue::String(String::new())),
         ]))
     };

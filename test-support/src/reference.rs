@@ -11,7 +11,7 @@
 //! transforms themselves are finalite's (`policy::transform::apply`): the comparison is
 //! about structure, streaming and precedence, the transforms have their own unit tests.
 //!
-//! The semantics (README, "Field paths and actions"):
+//! The semantics (README, "Field paths and actions"; src/json/filter/):
 //! - a field's action: the most specific rule naming it (at equal specificity the most
 //!   protective), unless the action inherited from its parent ranks higher; otherwise the
 //!   inherited action; the root gets the purpose's default; array elements are the field

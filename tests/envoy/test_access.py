@@ -97,7 +97,7 @@ def test_scope_checked_before_purpose(envoy, sample_patients, token):
 
 
 def test_scopes_from_scp_array(envoy, sample_patients, token):
-    """DESIGN: scopes are read from `scope` (space-separated) or `scp` (array)."""
+    """Scopes are read from `scope` (space-separated) or `scp` (array)."""
     t = token(None, ["billing"], extra={"scp": ["patients:read"]})
     r = envoy.get("/patients/1", token=t, purpose="billing")
     assert r.status_code == 200, describe(r)

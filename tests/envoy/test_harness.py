@@ -59,7 +59,8 @@ def test_shipped_exports_stream(shipped, shipped_plugin_config):
 
 
 def test_shipped_buffer_limit_above_filter_limit(shipped, shipped_plugin_config):
-    # ENVOY-NOTES "Bodies and buffers": Envoy's limit must not trip before finalite's.
+    # A body over Envoy's per-connection buffer limit is reset after the headers went out:
+    # Envoy's limit must not trip before finalite's.
     limit = render.listener(shipped)["per_connection_buffer_limit_bytes"]
     assert limit > shipped_plugin_config["limits"]["max_body_bytes"]
 

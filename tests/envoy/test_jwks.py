@@ -52,7 +52,7 @@ ISSUER = "https://idp.example"
 AUDIENCE = "patients-api"
 CLIENT = "jwks-client"
 SECRET_ENV = "FINALITE_TEST_JWT_SECRET"
-EARLY_REFRESH_MIN_SECONDS = 30  # src/auth/key_cache.rs
+EARLY_REFRESH_MIN_SECONDS = 30  # src/auth/verifier.rs
 
 # --- Expected refusals --------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The four scenarios of DESIGN.md (the CNIL recommendation's worked examples), each run with
+"""The four scenarios the README names (the CNIL recommendation's worked examples), each run with
 its example policy from envoy/examples/ in the shipped envoy/envoy.yaml, through a real Envoy.
 
 1. Restricted sharing between organisations: a billing partner sees identity and insurance,

@@ -1,6 +1,6 @@
 """Transforms on scalar values, through a real Envoy: pseudonymize, year, truncate, mask.
 
-The shipped research purpose (DESIGN scenario 2) is checked on the sample patients in
+The shipped research purpose (scenario 2) is checked on the sample patients in
 test_views.py; here each action and its edges, byte for byte, on the shipped configuration and
 on a variant with a `transforms` purpose that uses every action. Pseudonyms are recomputed in
 the test (harness.pseudonym) from the key the test gave Envoy's environment.
@@ -207,7 +207,7 @@ def test_transform_meeting_an_object_or_boolean_withholds_it(transforms_envoy, u
 
 
 def test_transform_applies_to_each_scalar_of_an_array(transforms_envoy, upstream, token):
-    """Issue 4: a transform that meets an array of scalars disguises each element."""
+    """A transform that meets an array of scalars disguises each element."""
     upstream.set("/patients/1", b'{"visits": ["2019-01-02", "2021-06-30T08:00:00+02:00", null],'
                                 b' "phone": ["+33 6 12 34 56 78"], "birthDate": "1984-03-12"}')
     r = transforms(transforms_envoy, token, "/patients/1")

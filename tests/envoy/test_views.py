@@ -8,7 +8,7 @@ withheld and whose own default is drop is omitted; the root is always present.
 The sample patients (envoy/sample-data) are pretty-printed with one-line sub-objects, so a kept
 subtree such as `name` keeps its inner spaces while the opened root loses its indentation.
 
-research sees transformed values (DESIGN scenario 2): `id` pseudonymised per client (computed
+research sees transformed values (scenario 2): `id` pseudonymised per client (computed
 here with the session's key, see harness.pseudonym), dates as years, the postcode truncated;
 transformed values are JSON strings. test_transforms.py covers each action in detail.
 """
@@ -101,7 +101,7 @@ def test_care_view_of_all_patients_is_the_upstream_body(envoy, sample_patients, 
 
 
 def test_billing_and_research_see_different_data(envoy, sample_patients, token):
-    """Scenarios 1 and 2 of DESIGN.md: one URL, one token, two purposes, two views."""
+    """Scenarios 1 and 2 (restricted sharing, research): one URL, one token, two purposes, two views."""
     t = purposes_token(token, "billing", "research")
     billing = envoy.get("/patients/1", token=t, purpose="billing").json()
     research = envoy.get("/patients/1", token=t, purpose="research").json()

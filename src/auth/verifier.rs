@@ -1,13 +1,13 @@
 //! The keys that verify bearer tokens, and when to fetch them again.
 //!
-//! [`KeyCache`] is a pure state machine: it never performs I/O. The proxy adapter drives it
+//! [`Verifier`] is a pure state machine: it never performs I/O. The proxy adapter drives it
 //! from the root context of each VM:
-//! - on start and on every tick ([`TICK_SECONDS`]): when [`KeyCache::needs_fetch`] says so,
-//!   call [`KeyCache::fetch_started`], then dispatch `GET path` to `cluster` (see
-//!   [`KeyCache::remote`]) with a timeout of [`FETCH_TIMEOUT_MS`];
-//! - when the call returns (or fails to be dispatched): [`KeyCache::on_fetch_response`] with
+//! - on start and on every tick ([`TICK_SECONDS`]): when [`Verifier::needs_fetch`] says so,
+//!   call [`Verifier::fetch_started`], then dispatch `GET path` to `cluster` (see
+//!   [`Verifier::remote`]) with a timeout of [`FETCH_TIMEOUT_MS`];
+//! - when the call returns (or fails to be dispatched): [`Verifier::on_fetch_response`] with
 //!   the status and body (`None` for no response), and log the [`FetchReport`];
-//! - on each request: [`KeyCache::verify_bearer`] (through `auth::bearer::BearerClaims`, the
+//! - on each request: [`Verifier::verify`] (through `auth::bearer::BearerClaims`, the
 //!   caller's claims in `request::decide`), which also asks for an early refresh when a
 //!   token names a `kid` the set lacks.
 //!
@@ -19,10 +19,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::claims::BearerRefusal;
 use super::jwks::{KeySet, SkippedKey};
 use super::jwt::{self, TokenError, VerifiedToken, VerifySettings};
 
-/// How often the adapter should call [`KeyCache::needs_fetch`].
+/// How often the adapter should call [`Verifier::needs_fetch`].
 pub const TICK_SECONDS: u64 = 1;
 /// Timeout of one JWKS fetch.
 pub const FETCH_TIMEOUT_MS: u64 = 5_000;
@@ -58,15 +59,6 @@ pub enum KeySource {
 pub struct Verification {
     pub settings: VerifySettings,
     pub keys: KeySource,
-}
-
-/// Why a bearer token was not verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BearerRefusal {
-    /// The token is missing or fails a check: 401.
-    Invalid(TokenError),
-    /// No key set is known yet: 503, to retry after this many seconds.
-    KeysUnavailable { retry_after_seconds: u32 },
 }
 
 /// What came of a fetch, for the adapter's log.
@@ -117,7 +109,7 @@ impl fmt::Display for FetchReport {
 
 /// The keys of one VM, and the schedule of their fetches.
 #[derive(Debug, Clone)]
-pub struct KeyCache {
+pub struct Verifier {
     verification: Arc<Verification>,
     keys: Option<Arc<KeySet>>,
     next_fetch_at: u64,
@@ -126,14 +118,14 @@ pub struct KeyCache {
     failures: u32,
 }
 
-impl KeyCache {
+impl Verifier {
     /// Inline keys are known at once; a remote set is due for a fetch at once.
-    pub fn new(verification: Arc<Verification>) -> KeyCache {
+    pub fn new(verification: Arc<Verification>) -> Verifier {
         let keys = match &verification.keys {
             KeySource::Inline(set) => Some(set.clone()),
             KeySource::Remote(_) => None,
         };
-        KeyCache {
+        Verifier {
             verification,
             keys,
             next_fetch_at: 0,
@@ -141,10 +133,6 @@ impl KeyCache {
             last_fetch_started: None,
             failures: 0,
         }
-    }
-
-    pub fn verification(&self) -> &Verification {
-        &self.verification
     }
 
     /// The cluster and path to fetch from, for a remote set.
@@ -244,13 +232,8 @@ impl KeyCache {
             .clamp(1, MAX_BACKOFF_SECONDS) as u32
     }
 
-    /// Verifies the bearer token of an `authorization` header value at `now` (Unix seconds).
-    pub fn verify_bearer(
-        &mut self,
-        authorization: Option<&str>,
-        now: u64,
-    ) -> Result<VerifiedToken, BearerRefusal> {
-        let token = jwt::bearer_token(authorization).map_err(BearerRefusal::Invalid)?;
+    /// Verifies a compact JWS (a bearer token) at `now` (Unix seconds).
+    pub fn verify(&mut self, token: &str, now: u64) -> Result<VerifiedToken, BearerRefusal> {
         let Some(keys) = &self.keys else {
             return Err(BearerRefusal::KeysUnavailable {
                 retry_after_seconds: self.retry_after_seconds(now),
@@ -295,10 +278,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::auth::bearer::bearer_token;
     use crate::auth::testkeys::{self, claims, token, Alg, Key, NOW};
 
-    fn remote(refresh_seconds: u64) -> KeyCache {
-        KeyCache::new(Arc::new(Verification {
+    /// The header's token verified, as `BearerClaims` does for a request.
+    fn verify_bearer(
+        cache: &mut Verifier,
+        authorization: Option<&str>,
+        now: u64,
+    ) -> Result<VerifiedToken, BearerRefusal> {
+        let token = bearer_token(authorization).map_err(BearerRefusal::Invalid)?;
+        cache.verify(token, now)
+    }
+
+    fn remote(refresh_seconds: u64) -> Verifier {
+        Verifier::new(Arc::new(Verification {
             settings: VerifySettings::default(),
             keys: KeySource::Remote(RemoteJwks {
                 cluster: "idp".into(),
@@ -330,19 +324,17 @@ mod tests {
 
     #[test]
     fn inline_keys_never_fetch() {
-        let mut cache = KeyCache::new(Arc::new(Verification {
+        let mut cache = Verifier::new(Arc::new(Verification {
             settings: VerifySettings::default(),
             keys: KeySource::Inline(Arc::new(testkeys::all_keys())),
         }));
         assert!(cache.remote().is_none());
         assert!(!cache.needs_fetch(NOW));
         assert!(!cache.on_unknown_kid(NOW));
-        let verified = cache
-            .verify_bearer(Some(&bearer(Key::RsaA, "rsa-a")), NOW)
-            .unwrap();
+        let verified = verify_bearer(&mut cache, Some(&bearer(Key::RsaA, "rsa-a")), NOW).unwrap();
         assert_eq!(verified.kid.as_deref(), Some("rsa-a"));
         assert_eq!(
-            cache.verify_bearer(Some(&bearer(Key::RsaA, "nope")), NOW),
+            verify_bearer(&mut cache, Some(&bearer(Key::RsaA, "nope")), NOW),
             Err(BearerRefusal::Invalid(TokenError::UnknownKey))
         );
         assert!(!cache.needs_fetch(NOW + 1_000_000));
@@ -357,11 +349,11 @@ mod tests {
         let token = bearer(Key::RsaA, "a");
         // A missing token is 401 whether or not keys are known.
         assert_eq!(
-            cache.verify_bearer(None, NOW),
+            verify_bearer(&mut cache, None, NOW),
             Err(BearerRefusal::Invalid(TokenError::Missing))
         );
         assert_eq!(
-            cache.verify_bearer(Some(&token), NOW),
+            verify_bearer(&mut cache, Some(&token), NOW),
             Err(BearerRefusal::KeysUnavailable {
                 retry_after_seconds: 1
             })
@@ -369,7 +361,7 @@ mod tests {
         cache.fetch_started(NOW);
         assert!(!cache.needs_fetch(NOW + 1), "one fetch at a time");
         assert_eq!(
-            cache.verify_bearer(Some(&token), NOW + 1),
+            verify_bearer(&mut cache, Some(&token), NOW + 1),
             Err(BearerRefusal::KeysUnavailable {
                 retry_after_seconds: 1
             })
@@ -383,7 +375,7 @@ mod tests {
             }
         );
         assert_eq!(report.to_string(), "JWKS updated: 1 key");
-        cache.verify_bearer(Some(&token), NOW + 2).unwrap();
+        verify_bearer(&mut cache, Some(&token), NOW + 2).unwrap();
         // The next fetch is due after refresh_seconds.
         assert!(!cache.needs_fetch(NOW + 300));
         assert!(cache.needs_fetch(NOW + 301));
@@ -466,9 +458,7 @@ mod tests {
                 }
                 other => panic!("{other:?}"),
             }
-            cache
-                .verify_bearer(Some(&bearer(Key::RsaA, "a")), at)
-                .unwrap();
+            verify_bearer(&mut cache, Some(&bearer(Key::RsaA, "a")), at).unwrap();
             // Recovered at once by the next good fetch.
             at += 1;
             cache.fetch_started(at);
@@ -503,13 +493,13 @@ mod tests {
         let rotated = bearer(Key::RsaB, "new");
         // Too soon after the last fetch: no early refresh.
         assert_eq!(
-            cache.verify_bearer(Some(&rotated), NOW + 10),
+            verify_bearer(&mut cache, Some(&rotated), NOW + 10),
             Err(BearerRefusal::Invalid(TokenError::UnknownKey))
         );
         assert!(!cache.needs_fetch(NOW + 10));
         // Later, the unknown kid makes the fetch due at once.
         assert_eq!(
-            cache.verify_bearer(Some(&rotated), NOW + 40),
+            verify_bearer(&mut cache, Some(&rotated), NOW + 40),
             Err(BearerRefusal::Invalid(TokenError::UnknownKey))
         );
         assert!(cache.needs_fetch(NOW + 40));
@@ -521,12 +511,12 @@ mod tests {
             Some(200),
             Some(&jwks(&[(Key::RsaA, "old"), (Key::RsaB, "new")])),
         );
-        cache.verify_bearer(Some(&rotated), NOW + 42).unwrap();
+        verify_bearer(&mut cache, Some(&rotated), NOW + 42).unwrap();
         // A flood of unknown kids: at most one fetch per 30 seconds.
         let mut fetches = 0;
         for second in 42..(42 + 300) {
             let now = NOW + second;
-            let _ = cache.verify_bearer(Some(&bearer(Key::P256, "forged")), now);
+            let _ = verify_bearer(&mut cache, Some(&bearer(Key::P256, "forged")), now);
             if cache.needs_fetch(now) {
                 fetches += 1;
                 cache.fetch_started(now);

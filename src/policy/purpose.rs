@@ -1,8 +1,8 @@
 //! Resolving the purpose a request is made for.
 
-use super::claims::Claims;
+use super::Policy;
+use crate::auth::claims::Claims;
 use crate::config::AuthRequirement;
-use crate::policy::Policy;
 
 /// Why a purpose was refused; each is its own problem type for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,12 +11,12 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::action::{Action, Transform};
-use super::headers::HeaderRules;
-use super::rules::{FieldRules, StateId, ROOT};
-use super::{CompiledConfig, Purpose};
-use crate::config::{Config, HeaderRulesConfig, ScopeRequirementConfig};
-use crate::json::{EngineError, JsonFilter};
+use finalite::config::{Config, HeaderRulesConfig, ScopeRequirementConfig};
+use finalite::json::{EngineError, JsonFilter};
+use finalite::policy::action::{Action, Transform};
+use finalite::policy::headers::HeaderRules;
+use finalite::policy::rules::{FieldRules, StateId, ROOT};
+use finalite::policy::{CompiledConfig, Purpose};
 
 /// What a rule, or the default, does to a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -496,7 +496,7 @@ mod tests {
     fn load() -> (Config, CompiledConfig) {
         let env = |_: &str| Some("k".repeat(32));
         let config = Config::from_json(CONFIG.as_bytes()).unwrap();
-        let compiled = super::super::compile(&config, &env).unwrap();
+        let compiled = finalite::policy::compile(&config, &env).unwrap();
         (config, compiled)
     }
 
@@ -619,7 +619,7 @@ mod tests {
             "clients": {"spiffe://h.example/ns/care/sa/ehr": {"purposes": ["care"]}},
             "purposes": {"care": {"default": "keep"}}}}}"#;
         let config = Config::from_json(json.as_bytes()).unwrap();
-        let compiled = super::super::compile(&config, &|_| None).unwrap();
+        let compiled = finalite::policy::compile(&config, &|_| None).unwrap();
         let views = describe(&config, &compiled);
         assert_eq!(views[0].auth, "mtls");
         assert_eq!(
