@@ -14,7 +14,8 @@ use crate::auth::bearer::BearerClaims;
 use crate::auth::claims::ClaimSource;
 use crate::auth::key_cache::KeyCache;
 use crate::body::BodyFilter;
-use crate::decision::{Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision};
+use crate::decision::{Allowed, BodyPlan, FilterSpec, RequestDecision};
+use crate::denial::{Denial, Problem};
 use crate::policy::route::RouteInfo;
 use crate::policy::CompiledConfig;
 use crate::request::{self, Caller};
@@ -219,7 +220,7 @@ impl HttpContext for FinaliteHttp {
 
         match verdict.decision {
             RequestDecision::Deny(denial) => {
-                self.set_outcome(Outcome::of_denial(denial.problem.slug));
+                self.set_outcome(Outcome::of(denial.kind()));
                 if verdict.dry_run {
                     // The slug, not the detail: the detail may quote client input (an
                     // undeclared purpose name), which stays out of the log.
