@@ -104,6 +104,8 @@ enum Decoder {
 pub struct BodyFilter {
     decoder: Decoder,
     encoded: u64,
+    /// The most bytes the body may have, as received and as decoded.
+    limit: u64,
     failed: Option<BodyError>,
 }
 
@@ -124,6 +126,7 @@ impl BodyFilter {
         BodyFilter {
             decoder,
             encoded: 0,
+            limit,
             failed: None,
         }
     }
@@ -132,9 +135,9 @@ impl BodyFilter {
     /// and size limits, and the transforms' key (per reuser when so configured). What the
     /// adapter runs in the proxy and `finalite filter` runs on a file.
     ///
-    /// `limits.max_body_bytes` bounds what the filter holds: a buffered body, counted
-    /// decoded. A streamed body is filtered and handed on chunk by chunk, never held whole
-    /// (large exports are what streaming is for), so its total size is not limited.
+    /// `limits.max_body_bytes` bounds what is held: a buffered body, counted both as received
+    /// and decoded. A streamed body is filtered and handed on chunk by chunk, never held
+    /// whole (large exports are what streaming is for), so its total size is not limited.
     pub fn for_spec(
         spec: &crate::decision::FilterSpec,
         config: &crate::policy::CompiledConfig,
@@ -146,12 +149,11 @@ impl BodyFilter {
             config.transform_context(client),
             spec.framing,
         );
-        let limit = if spec.streaming {
-            u64::MAX
-        } else {
-            config.max_body_bytes
-        };
-        BodyFilter::new(filter, spec.encoding, limit)
+        BodyFilter::new(
+            filter,
+            spec.encoding,
+            spec.delivery.size_limit(config.max_body_bytes),
+        )
     }
 
     /// A body filter for JSON or NDJSON, as the response plan says.
@@ -172,6 +174,13 @@ impl BodyFilter {
             return Err(error.clone());
         }
         self.encoded += chunk.len() as u64;
+        // The received bytes count too: the host holds them as long as the filter does, and
+        // a compressed stream can be larger than what it decodes to.
+        if self.encoded > self.limit {
+            let error = BodyError::TooLarge { limit: self.limit };
+            self.failed = Some(error.clone());
+            return Err(error);
+        }
         let result = match &mut self.decoder {
             Decoder::Identity(sink) => sink.write_all(chunk),
             Decoder::Gzip(decoder) => decoder.write_all(chunk),
@@ -360,6 +369,24 @@ mod tests {
     }
 
     #[test]
+    fn the_limit_counts_received_bytes_too() {
+        // Stored deflate blocks: the gzip stream is larger than the document it holds.
+        let mut e = GzEncoder::new(Vec::new(), Compression::none());
+        e.write_all(DOC).unwrap();
+        let stored = e.finish().unwrap();
+        assert!(stored.len() > DOC.len() + 20, "{}", stored.len());
+        let limit = DOC.len() as u64 + 10;
+        assert_eq!(
+            run(ContentEncoding::Gzip, &stored, 1000, limit),
+            Err(BodyError::TooLarge { limit })
+        );
+        assert_eq!(
+            run(ContentEncoding::Gzip, &stored, 1000, stored.len() as u64).unwrap(),
+            r#"{"id":"p1"}"#
+        );
+    }
+
+    #[test]
     fn corrupt_or_truncated_streams_are_refused() {
         let good = gzip(DOC);
         let truncated = &good[..good.len() - 6];
@@ -393,7 +420,7 @@ mod tests {
             rules: config.policies[0].purposes["u"].body.clone().unwrap(),
             framing: Framing::Single,
             encoding: ContentEncoding::Identity,
-            streaming: false,
+            delivery: crate::decision::Delivery::Buffered,
         };
         let mut body = BodyFilter::for_spec(&spec, &config, None);
         body.write(br#"{"id":1,"x":2}"#).unwrap();
@@ -408,7 +435,7 @@ mod tests {
         ));
         // Streamed: not held, so not limited in size (the depth limit still applies).
         let streamed = crate::decision::FilterSpec {
-            streaming: true,
+            delivery: crate::decision::Delivery::Streamed,
             framing: Framing::Lines,
             ..spec
         };

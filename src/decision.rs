@@ -48,13 +48,74 @@ pub struct FilterSpec {
     pub rules: Arc<FieldRules>,
     pub framing: Framing,
     pub encoding: ContentEncoding,
-    /// Send each chunk as soon as it is filtered (the headers are not held).
-    pub streaming: bool,
+    pub delivery: Delivery,
+}
+
+/// How a filtered body reaches the client, and so what a failure can still do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The response headers wait until the whole body is filtered, so that a failure can
+    /// still become a clean 502; the body is held whole, within `limits.max_body_bytes`.
+    Buffered,
+    /// Each chunk is filtered and sent at once (large exports): the body is never held
+    /// whole, and a failure can only reset the stream.
+    Streamed,
+    /// Dry run: each chunk is filtered to be measured, and passed on unchanged; a failure
+    /// is recorded, never enforced. `streamed` is how enforcement would deliver the body,
+    /// whose size limit the measure keeps, so that it fails where enforcement would.
+    Measured { streamed: bool },
+}
+
+impl Delivery {
+    /// Whether the response headers are held until the body is filtered.
+    pub fn holds_headers(self) -> bool {
+        self == Delivery::Buffered
+    }
+
+    /// Whether each chunk is replaced by its filtered bytes as it passes.
+    pub fn replaces_chunks(self) -> bool {
+        self == Delivery::Streamed
+    }
+
+    /// What a failure of the body does.
+    pub fn on_failure(self) -> FailureEffect {
+        match self {
+            Delivery::Buffered => FailureEffect::Replace,
+            Delivery::Streamed => FailureEffect::Reset,
+            Delivery::Measured { .. } => FailureEffect::Record,
+        }
+    }
+
+    /// The most bytes, encoded or decoded, the body may have. A buffered body is held whole
+    /// (by the filter, and by the host before it), so it is bounded; a streamed one is
+    /// handed on chunk by chunk and never held, so it is not.
+    pub fn size_limit(self, max_body_bytes: u64) -> u64 {
+        match self {
+            Delivery::Buffered | Delivery::Measured { streamed: false } => max_body_bytes,
+            Delivery::Streamed | Delivery::Measured { streamed: true } => u64::MAX,
+        }
+    }
+}
+
+/// What a failure to filter a response does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureEffect {
+    /// Nothing of the response has gone out: the problem is answered instead (a 502).
+    Replace,
+    /// The headers, and maybe filtered chunks, have gone out: the stream is reset, so that
+    /// the client never takes a cut body for a complete one.
+    Reset,
+    /// Dry run: the failure is recorded, the upstream response goes on unchanged.
+    Record,
 }
 
 /// The plan for a response, decided from its headers.
 #[derive(Debug, Clone)]
 pub struct ResponsePlan {
+    /// Response headers to remove (none in a dry run, which changes nothing).
     pub remove_headers: Vec<String>,
     pub body: BodyPlan,
+    /// What [`BodyPlan::FailClosed`] does: replace the response, or record the failure in
+    /// a dry run.
+    pub on_failure: FailureEffect,
 }

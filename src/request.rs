@@ -23,7 +23,29 @@ pub struct Verdict {
     pub dry_run: bool,
 }
 
+/// What the adapter does with a request, the policy's mode applied to the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestAction<'a> {
+    /// Answer this refusal; the request goes no further.
+    Refuse(&'a Denial),
+    /// Dry run: the refusal is recorded (and logged by its type), the request goes on.
+    RecordRefusal(&'a Denial),
+    /// Let through, unfiltered.
+    Pass,
+    /// Let through; the response is planned for this purpose.
+    Filter(&'a Allowed),
+}
+
 impl Verdict {
+    pub fn action(&self) -> RequestAction<'_> {
+        match &self.decision {
+            RequestDecision::Deny(denial) if self.dry_run => RequestAction::RecordRefusal(denial),
+            RequestDecision::Deny(denial) => RequestAction::Refuse(denial),
+            RequestDecision::PassUnfiltered => RequestAction::Pass,
+            RequestDecision::Allow(allowed) => RequestAction::Filter(allowed),
+        }
+    }
+
     fn new(decision: RequestDecision) -> Verdict {
         Verdict {
             decision,
@@ -451,6 +473,27 @@ mod mtls_and_audit_tests {
         );
         assert_eq!(v.purpose.as_deref(), Some("care"));
         assert!(v.dry_run);
+    }
+
+    #[test]
+    fn a_dry_run_records_refusals_and_lets_the_request_on() {
+        let refused = run(None, Some("care"));
+        match (&refused.decision, refused.action()) {
+            (RequestDecision::Deny(denial), RequestAction::RecordRefusal(recorded)) => {
+                assert_eq!(denial, recorded)
+            }
+            other => panic!("{other:?}"),
+        }
+        let allowed = run(
+            Some("spiffe://hospital.example/ns/care/sa/ehr"),
+            Some("care"),
+        );
+        assert!(matches!(allowed.action(), RequestAction::Filter(a) if a.purpose == "care"));
+        let enforced = Verdict {
+            dry_run: false,
+            ..refused.clone()
+        };
+        assert!(matches!(enforced.action(), RequestAction::Refuse(_)));
     }
 
     #[test]
