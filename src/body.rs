@@ -8,28 +8,8 @@ use std::io::Write;
 
 use flate2::write::{GzDecoder, ZlibDecoder};
 
-use crate::json::{FilterStats, Framing, JsonFilter, LexError};
-
-/// A `content-encoding` the pipeline can undo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentEncoding {
-    Identity,
-    Gzip,
-    /// HTTP's `deflate`: the zlib format (RFC 9110 section 8.4.1.2).
-    Deflate,
-}
-
-impl ContentEncoding {
-    /// `None` for an encoding that cannot be decoded (br, zstd, stacked encodings, unknown).
-    pub fn parse(header: Option<&str>) -> Option<ContentEncoding> {
-        match header.map(|h| h.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("") | Some("identity") => Some(ContentEncoding::Identity),
-            Some("gzip") | Some("x-gzip") => Some(ContentEncoding::Gzip),
-            Some("deflate") => Some(ContentEncoding::Deflate),
-            _ => None,
-        }
-    }
-}
+use crate::json::{FilterStats, JsonFilter, LexError};
+use crate::media_type::ContentEncoding;
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,41 +111,6 @@ impl BodyFilter {
         }
     }
 
-    /// The pipeline a response plan asks for: the purpose's rules, the configuration's depth
-    /// and size limits, and the transforms' key (per reuser when so configured). What the
-    /// adapter runs in the proxy and `finalite filter` runs on a file.
-    ///
-    /// `limits.max_body_bytes` bounds what is held: a buffered body, counted both as received
-    /// and decoded. A streamed body is filtered and handed on chunk by chunk, never held
-    /// whole (large exports are what streaming is for), so its total size is not limited.
-    pub fn for_spec(
-        spec: &crate::decision::FilterSpec,
-        config: &crate::policy::CompiledConfig,
-        client: Option<&str>,
-    ) -> BodyFilter {
-        let filter = JsonFilter::with_framing(
-            spec.rules.clone(),
-            config.max_depth,
-            config.transform_context(client),
-            spec.framing,
-        );
-        BodyFilter::new(
-            filter,
-            spec.encoding,
-            spec.delivery.size_limit(config.max_body_bytes),
-        )
-    }
-
-    /// A body filter for JSON or NDJSON, as the response plan says.
-    pub fn json(
-        filter_framing: Framing,
-        filter: impl FnOnce(Framing) -> JsonFilter,
-        encoding: ContentEncoding,
-        limit: u64,
-    ) -> BodyFilter {
-        BodyFilter::new(filter(filter_framing), encoding, limit)
-    }
-
     /// Feeds the next chunk as received; filtered output accumulates (see [`take_output`]).
     ///
     /// [`take_output`]: BodyFilter::take_output
@@ -218,11 +163,7 @@ impl BodyFilter {
         (self.encoded, self.sink().decoded)
     }
 
-    pub fn stats(&self) -> FilterStats {
-        self.sink().filter.stats()
-    }
-
-    /// [`BodyFilter::stats`] with the tallies moved out: once, when the body is done.
+    /// The engine's statistics, the tallies moved out: once, when the body is done.
     pub fn take_stats(&mut self) -> FilterStats {
         self.sink_mut().filter.take_stats()
     }
@@ -317,25 +258,6 @@ mod tests {
     const DOC: &[u8] = br#"{"id":"p1","name":"Martin","ssn":"1840375123456"}"#;
 
     #[test]
-    fn encodings() {
-        assert_eq!(
-            ContentEncoding::parse(None),
-            Some(ContentEncoding::Identity)
-        );
-        assert_eq!(
-            ContentEncoding::parse(Some(" GZIP ")),
-            Some(ContentEncoding::Gzip)
-        );
-        assert_eq!(
-            ContentEncoding::parse(Some("deflate")),
-            Some(ContentEncoding::Deflate)
-        );
-        assert_eq!(ContentEncoding::parse(Some("br")), None);
-        assert_eq!(ContentEncoding::parse(Some("zstd")), None);
-        assert_eq!(ContentEncoding::parse(Some("gzip, gzip")), None);
-    }
-
-    #[test]
     fn decodes_then_filters_at_any_chunking() {
         for chunk in [1, 3, 7, 1000] {
             assert_eq!(
@@ -405,53 +327,6 @@ mod tests {
         assert!(matches!(
             run(ContentEncoding::Deflate, &gzip(DOC), 8, 1000),
             Err(BodyError::Decoding(_))
-        ));
-    }
-
-    #[test]
-    fn for_spec_applies_the_configured_limits() {
-        let config = crate::policy::CompiledConfig::load(
-            br#"{"limits": {"max_body_bytes": 20, "max_depth": 2},
-                 "policies": {"p": {"purposes": {"u": {"fields": {"id": "keep"}}}}}}"#,
-            &|_| None,
-        )
-        .unwrap();
-        let spec = crate::decision::FilterSpec {
-            rules: config.policies[0].purposes["u"].body.clone().unwrap(),
-            framing: Framing::Single,
-            encoding: ContentEncoding::Identity,
-            delivery: crate::decision::Delivery::Buffered,
-        };
-        let mut body = BodyFilter::for_spec(&spec, &config, None);
-        body.write(br#"{"id":1,"x":2}"#).unwrap();
-        body.finish().unwrap();
-        assert_eq!(body.take_output(), br#"{"id":1}"#);
-        let mut body = BodyFilter::for_spec(&spec, &config, None);
-        assert_eq!(body.write(DOC), Err(BodyError::TooLarge { limit: 20 }));
-        let mut body = BodyFilter::for_spec(&spec, &config, None);
-        assert!(matches!(
-            body.write(br#"{"a":{"b":{"c":1}}}"#),
-            Err(BodyError::Json(_))
-        ));
-        // Streamed: not held, so not limited in size (the depth limit still applies).
-        let streamed = crate::decision::FilterSpec {
-            delivery: crate::decision::Delivery::Streamed,
-            framing: Framing::Lines,
-            ..spec
-        };
-        let mut body = BodyFilter::for_spec(&streamed, &config, None);
-        let mut out = Vec::new();
-        for _ in 0..10 {
-            body.write(DOC).unwrap();
-            body.write(b"\n").unwrap();
-            out.extend(body.take_output());
-        }
-        body.finish().unwrap();
-        assert_eq!(out, b"{\"id\":\"p1\"}\n".repeat(10));
-        let mut body = BodyFilter::for_spec(&streamed, &config, None);
-        assert!(matches!(
-            body.write(br#"{"a":{"b":{"c":1}}}"#),
-            Err(BodyError::Json(_))
         ));
     }
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::body::ContentEncoding;
 use crate::json::Framing;
+use crate::media_type::ContentEncoding;
 use crate::policy::rules::FieldRules;
 
 /// Where refusals were first defined; callers outside the crate name them from here too.

@@ -1,11 +1,11 @@
 //! The response path: which headers go, and whether and how the body is filtered.
 
-use crate::body::ContentEncoding;
+use crate::body::BodyFilter;
 use crate::config::PolicyMode;
 use crate::decision::{Allowed, BodyPlan, Delivery, FailureEffect, FilterSpec, ResponsePlan};
 use crate::denial::Problem;
-use crate::json::Framing;
-use crate::media_type::{BodyFormat, MediaType};
+use crate::json::{Framing, JsonFilter};
+use crate::media_type::{BodyFormat, ContentEncoding, MediaType};
 use crate::policy::CompiledConfig;
 
 /// Response headers that describe the upstream's exact bytes and are wrong once filtered.
@@ -131,6 +131,35 @@ pub fn plan(
         remove_headers,
         body,
         on_failure,
+    }
+}
+
+// The pipeline is built here, beside the plan that chooses it: the body module only runs
+// what it is given, and knows nothing of plans.
+impl BodyFilter {
+    /// The pipeline a response plan asks for: the purpose's rules, the configuration's depth
+    /// and size limits, and the transforms' key (per reuser when so configured). What the
+    /// adapter runs in the proxy and `finalite filter` runs on a file.
+    ///
+    /// `limits.max_body_bytes` bounds what is held: a buffered body, counted both as received
+    /// and decoded. A streamed body is filtered and handed on chunk by chunk, never held
+    /// whole (large exports are what streaming is for), so its total size is not limited.
+    pub fn for_spec(
+        spec: &FilterSpec,
+        config: &CompiledConfig,
+        client: Option<&str>,
+    ) -> BodyFilter {
+        let filter = JsonFilter::with_framing(
+            spec.rules.clone(),
+            config.max_depth,
+            config.transform_context(client),
+            spec.framing,
+        );
+        BodyFilter::new(
+            filter,
+            spec.encoding,
+            spec.delivery.size_limit(config.max_body_bytes),
+        )
     }
 }
 
@@ -378,6 +407,58 @@ mod tests {
             )
             .body,
             BodyPlan::Filter(_)
+        ));
+    }
+
+    const DOC: &[u8] = br#"{"id":"p1","name":"Martin","ssn":"1840375123456"}"#;
+
+    #[test]
+    fn for_spec_applies_the_configured_limits() {
+        let config = CompiledConfig::load(
+            br#"{"limits": {"max_body_bytes": 20, "max_depth": 2},
+                 "policies": {"p": {"purposes": {"u": {"fields": {"id": "keep"}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let spec = FilterSpec {
+            rules: config.policies[0].purposes["u"].body.clone().unwrap(),
+            framing: Framing::Single,
+            encoding: ContentEncoding::Identity,
+            delivery: Delivery::Buffered,
+        };
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        body.write(br#"{"id":1,"x":2}"#).unwrap();
+        body.finish().unwrap();
+        assert_eq!(body.take_output(), br#"{"id":1}"#);
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        assert_eq!(
+            body.write(DOC),
+            Err(crate::body::BodyError::TooLarge { limit: 20 })
+        );
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        assert!(matches!(
+            body.write(br#"{"a":{"b":{"c":1}}}"#),
+            Err(crate::body::BodyError::Json(_))
+        ));
+        // Streamed: not held, so not limited in size (the depth limit still applies).
+        let streamed = FilterSpec {
+            delivery: Delivery::Streamed,
+            framing: Framing::Lines,
+            ..spec
+        };
+        let mut body = BodyFilter::for_spec(&streamed, &config, None);
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            body.write(DOC).unwrap();
+            body.write(b"\n").unwrap();
+            out.extend(body.take_output());
+        }
+        body.finish().unwrap();
+        assert_eq!(out, b"{\"id\":\"p1\"}\n".repeat(10));
+        let mut body = BodyFilter::for_spec(&streamed, &config, None);
+        assert!(matches!(
+            body.write(br#"{"a":{"b":{"c":1}}}"#),
+            Err(crate::body::BodyError::Json(_))
         ));
     }
 }
