@@ -60,9 +60,9 @@ SCENARIOS = ["passthrough", "headers-only", "naive-serde", "scanner", "finalite"
 # Measured at 1 KiB only: where finalite's cost per request goes.
 DECOMPOSITION = ["finalite-untouched", "finalite-one-field"]
 DECOMPOSED_SIZE = "1KiB"
-KEY = "bench-key-0123456789abcdefghijkl"  # 32 bytes, as benches/common/mod.rs
+KEY = "bench-key-0123456789abcdefghijkl"  # 32 bytes, as test-support/src/bench.rs
 
-# The realistic allowlist of benches/common/mod.rs (Policy::Realistic).
+# The realistic allowlist of test-support/src/bench.rs (Policy::Realistic).
 FIELDS = {
     "resourceType": "keep",
     "type": "keep",
@@ -621,15 +621,15 @@ Written by `make bench` on {m['date']}.
 - Module sizes: finalite.wasm {sizes['finalite']:,} bytes; headers-only {sizes['headers-only']:,};
   naive serde {sizes['naive-serde']:,}; scanner {sizes['scanner']:,}.
 - Bodies: FHIR-like searchset Bundles of Patient entries (generated, seeded:
-  benches/common/mod.rs), compact JSON with non-ASCII names, escapes and numbers. The
+  test-support/src/bench.rs), compact JSON with non-ASCII names, escapes and numbers. The
   "1 KiB" body is one entry (about 1.7 KB).
 - Policy: the realistic allowlist, 12 nested paths with `entry.resource.id` pseudonymised
   (HMAC-SHA-256); `denylist` is `default: keep` with `**.ssn: drop`; `drop-most` keeps two
   top-level fields.
 - Baselines: `naive` parses into a `serde_json::Value`, edits and serialises
-  (benches/common/naive.rs); `scanner` is a hand-written byte scanner that applies the same
+  (test-support/src/naive.rs); `scanner` is a hand-written byte scanner that applies the same
   rules in one pass and validates nothing: no grammar, no UTF-8, no audit tallies
-  (benches/common/scanner.rs). Both write the same output as finalite
+  (test-support/src/scanner.rs). Both write the same output as finalite
   (tests/bench_baselines.rs).
 
 ## Engine, native (criterion, `cargo bench --bench engine`)

@@ -5,14 +5,12 @@
 //! - `validate`: `serde_json::from_slice::<IgnoredAny>`, validation alone, no output;
 //! - `naive/POLICY`: parse to `serde_json::Value`, edit, serialise (the baseline to beat);
 //! - `scanner/POLICY`: a hand-written byte scanner applying the same rules without
-//!   validating anything (`benches/common/scanner.rs`): the cheap alternative's speed;
+//!   validating anything (`finalite_test_support::scanner`): the cheap alternative's speed;
 //! - `finalite/POLICY`: the streaming engine with full validation, in 64 KiB chunks.
 //!
 //! `cargo bench --bench engine` (or `make bench`); after criterion's own report, a table of
 //! medians with the ratios to memcpy and to the naive filter is printed, and written as
 //! Markdown to `$ENGINE_BENCH_SUMMARY` when set.
-
-mod common;
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -20,7 +18,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use common::{bundle, naive, run_engine, scanner, Policy, POLICIES, SIZES};
+use finalite_test_support::bench::{
+    bundle, naive, run_engine, scanner, EngineRules, Policy, POLICIES, SIZES,
+};
 
 const SEED: u64 = 7;
 

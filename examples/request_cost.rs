@@ -4,7 +4,7 @@
 //! At 1 KiB the engine is not the cost of a request in Envoy: the work around it is. This replays, for one allowed request, every host-independent call the
 //! adapter (`src/proxy/http.rs`, `src/proxy/root.rs`) makes, in the same order: route and
 //! caller decision (`request::decide`), response plan, body pipeline on a ~1.7 KB FHIR-like
-//! Bundle (the bench's 1 KiB case, `benches/common`), stats, the filter-state strings, the
+//! Bundle (the bench's 1 KiB case, `finalite_test_support::bench`), stats, the filter-state strings, the
 //! audit record and its JSON line, and the metrics' arithmetic. What the host would hand
 //! over (header values, the response header map, the body) is copied into fresh buffers, as
 //! the proxy-wasm SDK copies it into the module's memory. Host calls themselves are not
@@ -30,9 +30,6 @@
 //! `CARGO_PROFILE_RELEASE_DEBUG=true CARGO_PROFILE_RELEASE_STRIP=false`; each callback is a
 //! function of its own here (`request_headers`, `on_response_headers`, `response_body`, `log`).
 
-#[path = "../benches/common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -45,8 +42,9 @@ use finalite::policy::route::RouteInfo;
 use finalite::policy::CompiledConfig;
 use finalite::request::{self, Caller};
 use finalite::response;
+use finalite_test_support::bench as common;
 
-/// The bench's pseudonymisation key (benches/bench.py, benches/common).
+/// The bench's pseudonymisation key (benches/bench.py, `finalite_test_support::bench`).
 const KEY: &str = "bench-key-0123456789abcdefghijkl";
 
 /// The realistic allowlist of benches/bench.py.

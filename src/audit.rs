@@ -7,6 +7,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::decision::RequestDecision;
+use crate::denial::DenialKind;
 use crate::json::filter::{FilterStats, PathTally};
 use crate::policy::CompiledConfig;
 use crate::request::Verdict;
@@ -48,14 +50,40 @@ impl Outcome {
         }
     }
 
-    /// The outcome of a request refusal, from its problem type.
+    /// The outcome of a refusal of this kind.
+    pub fn of(kind: DenialKind) -> Outcome {
+        match kind {
+            DenialKind::InvalidToken
+            | DenialKind::ClientCertificateRequired
+            | DenialKind::KeysUnavailable => Outcome::DeniedToken,
+            DenialKind::InsufficientScope
+            | DenialKind::MethodNotCovered
+            | DenialKind::OutsidePatientCompartment
+            | DenialKind::FhirInteractionNotAllowed => Outcome::DeniedScope,
+            DenialKind::PurposeUndeclared
+            | DenialKind::PurposeNotAuthorised
+            | DenialKind::PurposeNotAccepted => Outcome::DeniedPurpose,
+            DenialKind::NoPolicy => Outcome::DeniedRoute,
+            DenialKind::ResponseNotFilterable => Outcome::FailedClosed,
+        }
+    }
+
+    /// The outcome of a refusal known only by its problem type (`Problem::slug`): the
+    /// catalogue's kind of that type. A type the catalogue does not hold is none of
+    /// finalite's refusals; it is counted with the token refusals, as the first of them.
     pub fn of_denial(slug: &str) -> Outcome {
-        match slug {
-            "insufficient-scope" | "method-not-covered" => Outcome::DeniedScope,
-            s if s.starts_with("purpose-") => Outcome::DeniedPurpose,
-            "no-policy" => Outcome::DeniedRoute,
-            "response-not-filterable" => Outcome::FailedClosed,
-            _ => Outcome::DeniedToken,
+        DenialKind::ALL
+            .into_iter()
+            .find(|kind| kind.slug() == slug)
+            .map_or(Outcome::DeniedToken, Outcome::of)
+    }
+
+    /// The outcome of a request's decision.
+    pub fn of_decision(decision: &RequestDecision) -> Outcome {
+        match decision {
+            RequestDecision::Deny(denial) => Outcome::of(denial.kind()),
+            RequestDecision::PassUnfiltered => Outcome::PassedUnfiltered,
+            RequestDecision::Allow(_) => Outcome::Allowed,
         }
     }
 }
@@ -445,6 +473,34 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_430_400)),
             "2026-11-23T10:40:00.000Z"
         );
+    }
+
+    #[test]
+    fn every_kind_has_its_outcome() {
+        let outcomes: Vec<(&str, Outcome)> = DenialKind::ALL
+            .into_iter()
+            .map(|k| (k.slug(), Outcome::of(k)))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("invalid-token", Outcome::DeniedToken),
+                ("client-certificate-required", Outcome::DeniedToken),
+                ("keys-unavailable", Outcome::DeniedToken),
+                ("insufficient-scope", Outcome::DeniedScope),
+                ("method-not-covered", Outcome::DeniedScope),
+                ("purpose-undeclared", Outcome::DeniedPurpose),
+                ("purpose-not-authorised", Outcome::DeniedPurpose),
+                ("purpose-not-accepted", Outcome::DeniedPurpose),
+                ("no-policy", Outcome::DeniedRoute),
+                ("response-not-filterable", Outcome::FailedClosed),
+                ("outside-patient-compartment", Outcome::DeniedScope),
+                ("fhir-interaction-not-allowed", Outcome::DeniedScope),
+            ]
+        );
+        for kind in DenialKind::ALL {
+            assert_eq!(Outcome::of_denial(kind.slug()), Outcome::of(kind));
+        }
     }
 
     #[test]

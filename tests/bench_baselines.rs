@@ -1,6 +1,6 @@
 //! The benchmark's baselines do finalite's job on the benchmark's bodies, so that the
 //! ratios `make bench` prints compare equal work: the naive serde filter
-//! (`benches/common/naive.rs`) and the byte scanner (`benches/common/scanner.rs`) must
+//! (`finalite_test_support::naive`) and the byte scanner (`finalite_test_support::scanner`) must
 //! keep, drop and pseudonymise exactly what finalite does, under each benchmark policy and
 //! at each body size.
 //!
@@ -10,12 +10,11 @@
 //! parsed. The scanner's output is also compared byte for byte with finalite's, pseudonyms
 //! aside: both keep the input's order and spelling.
 
-#[path = "../benches/common/mod.rs"]
-mod common;
-
 use serde_json::Value;
 
-use common::{bundle, naive, run_engine, scanner, POLICIES, SIZES};
+use finalite_test_support::bench::{
+    self as common, bundle, naive, run_engine, scanner, EngineRules, POLICIES, SIZES,
+};
 
 const SEED: u64 = 7;
 

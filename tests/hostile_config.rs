@@ -4,13 +4,12 @@
 //! proptest writes configurations from the documented vocabulary and its near misses
 //! (odd paths, actions with extreme parameters, wildcard header patterns, limits at their
 //! bounds, every `auth`, scopes and mTLS clients, pseudonymisation); each one that
-//! `CompiledConfig::load` accepts goes through `common/exercise.rs`: every purpose's rules
+//! `CompiledConfig::load` accepts goes through `finalite_test_support::exercise`: every purpose's rules
 //! on bodies built from its own field paths, and the request and response paths for many
 //! routes, methods, declared purposes and callers. The fuzz target `config_load` (fuzz/)
 //! runs the same exercise on arbitrary bytes. The runs are deterministic (a fixed seed).
 
-#[path = "common/exercise.rs"]
-mod exercise;
+use finalite_test_support::exercise;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;

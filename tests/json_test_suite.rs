@@ -11,7 +11,7 @@
 //! file is asserted against [`I_DECISIONS`] and written to `tests/json_test_suite_i_cases.md`
 //! (`FINALITE_WRITE_I_TABLE=1 cargo test --test json_test_suite` regenerates it; without the
 //! variable, the test fails when the committed table is stale). An accepted document's output
-//! must parse with serde_json and equal the reference projection (`tests/common/reference.rs`)
+//! must parse with serde_json and equal the reference projection (`finalite_test_support::reference`)
 //! of the input as serde_json parses it; under keep-all, the output is also exactly the input
 //! without the whitespace between tokens. A refused document's output is discarded by the
 //! caller (the filter's contract), so only the refusal is checked.
@@ -24,9 +24,9 @@ mod common;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use common::reference::{Act, Policy};
 use common::{max_depth, run_bytewise, run_cuts, run_whole, strip_whitespace};
-use finalite::json::LexError;
+use finalite::json::{EngineError, ErrorKind};
+use finalite_test_support::reference::{Act, Policy};
 use serde_json::Value;
 
 const SUITE: &str = "../shared/testdata/JSONTestSuite/test_parsing";
@@ -172,8 +172,11 @@ fn suite_files() -> Vec<(String, Vec<u8>)> {
 }
 
 /// The variant name of an error kind (`LoneSurrogate`, `TooDeep`, ...).
-fn variant(error: &LexError) -> String {
-    let debug = format!("{:?}", error.kind);
+fn variant(error: &EngineError) -> String {
+    let debug = match &error.kind {
+        ErrorKind::Lex(kind) => format!("{kind:?}"),
+        kind => format!("{kind:?}"),
+    };
     debug
         .split(|c: char| !c.is_alphanumeric())
         .next()
@@ -185,7 +188,7 @@ fn variant(error: &LexError) -> String {
 struct IRow {
     name: String,
     bytes: Vec<u8>,
-    engine: Result<(), LexError>,
+    engine: Result<(), EngineError>,
     /// serde_json parsing into a `Value`.
     serde: Result<(), String>,
     /// serde_json validating only (`IgnoredAny`).
@@ -195,12 +198,12 @@ struct IRow {
 /// What the engine decided on one file, under every policy and chunking.
 struct Decision {
     /// `Ok`: outputs under keep-all and drop-most.
-    result: Result<(Vec<u8>, Vec<u8>), LexError>,
+    result: Result<(Vec<u8>, Vec<u8>), EngineError>,
 }
 
 fn decide(name: &str, bytes: &[u8], problems: &mut Vec<String>) -> Decision {
     let mut outputs = Vec::new();
-    let mut error: Option<LexError> = None;
+    let mut error: Option<EngineError> = None;
     for policy in [keep_all(), drop_most()] {
         let rules = policy.compile();
         let whole = run_whole(&rules, bytes);
@@ -268,7 +271,7 @@ fn skimmed_files_are_decided_as_read_ones() {
             let read = run_whole(&read_all, &doc).map(drop);
             for cuts in [&[][..], &[doc.len() / 2]] {
                 let skimmed = run_cuts(skimming, &doc, cuts).map(drop);
-                let shown = |r: &Result<(), LexError>| {
+                let shown = |r: &Result<(), EngineError>| {
                     r.as_ref()
                         .map_err(|e| (e.offset, e.path.clone(), e.kind.to_string()))
                         .err()
@@ -351,7 +354,7 @@ fn json_test_suite() {
             Ok(input) => {
                 let kept_value = parse_output(name, "keep-all", kept, &mut problems);
                 let dropped_value = parse_output(name, "drop-most", dropped, &mut problems);
-                if keep.project(input) != *input {
+                if keep.project_value(input) != *input {
                     problems.push(format!("{name}: the reference does not keep all"));
                 }
                 if kept_value.as_ref().is_some_and(|v| v != input) {
@@ -359,7 +362,7 @@ fn json_test_suite() {
                         "{name} (keep-all): output {kept_value:?}, input {input:?}"
                     ));
                 }
-                let expected = drop.project(input);
+                let expected = drop.project_value(input);
                 if dropped_value.as_ref().is_some_and(|v| *v != expected) {
                     problems.push(format!(
                         "{name} (drop-most): output {dropped_value:?}, reference {expected:?}"

@@ -9,7 +9,7 @@
 //! - (c) the output is always JSON when the input is (random values written compact, pretty
 //!   and with random spellings: whitespace, escapes), under random policies;
 //! - (d) differential: the output, parsed, equals the plain reference projection
-//!   (`tests/common/reference.rs`) of the input;
+//!   (`finalite_test_support::reference`) of the input;
 //! - (e) the policy never changes what is refused: the filter refuses a (corrupted)
 //!   document exactly when the plain lexer does, with the same offset, path and reason,
 //!   though it skims the subtrees it drops or copies whole;
@@ -25,12 +25,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::reference::{Act, Policy};
 use common::{run_cuts, run_cuts_with_stats, run_whole};
 use finalite::json::lexer::Lexer;
 use finalite::json::tally::PathTally;
-use finalite::json::LexError;
+use finalite::json::EngineError;
 use finalite::policy::rules::FieldRules;
+use finalite_test_support::reference::{Act, Policy};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Map, Value};
@@ -127,7 +127,13 @@ fn policy() -> impl Strategy<Value = Policy> {
         prop_oneof![Just(Act::Keep), Just(Act::Drop)],
         prop::collection::vec((path(), act()), 0..5),
     )
-        .prop_map(|(default, rules)| Policy { default, rules })
+        .prop_map(|(default, rules)| {
+            let mut policy = Policy::new(default, &[]);
+            for (path, act) in rules {
+                policy.push(&path, act);
+            }
+            policy
+        })
 }
 
 /// How a value is written out.
@@ -369,7 +375,7 @@ proptest! {
 }
 
 /// The plain lexer's verdict on `doc` in one chunk: every event read, nothing skimmed.
-fn lex_all(doc: &[u8]) -> Result<(), LexError> {
+fn lex_all(doc: &[u8]) -> Result<(), EngineError> {
     let mut lexer = Lexer::new(common::max_depth());
     let mut pos = 0;
     while lexer.next(doc, &mut pos)?.is_some() {}
@@ -524,7 +530,7 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("{e}: {}", show(&out))))?;
         no_ssn_no_canary(&parsed).map_err(|e| TestCaseError::fail(format!("{e}\ninput: {}", show(&bytes))))?;
         // Nothing but the ssn fields is lost.
-        prop_assert_eq!(parsed, policy.project(&serde_json::from_slice(&bytes).unwrap()));
+        prop_assert_eq!(parsed, policy.project_value(&serde_json::from_slice(&bytes).unwrap()));
     }
 }
 
@@ -577,7 +583,7 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("{e}: {}", show(&out))))?;
         let input: Value = serde_json::from_slice(&doc).unwrap();
         prop_assert_eq!(&input, &value);
-        let expected = policy.project(&input);
+        let expected = policy.project_value(&input);
         prop_assert_eq!(
             &parsed, &expected,
             "\ninput:  {}\noutput: {}\npolicy: {}", show(&doc), show(&out), policy
@@ -794,7 +800,7 @@ fn the_reference_follows_the_documented_examples() {
         let input_value: Value = serde_json::from_str(input).unwrap();
         let expected: Value = serde_json::from_str(expected).unwrap();
         assert_eq!(
-            policy.project(&input_value),
+            policy.project_value(&input_value),
             expected,
             "reference, {policy}: {input}"
         );
@@ -831,7 +837,7 @@ fn null_and_transforms_on_containers_ignore_unrelated_rules() {
         &[("ssn", Act::Null), ("address", Act::Truncate(2))],
     );
     let mut with_unrelated = alone.clone();
-    with_unrelated.rules.push(("**.x".into(), Act::Drop));
+    with_unrelated.push("**.x", Act::Drop);
     let out = |p: &Policy| show(&run_whole(&p.compile(), doc.as_bytes()).unwrap());
     assert_eq!(out(&alone), r#"{"ssn":null,"n":1}"#);
     assert_eq!(out(&with_unrelated), out(&alone));

@@ -13,9 +13,10 @@
 use std::sync::Arc;
 
 use finalite::auth::claims::{ClaimSource, ClaimValue};
-use finalite::body::{BodyFilter, ContentEncoding};
+use finalite::body::BodyFilter;
 use finalite::decision::{Allowed, RequestDecision};
-use finalite::json::{ErrorKind, Framing, JsonFilter, LexError};
+use finalite::json::{EngineError, ErrorKind, Framing, JsonFilter, LexErrorKind};
+use finalite::media_type::ContentEncoding;
 use finalite::policy::action::{Action, Transform};
 use finalite::policy::path::FieldPath;
 use finalite::policy::route::RouteInfo;
@@ -38,7 +39,7 @@ fn rules(default: Action, spec: &[(&str, Action)]) -> Arc<FieldRules> {
     Arc::new(FieldRules::compile(default, &rules).unwrap())
 }
 
-fn run(rules: &Arc<FieldRules>, depth: u32, chunks: &[&[u8]]) -> Result<String, LexError> {
+fn run(rules: &Arc<FieldRules>, depth: u32, chunks: &[&[u8]]) -> Result<String, EngineError> {
     let mut filter = JsonFilter::new(rules.clone(), depth, TransformContext::default());
     let mut out = Vec::new();
     for chunk in chunks {
@@ -49,7 +50,7 @@ fn run(rules: &Arc<FieldRules>, depth: u32, chunks: &[&[u8]]) -> Result<String, 
 }
 
 /// Filters `doc` whole, then at every split into two chunks and a byte at a time: all agree.
-fn filter(rules: &Arc<FieldRules>, doc: &str) -> Result<String, LexError> {
+fn filter(rules: &Arc<FieldRules>, doc: &str) -> Result<String, EngineError> {
     let bytes = doc.as_bytes();
     let whole = run(rules, 16, &[bytes]);
     for at in 0..=bytes.len() {
@@ -192,26 +193,32 @@ fn numbers_and_strings_keep_their_spelling() {
 #[wasm_bindgen_test]
 fn invalid_documents_are_refused_even_inside_dropped_values() {
     let r = rules(Action::Drop, &[("id", Action::Keep)]);
-    let kind = |doc: &str| filter(&r, doc).unwrap_err().kind;
+    let kind = |doc: &str| match filter(&r, doc).unwrap_err().kind {
+        ErrorKind::Lex(kind) => kind,
+        other => panic!("not a lexing failure: {other}"),
+    };
     assert_eq!(
         kind(r#"{"id":1,"x":[1,2,}"#),
-        ErrorKind::Unexpected {
+        LexErrorKind::Unexpected {
             found: b'}',
             expected: "a JSON value"
         }
     );
-    assert_eq!(kind(r#"{"id":1,"x":"\ud800"}"#), ErrorKind::LoneSurrogate);
+    assert_eq!(
+        kind(r#"{"id":1,"x":"\ud800"}"#),
+        LexErrorKind::LoneSurrogate
+    );
     assert_eq!(
         kind("{\"id\":1,\"x\":\"\u{1}\"}"),
-        ErrorKind::ControlCharacterInString(1)
+        LexErrorKind::ControlCharacterInString(1)
     );
     assert_eq!(
         kind(r#"{"id":1"#),
-        ErrorKind::UnexpectedEnd {
+        LexErrorKind::UnexpectedEnd {
             expected: "',' or the end of a container"
         }
     );
-    assert_eq!(kind(r#"{"id":1}{"#), ErrorKind::TrailingData(b'{'));
+    assert_eq!(kind(r#"{"id":1}{"#), LexErrorKind::TrailingData(b'{'));
     assert!(
         run(&r, 16, &[b"{\"id\":\"\xff\"}"]).is_err(),
         "invalid UTF-8"
@@ -220,7 +227,7 @@ fn invalid_documents_are_refused_even_inside_dropped_values() {
         run(&r, 16, &[b"\xef\xbb\xbf{}"]).is_err(),
         "a byte order mark"
     );
-    assert_eq!(kind(""), ErrorKind::Empty);
+    assert_eq!(kind(""), LexErrorKind::Empty);
     // The error names where: byte offset and JSON path.
     let error = filter(&r, r#"{"id":1,"x":[1,{"y":tru}]}"#).unwrap_err();
     assert_eq!(error.path, "$.x[1].y");
@@ -232,7 +239,7 @@ fn depth_limit_applies_inside_dropped_values() {
     let deep = format!("{{\"x\":{}{}}}", "[".repeat(16), "]".repeat(16));
     assert_eq!(
         filter(&r, &deep).unwrap_err().kind,
-        ErrorKind::TooDeep { limit: 16 }
+        ErrorKind::Lex(LexErrorKind::TooDeep { limit: 16 })
     );
     let ok = format!("{{\"x\":{}{}}}", "[".repeat(15), "]".repeat(15));
     assert_eq!(filter(&r, &ok).unwrap(), "{}");

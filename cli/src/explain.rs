@@ -12,7 +12,7 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use finalite::config::{Config, HeaderRulesConfig, ScopeRequirementConfig};
-use finalite::json::{JsonFilter, LexError};
+use finalite::json::{EngineError, JsonFilter};
 use finalite::policy::action::{Action, Transform};
 use finalite::policy::headers::HeaderRules;
 use finalite::policy::rules::{FieldRules, StateId, ROOT};
@@ -264,7 +264,7 @@ pub fn sample_fields(
     config: &CompiledConfig,
     purpose: &Purpose,
     sample: &[u8],
-) -> Result<Vec<SampleField>, LexError> {
+) -> Result<Vec<SampleField>, EngineError> {
     let output = match &purpose.body {
         None => sample.to_vec(),
         Some(rules) => {

@@ -1,7 +1,7 @@
 //! Arbitrary bytes as the plugin configuration (JSON or a serialised
 //! `google.protobuf.Struct`, as the host hands it over): `CompiledConfig::load` never panics,
 //! and a configuration it accepts never makes the request path panic
-//! (tests/common/exercise.rs: every purpose's rules on bodies built from its own paths,
+//! (`finalite_test_support::exercise`: every purpose's rules on bodies built from its own paths,
 //! `request::decide` for many routes, methods, purposes and callers, the response plans
 //! and body filters of what is allowed, denials and audit records).
 //!
@@ -12,5 +12,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    finalite_fuzz::exercise::exercise(data);
+    finalite_test_support::exercise::exercise(data);
 });

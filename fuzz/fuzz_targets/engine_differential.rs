@@ -1,4 +1,5 @@
-//! The streaming engine against the plain serde_json reference (fuzz/src/reference.rs).
+//! The streaming engine against the plain serde_json reference model
+//! (`finalite_test_support::reference`).
 //!
 //! Input: a policy from a small vocabulary, the framing, the depth limit, chunk sizes and a
 //! document (fuzz/src/case.rs). Checked:
@@ -29,12 +30,12 @@
 
 use std::sync::Arc;
 
-use finalite::json::{Framing, JsonFilter, LexError};
+use finalite::json::{EngineError, Framing, JsonFilter};
 use finalite::policy::rules::FieldRules;
 use finalite::policy::transform::TransformContext;
 use finalite::policy::CompiledConfig;
 use finalite_fuzz::case::{Case, CLIENT, KEY};
-use finalite_fuzz::reference::{self, J};
+use finalite_test_support::reference::{self, J};
 use libfuzzer_sys::fuzz_target;
 
 const LIMIT: usize = 60 * 1024;
@@ -44,7 +45,7 @@ fn run(
     case: &Case,
     context: &TransformContext,
     chunks: &[&[u8]],
-) -> Result<Vec<u8>, LexError> {
+) -> Result<Vec<u8>, EngineError> {
     let framing = if case.lines {
         Framing::Lines
     } else {
@@ -102,10 +103,11 @@ fuzz_target!(|data: &[u8]| {
     let purpose = &config.policies[0].purposes["f"];
     let context = config.transform_context(Some(CLIENT));
 
+    let policy = case.policy();
     let expected: Result<Vec<Option<J>>, reference::Refused> = if case.lines {
-        reference::project_lines(&case, case.document, &context)
+        policy.project_lines(case.document, &context)
     } else {
-        reference::project_document(&case, case.document, &context).map(|j| vec![Some(j)])
+        policy.project(case.document, &context).map(|j| vec![Some(j)])
     };
 
     let Some(rules) = &purpose.body else {

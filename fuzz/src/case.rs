@@ -12,7 +12,10 @@
 //!
 //! `fuzz/seeds.py` writes seed inputs in this format.
 
-use serde_json::{json, Map, Value};
+use finalite_test_support::reference::{self, Policy, PolicyRule};
+use serde_json::{json, Map};
+
+pub use finalite_test_support::reference::Act;
 
 pub const HEADER: usize = 14;
 
@@ -24,6 +27,16 @@ pub enum Seg {
     Key(&'static str),
     Any,
     Deep,
+}
+
+impl Seg {
+    fn to_reference(&self) -> reference::Seg {
+        match self {
+            Seg::Key(key) => reference::Seg::Key(key.to_string()),
+            Seg::Any => reference::Seg::Any,
+            Seg::Deep => reference::Seg::Deep,
+        }
+    }
 }
 
 use Seg::{Any, Deep, Key};
@@ -59,18 +72,6 @@ pub const PATHS: [(&str, &[Seg]); 24] = [
     ("a.b.c", &[Key("a"), Key("b"), Key("c")]),
 ];
 
-/// What a rule does, as the reference reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Act {
-    Keep,
-    Drop,
-    Null,
-    Year,
-    Truncate(usize),
-    Mask(usize),
-    Pseudonymize,
-}
-
 pub const ACTIONS: [Act; 9] = [
     Act::Keep,
     Act::Drop,
@@ -82,20 +83,6 @@ pub const ACTIONS: [Act; 9] = [
     Act::Mask(0),
     Act::Pseudonymize,
 ];
-
-impl Act {
-    pub fn to_json(&self) -> Value {
-        match self {
-            Act::Keep => json!("keep"),
-            Act::Drop => json!("drop"),
-            Act::Null => json!("null"),
-            Act::Year => json!("year"),
-            Act::Truncate(n) => json!({ "truncate": n }),
-            Act::Mask(n) => json!({"mask": {"keep_last": n}}),
-            Act::Pseudonymize => json!("pseudonymize"),
-        }
-    }
-}
 
 /// One decoded input.
 #[derive(Debug, Clone)]
@@ -160,6 +147,27 @@ impl<'a> Case<'a> {
             }}}
         });
         serde_json::to_vec(&config).unwrap()
+    }
+
+    /// The purpose's rules, for the reference model.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            default: if self.default_keep {
+                Act::Keep
+            } else {
+                Act::Drop
+            },
+            rules: self
+                .rules
+                .iter()
+                .map(|(path, act)| PolicyRule {
+                    text: PATHS[*path].0.to_string(),
+                    segments: PATHS[*path].1.iter().map(Seg::to_reference).collect(),
+                    act: act.clone(),
+                })
+                .collect(),
+            max_depth: self.max_depth,
+        }
     }
 
     /// The chunks the document is written in.

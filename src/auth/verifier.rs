@@ -135,10 +135,6 @@ impl Verifier {
         }
     }
 
-    pub fn verification(&self) -> &Verification {
-        &self.verification
-    }
-
     /// The cluster and path to fetch from, for a remote set.
     pub fn remote(&self) -> Option<&RemoteJwks> {
         match &self.verification.keys {

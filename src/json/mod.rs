@@ -1,8 +1,10 @@
 //! The streaming JSON engine: a push lexer and the filter that applies compiled rules.
 
+pub mod error;
 pub mod filter;
 pub mod lexer;
 pub mod tally;
 
+pub use error::{EngineError, ErrorKind, LexErrorKind};
 pub use filter::{FilterStats, JsonFilter};
-pub use lexer::{ErrorKind, Framing, LexError};
+pub use lexer::Framing;

@@ -1,14 +1,13 @@
 //! Shared by the JSON integration tests (`json_test_suite.rs`, `properties.rs`): the engine
-//! run over chunks, and the plain reference it is compared with.
+//! run over chunks (the reference model it is compared with is
+//! `finalite_test_support::reference`).
 
 // Each test crate uses its own part of this module.
 #![allow(dead_code)]
 
-pub mod reference;
-
 use std::sync::Arc;
 
-use finalite::json::{FilterStats, JsonFilter, LexError};
+use finalite::json::{EngineError, FilterStats, JsonFilter};
 use finalite::policy::rules::FieldRules;
 use finalite::policy::transform::TransformContext;
 
@@ -18,7 +17,11 @@ pub fn max_depth() -> u32 {
 }
 
 /// Filters `doc` cut at `cuts` (ascending offsets); `Err` means refused, nothing sent.
-pub fn run_cuts(rules: &Arc<FieldRules>, doc: &[u8], cuts: &[usize]) -> Result<Vec<u8>, LexError> {
+pub fn run_cuts(
+    rules: &Arc<FieldRules>,
+    doc: &[u8],
+    cuts: &[usize],
+) -> Result<Vec<u8>, EngineError> {
     run_cuts_with_stats(rules, doc, cuts).0
 }
 
@@ -27,7 +30,7 @@ pub fn run_cuts_with_stats(
     rules: &Arc<FieldRules>,
     doc: &[u8],
     cuts: &[usize],
-) -> (Result<Vec<u8>, LexError>, FilterStats) {
+) -> (Result<Vec<u8>, EngineError>, FilterStats) {
     let mut filter = JsonFilter::new(rules.clone(), max_depth(), TransformContext::default());
     let mut out = Vec::new();
     let mut last = 0;
@@ -47,12 +50,12 @@ pub fn run_cuts_with_stats(
 }
 
 /// Filters `doc` in one chunk.
-pub fn run_whole(rules: &Arc<FieldRules>, doc: &[u8]) -> Result<Vec<u8>, LexError> {
+pub fn run_whole(rules: &Arc<FieldRules>, doc: &[u8]) -> Result<Vec<u8>, EngineError> {
     run_cuts(rules, doc, &[])
 }
 
 /// Filters `doc` fed one byte at a time.
-pub fn run_bytewise(rules: &Arc<FieldRules>, doc: &[u8]) -> Result<Vec<u8>, LexError> {
+pub fn run_bytewise(rules: &Arc<FieldRules>, doc: &[u8]) -> Result<Vec<u8>, EngineError> {
     let cuts: Vec<usize> = (1..doc.len()).collect();
     run_cuts(rules, doc, &cuts)
 }

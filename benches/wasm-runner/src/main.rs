@@ -9,13 +9,12 @@
 //! naive/realistic, scanner/realistic (or another policy); SIZE: 1KiB, 64KiB, 1MiB. `lexer` (the engine's lexer alone, every event
 //! read and nothing written) is counted by `benches/count.sh`, not timed by default.
 
-#[path = "../../common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{bundle, naive, run_engine, scanner, Policy, POLICIES, SIZES};
+use finalite_test_support::bench::{
+    self as common, bundle, naive, run_engine, scanner, EngineRules, Policy, POLICIES, SIZES,
+};
 
 const SEED: u64 = 7;
 

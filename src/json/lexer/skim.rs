@@ -11,10 +11,8 @@
 //! byte-by-byte path at the same position and in the same state, so documents are accepted
 //! and refused exactly as before, with the same offsets and paths.
 
-use super::{
-    scan_number, scan_plain_string, scan_skimmed_string, scan_word, Event, Expect, Framing, Lexer,
-    State, MAX_KEY_BYTES,
-};
+use super::scan::{scan_number, scan_plain_string, scan_skimmed_string, scan_word};
+use super::{Event, Expect, Framing, Lexer, State, MAX_KEY_BYTES};
 
 impl Lexer {
     /// Reads the skimmed container's tokens from `chunk[*pos..]` while they are whole and

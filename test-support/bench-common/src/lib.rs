@@ -1,20 +1,17 @@
-//! What every engine benchmark shares: the FHIR-like Bundle generator and the policies.
+//! What every engine benchmark shares, without finalite: the FHIR-like Bundle generator,
+//! the policies, and the two baselines that do finalite's job another way ([`naive`],
+//! [`scanner`]), with the proxy-wasm side of their Envoy filters ([`whole_body_filter`],
+//! feature `proxy-wasm`).
 //!
-//! Included by `benches/engine.rs` (criterion, native) and by `benches/wasm-runner` (the same
-//! cases compiled to wasm and run inside Node's V8), so both measure the same bytes.
-
-#![allow(dead_code)]
+//! A crate apart from `finalite-test-support` (which re-exports it and adds the engine runs)
+//! because the baselines' Envoy filters must not link finalite: its proxy-wasm entry point
+//! would clash with theirs, and Cargo unifies a dependency's features across a workspace
+//! build, so a feature of one crate could not keep finalite out.
 
 pub mod naive;
 pub mod scanner;
-
-use std::sync::{Arc, OnceLock};
-
-use finalite::json::JsonFilter;
-use finalite::policy::action::{Action, Transform};
-use finalite::policy::path::FieldPath;
-use finalite::policy::rules::{FieldRules, Rule};
-use finalite::policy::transform::{PseudonymKey, TransformContext};
+#[cfg(feature = "proxy-wasm")]
+pub mod whole_body_filter;
 
 /// The body sizes measured: 1 KiB, 64 KiB, 1 MiB.
 pub const SIZES: [(usize, &str); 3] = [(1 << 10, "1KiB"), (64 << 10, "64KiB"), (1 << 20, "1MiB")];
@@ -33,7 +30,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -41,7 +38,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 
     pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
@@ -110,7 +107,7 @@ fn member(out: &mut String, key: &str) {
 /// One Bundle entry: a Patient resource, FHIR-shaped, with names, identifiers (one `ssn`),
 /// contacts, addresses, extensions, a narrative with escapes and non-ASCII text, numbers.
 fn entry(out: &mut String, rng: &mut Rng, n: u64) {
-    let id = format!("pat-{:08x}", rng.next() as u32);
+    let id = format!("pat-{:08x}", rng.next_u64() as u32);
     let family = rng.pick(FAMILY);
     let given = [rng.pick(GIVEN), rng.pick(GIVEN)];
     let city = rng.pick(CITY);
@@ -233,7 +230,7 @@ pub fn bundle(target: usize, seed: u64) -> Vec<u8> {
     }
     let mut out = String::with_capacity(entries.len() + head_room);
     out.push_str("{\"resourceType\":\"Bundle\",\"id\":\"");
-    out.push_str(&format!("{:016x}", rng.next()));
+    out.push_str(&format!("{:016x}", rng.next_u64()));
     out.push_str(
         "\",\"meta\":{\"lastUpdated\":\"2024-06-01T12:00:00Z\"},\"type\":\"searchset\",\"total\":",
     );
@@ -300,28 +297,6 @@ impl Policy {
         }
     }
 
-    /// The compiled rules, as the proxy compiles a purpose's `fields`.
-    pub fn rules(self) -> Arc<FieldRules> {
-        let (default_keep, spec) = self.spec();
-        let rules: Vec<Rule> = spec
-            .iter()
-            .map(|(path, act)| Rule {
-                path: FieldPath::parse(path).expect("a valid path"),
-                action: match act {
-                    Act::Keep => Action::Keep,
-                    Act::Drop => Action::Drop,
-                    Act::Pseudonymize => Action::Transform(Transform::Pseudonymize),
-                },
-            })
-            .collect();
-        let default = if default_keep {
-            Action::Keep
-        } else {
-            Action::Drop
-        };
-        Arc::new(FieldRules::compile(default, &rules).expect("rules compile"))
-    }
-
     /// `(default_keep, rules)` as both baselines take them: `(path, drop, pseudonymize)`.
     fn flagged(self) -> (bool, impl Iterator<Item = (&'static str, bool, bool)>) {
         let (default_keep, spec) = self.spec();
@@ -342,26 +317,4 @@ impl Policy {
         let (default_keep, rules) = self.flagged();
         scanner::ScanRules::new(default_keep, rules, PSEUDONYM_KEY)
     }
-}
-
-/// The transform context of the benchmarks: a 32-byte key, pseudonyms per reuser. The key
-/// is prepared once, as the proxy prepares it once per configuration; each document takes a
-/// copy fed the client, as each request does. (Keying per document added two SHA-256
-/// compressions to every one, about a tenth of a 1 KiB document's count.)
-pub fn context() -> TransformContext {
-    static KEY: OnceLock<PseudonymKey> = OnceLock::new();
-    KEY.get_or_init(|| PseudonymKey::new(Some(PSEUDONYM_KEY)))
-        .context(Some("bench-client"))
-}
-
-/// Filters `doc` with the engine in [`CHUNK`]-byte chunks, as the proxy does; returns the
-/// output length.
-pub fn run_engine(rules: &Arc<FieldRules>, doc: &[u8], out: &mut Vec<u8>) -> usize {
-    out.clear();
-    let mut filter = JsonFilter::new(rules.clone(), 64, context());
-    for chunk in doc.chunks(CHUNK) {
-        filter.write(chunk, out).expect("the bundle is valid JSON");
-    }
-    filter.finish(out).expect("the bundle is complete");
-    out.len()
 }

@@ -1,16 +1,17 @@
-//! The reference filter: a whole-document projection written plainly on serde_json
-//! (`preserve_order`, `arbitrary_precision`), against which `engine_differential` checks the
-//! streaming engine.
+//! The reference model of the engine: a whole-document projection written plainly on
+//! serde_json, which the property tests, the JSONTestSuite conformance test and the
+//! differential fuzz target compare the streaming engine with.
 //!
 //! It parses the document into a tree that keeps what the engine keeps and serde_json's
 //! `Value` would lose: members in document order *with their duplicates* (the engine treats
 //! every duplicate alike and writes each one it keeps), numbers exactly as written (a
-//! transform of a number works on its text, and kept numbers must not be reformatted). Rules are
-//! matched by a direct reading of the path syntax (no automaton). Only the scalar
-//! transforms themselves are finalite's (`policy::transform::apply`): the differential is
+//! transform of a number works on its text, and kept numbers must not be reformatted). Rules
+//! are matched by a direct reading of the path syntax (no automaton), on paths given by
+//! their meaning (a list of [`Seg`]) rather than parsed by finalite. Only the scalar
+//! transforms themselves are finalite's (`policy::transform::apply`): the comparison is
 //! about structure, streaming and precedence, the transforms have their own unit tests.
 //!
-//! The semantics (README, "Field paths and actions"; src/json/filter.rs):
+//! The semantics (README, "Field paths and actions"; src/json/filter/):
 //! - a field's action: the most specific rule naming it (at equal specificity the most
 //!   protective), unless the action inherited from its parent ranks higher; otherwise the
 //!   inherited action; the root gets the purpose's default; array elements are the field
@@ -24,16 +25,206 @@
 //!   string or number gives a string (a transform that fails refuses the document), on
 //!   `null` stays `null`, on a boolean withholds it (at the root: `null`).
 //!
-//! Refused: what serde_json refuses, and nesting deeper than `max_depth`.
+//! So a broad `entry.**: keep` cannot send the members of a field that `**.ssn: drop`
+//! withholds, and `ssn: null` gives `null` for an object whatever other rules exist.
+//!
+//! Refused: what serde_json refuses, and nesting deeper than the depth limit.
 
 use std::fmt;
 
-use finalite::policy::action::Transform;
+use std::sync::Arc;
+
+use finalite::policy::action::{Action, Transform};
+use finalite::policy::path::FieldPath;
+use finalite::policy::rules::{FieldRules, Rule};
 use finalite::policy::transform::{self, TransformContext};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
-use crate::case::{Act, Case, Seg, PATHS};
+/// A path segment, by its meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    /// `*`: exactly one key.
+    Any,
+    /// `**`: zero or more keys.
+    Deep,
+}
+
+/// Reads a plain path (`a.b`, `*`, `**`, `a[*].b`; no quoted segment) independently of
+/// finalite's parser.
+pub fn plain_path(path: &str) -> Vec<Seg> {
+    path.split('.')
+        .map(|s| {
+            let s = s.trim_end_matches("[*]");
+            assert!(
+                !s.is_empty() && !s.contains(['"', '[', ']']),
+                "the reference reads plain paths only: {path:?}"
+            );
+            match s {
+                "*" => Seg::Any,
+                "**" => Seg::Deep,
+                key => Seg::Key(key.to_string()),
+            }
+        })
+        .collect()
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Act {
+    Keep,
+    Drop,
+    Null,
+    Year,
+    Truncate(usize),
+    Mask(usize),
+    Pseudonymize,
+}
+
+impl Act {
+    /// As written in a configuration's `fields`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Act::Keep => json!("keep"),
+            Act::Drop => json!("drop"),
+            Act::Null => json!("null"),
+            Act::Year => json!("year"),
+            Act::Truncate(n) => json!({ "truncate": n }),
+            Act::Mask(n) => json!({"mask": {"keep_last": n}}),
+            Act::Pseudonymize => json!("pseudonymize"),
+        }
+    }
+
+    /// The engine's action.
+    pub fn to_engine(&self) -> Action {
+        match self {
+            Act::Keep => Action::Keep,
+            Act::Drop => Action::Drop,
+            Act::Null => Action::Null,
+            Act::Year => Action::Transform(Transform::Year),
+            Act::Truncate(n) => Action::Transform(Transform::Truncate(*n)),
+            Act::Mask(n) => Action::Transform(Transform::Mask { keep_last: *n }),
+            Act::Pseudonymize => Action::Transform(Transform::Pseudonymize),
+        }
+    }
+}
+
+/// One rule: its path as written in a configuration, the same path by its meaning, and its
+/// action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRule {
+    pub text: String,
+    pub segments: Vec<Seg>,
+    pub act: Act,
+}
+
+/// A purpose's body rules: its default (`Keep` or `Drop`) and its rules, in the order of
+/// the configuration's `fields` (among equal ranks, the last one wins, as in finalite).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub default: Act,
+    pub rules: Vec<PolicyRule>,
+    /// `limits.max_depth`.
+    pub max_depth: u32,
+}
+
+/// The depth limit of a policy made by [`Policy::new`] (`limits.max_depth`'s default).
+pub const DEFAULT_MAX_DEPTH: u32 = 64;
+
+impl Policy {
+    /// A policy of plain paths (see [`plain_path`]).
+    pub fn new(default: Act, rules: &[(&str, Act)]) -> Policy {
+        let mut policy = Policy {
+            default,
+            rules: Vec::new(),
+            max_depth: DEFAULT_MAX_DEPTH,
+        };
+        for (path, act) in rules {
+            policy.push(path, act.clone());
+        }
+        policy
+    }
+
+    /// Adds a rule of a plain path.
+    pub fn push(&mut self, path: &str, act: Act) {
+        self.rules.push(PolicyRule {
+            text: path.to_string(),
+            segments: plain_path(path),
+            act,
+        });
+    }
+
+    /// The engine's compiled rules for this policy, as the proxy compiles `fields`.
+    pub fn compile(&self) -> Arc<FieldRules> {
+        let rules: Vec<Rule> = self
+            .rules
+            .iter()
+            .map(|rule| Rule {
+                path: FieldPath::parse(&rule.text).expect("valid path"),
+                action: rule.act.to_engine(),
+            })
+            .collect();
+        Arc::new(FieldRules::compile(self.default.to_engine(), &rules).expect("compiles"))
+    }
+
+    /// The reference projection of one document: `Err` when the engine must refuse it.
+    pub fn project(&self, text: &[u8], context: &TransformContext) -> Result<J, Refused> {
+        let value = parse(text).map_err(Refused)?;
+        if value.depth() > self.max_depth {
+            return Err(Refused(format!("deeper than {}", self.max_depth)));
+        }
+        let rules = Rules {
+            rules: self
+                .rules
+                .iter()
+                .map(|r| (&r.segments[..], &r.act))
+                .collect(),
+            context: context.clone(),
+        };
+        let projected =
+            rules.project(&value, &mut Vec::new(), &self.default, DEFAULT_RANK, true)?;
+        Ok(projected.expect("the root is always written"))
+    }
+
+    /// NDJSON: each line a document, blank lines (spaces, tabs, CR) kept blank (`None`).
+    pub fn project_lines(
+        &self,
+        body: &[u8],
+        context: &TransformContext,
+    ) -> Result<Vec<Option<J>>, Refused> {
+        body.split(|&b| b == b'\n')
+            .map(|line| {
+                if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                    Ok(None)
+                } else {
+                    self.project(line, context).map(Some)
+                }
+            })
+            .collect()
+    }
+
+    /// [`Policy::project`] of a `serde_json::Value` (a valid document), without a
+    /// pseudonymisation key, as a `Value`.
+    pub fn project_value(&self, doc: &Value) -> Value {
+        let text = serde_json::to_vec(doc).expect("a Value serialises");
+        let projected = self
+            .project(&text, &TransformContext::default())
+            .unwrap_or_else(|refused| panic!("the reference refuses {doc}: {}", refused.0));
+        serde_json::from_str(&projected.to_text()).expect("the projection is JSON")
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "default {:?}", self.default)?;
+        for rule in &self.rules {
+            write!(f, ", {}: {:?}", rule.text, rule.act)?;
+        }
+        Ok(())
+    }
+}
 
 /// A JSON value as the comparison needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +310,44 @@ impl<'de> Visitor<'de> for MembersVisitor {
 }
 
 impl J {
+    /// The value as compact JSON text (strings escaped by serde_json, numbers as written).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            J::Null => out.push_str("null"),
+            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            J::Num(n) => out.push_str(n),
+            J::Str(s) => out.push_str(&serde_json::to_string(s).expect("a string serialises")),
+            J::Arr(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write(out);
+                }
+                out.push(']');
+            }
+            J::Obj(members) => {
+                out.push('{');
+                for (i, (key, value)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(key).expect("a key serialises"));
+                    out.push(':');
+                    value.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
     /// Nesting of containers (a scalar is 0).
     fn depth(&self) -> u32 {
         match self {
@@ -178,7 +407,7 @@ fn reaches_below(segments: &[Seg], path: &[String]) -> bool {
 }
 
 struct Rules<'c> {
-    rules: Vec<(&'static [Seg], &'c Act)>,
+    rules: Vec<(&'c [Seg], &'c Act)>,
     context: TransformContext,
 }
 
@@ -283,44 +512,4 @@ impl<'c> Rules<'c> {
         let text = transform::apply(&t, value, string, &self.context).map_err(Refused)?;
         Ok(parse(&text).expect("a transform writes a JSON string"))
     }
-}
-
-/// The reference projection of one document: `Err` when the engine must refuse it.
-pub fn project_document(
-    case: &Case,
-    text: &[u8],
-    context: &TransformContext,
-) -> Result<J, Refused> {
-    let value = parse(text).map_err(Refused)?;
-    if value.depth() > case.max_depth {
-        return Err(Refused(format!("deeper than {}", case.max_depth)));
-    }
-    let rules = Rules {
-        rules: case.rules.iter().map(|(p, a)| (PATHS[*p].1, a)).collect(),
-        context: context.clone(),
-    };
-    let default = if case.default_keep {
-        Act::Keep
-    } else {
-        Act::Drop
-    };
-    let projected = rules.project(&value, &mut Vec::new(), &default, DEFAULT_RANK, true)?;
-    Ok(projected.expect("the root is always written"))
-}
-
-/// NDJSON: each line a document, blank lines (spaces, tabs, CR) kept blank (`None`).
-pub fn project_lines(
-    case: &Case,
-    body: &[u8],
-    context: &TransformContext,
-) -> Result<Vec<Option<J>>, Refused> {
-    body.split(|&b| b == b'\n')
-        .map(|line| {
-            if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
-                Ok(None)
-            } else {
-                project_document(case, line, context).map(Some)
-            }
-        })
-        .collect()
 }

@@ -10,8 +10,6 @@
 //! The bodies run through each purpose are derived from the configuration's own field paths
 //! (with every kind of leaf, keys spelled plainly and as `\u` escapes), plus a fixed set.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};

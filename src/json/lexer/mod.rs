@@ -5,12 +5,16 @@
 //! Memory is the nesting stack, the current key, and a captured scalar when the filter asks
 //! for one: never the document.
 
-use std::fmt;
-
+mod error;
 mod member;
+mod scan;
 mod skim;
 
+pub use error::LexErrorKind;
 pub use member::WholeScalar;
+
+use crate::json::error::{EngineError, ErrorKind};
+use scan::{scan_number, scan_plain, scan_plain_string, scan_word, utf8_lead};
 
 /// Longest object key accepted; longer keys are refused rather than buffered without bound.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
@@ -72,103 +76,6 @@ pub enum ScalarKind {
     False,
     Null,
 }
-
-/// Why a document was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ErrorKind {
-    Unexpected {
-        found: u8,
-        expected: &'static str,
-    },
-    UnexpectedEnd {
-        expected: &'static str,
-    },
-    Empty,
-    ControlCharacterInString(u8),
-    InvalidEscape(u8),
-    InvalidUnicodeEscape,
-    LoneSurrogate,
-    InvalidUtf8,
-    InvalidNumber,
-    TooDeep {
-        limit: u32,
-    },
-    KeyTooLong,
-    ValueTooLong,
-    TrailingData(u8),
-    NewlineInRecord,
-    /// A transform could not be applied to the value it met.
-    Transform(String),
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ErrorKind::Unexpected { found, expected } => {
-                write!(
-                    f,
-                    "unexpected {} where {expected} was expected",
-                    show_byte(*found)
-                )
-            }
-            ErrorKind::UnexpectedEnd { expected } => {
-                write!(f, "the document ends where {expected} was expected")
-            }
-            ErrorKind::Empty => f.write_str("the document is empty"),
-            ErrorKind::ControlCharacterInString(b) => {
-                write!(f, "unescaped control character 0x{b:02x} in a string")
-            }
-            ErrorKind::InvalidEscape(b) => write!(f, "invalid escape \\{}", show_byte(*b)),
-            ErrorKind::InvalidUnicodeEscape => {
-                f.write_str("invalid \\u escape (four hex digits expected)")
-            }
-            ErrorKind::LoneSurrogate => f.write_str("unpaired UTF-16 surrogate in a \\u escape"),
-            ErrorKind::InvalidUtf8 => f.write_str("invalid UTF-8 in a string"),
-            ErrorKind::InvalidNumber => f.write_str("invalid number"),
-            ErrorKind::TooDeep { limit } => write!(f, "nesting deeper than the limit of {limit}"),
-            ErrorKind::KeyTooLong => write!(f, "object key longer than {MAX_KEY_BYTES} bytes"),
-            ErrorKind::ValueTooLong => {
-                write!(
-                    f,
-                    "value to transform longer than {MAX_CAPTURE_BYTES} bytes"
-                )
-            }
-            ErrorKind::TrailingData(b) => {
-                write!(
-                    f,
-                    "unexpected {} after the end of the document",
-                    show_byte(*b)
-                )
-            }
-            ErrorKind::NewlineInRecord => f.write_str("line feed inside an NDJSON record"),
-            ErrorKind::Transform(message) => f.write_str(message),
-        }
-    }
-}
-
-fn show_byte(b: u8) -> String {
-    if b.is_ascii_graphic() {
-        format!("'{}'", b as char)
-    } else {
-        format!("byte 0x{b:02x}")
-    }
-}
-
-/// A refusal, located by absolute byte offset and JSON path (`$.entry[3].resource`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LexError {
-    pub offset: u64,
-    pub path: String,
-    pub kind: ErrorKind,
-}
-
-impl fmt::Display for LexError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at byte {} ({})", self.kind, self.offset, self.path)
-    }
-}
-
-impl std::error::Error for LexError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -282,7 +189,7 @@ enum Fast {
 }
 
 /// What the reading functions return; a refusal is boxed so the common result stays small.
-type Step = Result<Option<Event>, Box<LexError>>;
+type Step = Result<Option<Event>, Box<EngineError>>;
 
 impl Lexer {
     pub fn new(max_depth: u32) -> Lexer {
@@ -374,8 +281,8 @@ impl Lexer {
     }
 
     /// An error at `pos` of the current chunk, with the path of where it happened.
-    pub fn error(&self, pos: usize, kind: ErrorKind) -> LexError {
-        LexError {
+    pub fn error(&self, pos: usize, kind: ErrorKind) -> EngineError {
+        EngineError {
             offset: self.offset(pos),
             path: self.path(),
             kind,
@@ -384,8 +291,8 @@ impl Lexer {
 
     #[cold]
     #[inline(never)]
-    fn fail(&self, pos: usize, kind: ErrorKind) -> Box<LexError> {
-        Box::new(self.error(pos, kind))
+    fn fail(&self, pos: usize, kind: LexErrorKind) -> Box<EngineError> {
+        Box::new(self.error(pos, ErrorKind::Lex(kind)))
     }
 
     /// The JSON path of the current position, for error messages.
@@ -418,7 +325,7 @@ impl Lexer {
 
     /// Reads from `chunk[*pos..]` up to the next event; `Ok(None)` when the chunk is spent.
     #[inline]
-    pub fn next(&mut self, chunk: &[u8], pos: &mut usize) -> Result<Option<Event>, LexError> {
+    pub fn next(&mut self, chunk: &[u8], pos: &mut usize) -> Result<Option<Event>, EngineError> {
         self.next_boxed(chunk, pos).map_err(|error| *error)
     }
 
@@ -482,7 +389,7 @@ impl Lexer {
                             if !self.levels.is_empty()
                                 || !matches!(expect, Expect::Root | Expect::Done)
                             {
-                                return Err(self.fail(*pos, ErrorKind::NewlineInRecord));
+                                return Err(self.fail(*pos, LexErrorKind::NewlineInRecord));
                             }
                             *pos += 1;
                             self.state = State::Expect(Expect::Root);
@@ -532,7 +439,7 @@ impl Lexer {
                         if b != word[matched] {
                             return Err(self.fail(
                                 *pos,
-                                ErrorKind::Unexpected {
+                                LexErrorKind::Unexpected {
                                     found: b,
                                     expected: "a JSON value",
                                 },
@@ -643,7 +550,7 @@ impl Lexer {
     }
 
     /// Ends the document: completes a trailing root number and checks nothing is missing.
-    pub fn finish(&mut self) -> Result<Option<Event>, LexError> {
+    pub fn finish(&mut self) -> Result<Option<Event>, EngineError> {
         match self.finish_boxed().map_err(|error| *error)? {
             Some(Event::ScalarEnd(_)) if std::mem::take(&mut self.skim_scalar) => Ok(None),
             event => Ok(event),
@@ -654,7 +561,7 @@ impl Lexer {
         match self.state {
             State::Expect(Expect::Done) => Ok(None),
             State::Expect(Expect::Root) if self.framing == Framing::Lines => Ok(None),
-            State::Expect(Expect::Root) if !self.saw_root => Err(self.fail(0, ErrorKind::Empty)),
+            State::Expect(Expect::Root) if !self.saw_root => Err(self.fail(0, LexErrorKind::Empty)),
             State::Number(Number::Zero | Number::Int | Number::Frac | Number::Exp) => {
                 if self.levels.is_empty() {
                     self.value_done();
@@ -662,28 +569,28 @@ impl Lexer {
                 } else {
                     Err(self.fail(
                         0,
-                        ErrorKind::UnexpectedEnd {
+                        LexErrorKind::UnexpectedEnd {
                             expected: describe(Expect::CommaOrEnd),
                         },
                     ))
                 }
             }
-            State::Number(_) => Err(self.fail(0, ErrorKind::InvalidNumber)),
+            State::Number(_) => Err(self.fail(0, LexErrorKind::InvalidNumber)),
             State::String { .. } => Err(self.fail(
                 0,
-                ErrorKind::UnexpectedEnd {
+                LexErrorKind::UnexpectedEnd {
                     expected: "the end of a string",
                 },
             )),
             State::Literal { .. } => Err(self.fail(
                 0,
-                ErrorKind::UnexpectedEnd {
+                LexErrorKind::UnexpectedEnd {
                     expected: "the rest of a literal",
                 },
             )),
             State::Expect(expect) => Err(self.fail(
                 0,
-                ErrorKind::UnexpectedEnd {
+                LexErrorKind::UnexpectedEnd {
                     expected: describe(expect),
                 },
             )),
@@ -712,7 +619,7 @@ impl Lexer {
                         if self.levels.len() as u32 >= self.max_depth {
                             return Err(self.fail(
                                 at,
-                                ErrorKind::TooDeep {
+                                LexErrorKind::TooDeep {
                                     limit: self.max_depth,
                                 },
                             ));
@@ -758,7 +665,7 @@ impl Lexer {
                     }
                     _ => Err(self.fail(
                         at,
-                        ErrorKind::Unexpected {
+                        LexErrorKind::Unexpected {
                             found: b,
                             expected: describe(expect),
                         },
@@ -781,7 +688,7 @@ impl Lexer {
                 } else {
                     Err(self.fail(
                         at,
-                        ErrorKind::Unexpected {
+                        LexErrorKind::Unexpected {
                             found: b,
                             expected: describe(expect),
                         },
@@ -796,7 +703,7 @@ impl Lexer {
                 } else {
                     Err(self.fail(
                         at,
-                        ErrorKind::Unexpected {
+                        LexErrorKind::Unexpected {
                             found: b,
                             expected: describe(expect),
                         },
@@ -822,14 +729,14 @@ impl Lexer {
                     }
                     _ => Err(self.fail(
                         at,
-                        ErrorKind::Unexpected {
+                        LexErrorKind::Unexpected {
                             found: b,
                             expected: if object { "',' or '}'" } else { "',' or ']'" },
                         },
                     )),
                 }
             }
-            Expect::Done => Err(self.fail(at, ErrorKind::TrailingData(b))),
+            Expect::Done => Err(self.fail(at, LexErrorKind::TrailingData(b))),
         }
     }
 
@@ -872,10 +779,10 @@ impl Lexer {
         });
     }
 
-    fn keep(&mut self, key: bool, bytes: &[u8]) -> Result<(), ErrorKind> {
+    fn keep(&mut self, key: bool, bytes: &[u8]) -> Result<(), LexErrorKind> {
         if key {
             if self.key_raw.len() + bytes.len() > MAX_KEY_BYTES {
-                return Err(ErrorKind::KeyTooLong);
+                return Err(LexErrorKind::KeyTooLong);
             }
             self.key_raw.extend_from_slice(bytes);
             if self.key_escaped {
@@ -883,7 +790,7 @@ impl Lexer {
             }
         } else if self.capture {
             if self.value.len() + bytes.len() > MAX_CAPTURE_BYTES {
-                return Err(ErrorKind::ValueTooLong);
+                return Err(LexErrorKind::ValueTooLong);
             }
             self.value.extend_from_slice(bytes);
         }
@@ -902,14 +809,14 @@ impl Lexer {
         }
     }
 
-    fn keep_decoded(&mut self, key: bool, c: char) -> Result<(), ErrorKind> {
+    fn keep_decoded(&mut self, key: bool, c: char) -> Result<(), LexErrorKind> {
         let mut buf = [0u8; 4];
         let bytes = c.encode_utf8(&mut buf).as_bytes();
         if key {
             self.key.extend_from_slice(bytes);
         } else if self.capture {
             if self.value.len() + bytes.len() > MAX_CAPTURE_BYTES {
-                return Err(ErrorKind::ValueTooLong);
+                return Err(LexErrorKind::ValueTooLong);
             }
             self.value.extend_from_slice(bytes);
         }
@@ -920,7 +827,7 @@ impl Lexer {
     /// character (or the end of the chunk), validating UTF-8 on the way; returns where it
     /// stopped. A multi-byte character split across chunks is carried in `utf8_need`.
     #[inline(always)]
-    fn scan_string(&mut self, chunk: &[u8], start: usize) -> Result<usize, Box<LexError>> {
+    fn scan_string(&mut self, chunk: &[u8], start: usize) -> Result<usize, Box<EngineError>> {
         let mut i = start;
         // The rest of a character that began in the previous chunk.
         while self.utf8_need > 0 {
@@ -928,7 +835,7 @@ impl Lexer {
                 return Ok(i);
             };
             if b < self.utf8_lo || b > self.utf8_hi {
-                return Err(self.fail(i, ErrorKind::InvalidUtf8));
+                return Err(self.fail(i, LexErrorKind::InvalidUtf8));
             }
             self.utf8_need -= 1;
             self.utf8_lo = 0x80;
@@ -944,7 +851,7 @@ impl Lexer {
                 return Ok(i); // a quote, a backslash or a control character
             }
             let Some((need, lo, hi)) = utf8_lead(b) else {
-                return Err(self.fail(i, ErrorKind::InvalidUtf8));
+                return Err(self.fail(i, LexErrorKind::InvalidUtf8));
             };
             i += 1;
             let mut need: u8 = need;
@@ -958,7 +865,7 @@ impl Lexer {
                     return Ok(i);
                 };
                 if c < lo || c > hi {
-                    return Err(self.fail(i, ErrorKind::InvalidUtf8));
+                    return Err(self.fail(i, LexErrorKind::InvalidUtf8));
                 }
                 need -= 1;
                 lo = 0x80;
@@ -1000,7 +907,7 @@ impl Lexer {
                             self.keep_raw(key, b"\\");
                             escape = Escape::Backslash;
                         }
-                        _ => return Err(self.fail(i, ErrorKind::ControlCharacterInString(b))),
+                        _ => return Err(self.fail(i, LexErrorKind::ControlCharacterInString(b))),
                     }
                 }
                 Escape::Backslash => {
@@ -1023,7 +930,7 @@ impl Lexer {
                             };
                             continue;
                         }
-                        _ => return Err(self.fail(*pos, ErrorKind::InvalidEscape(b))),
+                        _ => return Err(self.fail(*pos, LexErrorKind::InvalidEscape(b))),
                     };
                     self.keep_raw(key, &[b]);
                     self.keep_decoded(key, decoded)
@@ -1037,7 +944,7 @@ impl Lexer {
                         b'0'..=b'9' => b - b'0',
                         b'a'..=b'f' => b - b'a' + 10,
                         b'A'..=b'F' => b - b'A' + 10,
-                        _ => return Err(self.fail(*pos, ErrorKind::InvalidUnicodeEscape)),
+                        _ => return Err(self.fail(*pos, LexErrorKind::InvalidUnicodeEscape)),
                     };
                     self.keep_raw(key, &[b]);
                     *pos += 1;
@@ -1053,7 +960,7 @@ impl Lexer {
                     let code = if self.high_surrogate != 0 {
                         let high = std::mem::take(&mut self.high_surrogate);
                         if !(0xDC00..=0xDFFF).contains(&value) {
-                            return Err(self.fail(*pos, ErrorKind::LoneSurrogate));
+                            return Err(self.fail(*pos, LexErrorKind::LoneSurrogate));
                         }
                         0x10000 + ((high - 0xD800) << 10) + (value - 0xDC00)
                     } else if (0xD800..=0xDBFF).contains(&value) {
@@ -1061,12 +968,12 @@ impl Lexer {
                         escape = Escape::LowBackslash;
                         continue;
                     } else if (0xDC00..=0xDFFF).contains(&value) {
-                        return Err(self.fail(*pos, ErrorKind::LoneSurrogate));
+                        return Err(self.fail(*pos, LexErrorKind::LoneSurrogate));
                     } else {
                         value
                     };
                     let c = char::from_u32(code)
-                        .ok_or_else(|| self.fail(*pos, ErrorKind::LoneSurrogate))?;
+                        .ok_or_else(|| self.fail(*pos, LexErrorKind::LoneSurrogate))?;
                     self.keep_decoded(key, c).map_err(|k| self.fail(*pos, k))?;
                 }
                 Escape::LowBackslash | Escape::LowU => {
@@ -1077,7 +984,7 @@ impl Lexer {
                         b'u'
                     };
                     if b != wanted {
-                        return Err(self.fail(*pos, ErrorKind::LoneSurrogate));
+                        return Err(self.fail(*pos, LexErrorKind::LoneSurrogate));
                     }
                     self.keep_raw(key, &[b]);
                     *pos += 1;
@@ -1108,7 +1015,7 @@ impl Lexer {
                 if self.capture {
                     let room = MAX_CAPTURE_BYTES.saturating_sub(self.value.len());
                     if end - start > room {
-                        return Err(self.fail(start + room, ErrorKind::ValueTooLong));
+                        return Err(self.fail(start + room, LexErrorKind::ValueTooLong));
                     }
                     self.value.extend_from_slice(&chunk[start..end]);
                 }
@@ -1131,13 +1038,13 @@ impl Lexer {
                         self.value_done();
                         return Ok(Some(Event::ScalarEnd(*pos)));
                     }
-                    return Err(self.fail(*pos, ErrorKind::InvalidNumber));
+                    return Err(self.fail(*pos, LexErrorKind::InvalidNumber));
                 }
-                _ => return Err(self.fail(*pos, ErrorKind::InvalidNumber)),
+                _ => return Err(self.fail(*pos, LexErrorKind::InvalidNumber)),
             };
             if self.capture {
                 if self.value.len() >= MAX_CAPTURE_BYTES {
-                    return Err(self.fail(*pos, ErrorKind::ValueTooLong));
+                    return Err(self.fail(*pos, LexErrorKind::ValueTooLong));
                 }
                 self.value.push(b);
             }
@@ -1156,167 +1063,6 @@ fn literal(kind: ScalarKind) -> &'static [u8] {
         ScalarKind::False => b"false",
         _ => b"null",
     }
-}
-
-/// The index of the first byte at or after `i` that a string cannot hold as is: a quote, a
-/// backslash, a control character, or a byte of a multi-byte character (which the caller
-/// validates); `chunk.len()` if none. Eight bytes at a time (SWAR): the lowest flagged byte
-/// of each test is exact, so the first of all is too.
-#[inline(always)]
-fn scan_plain(chunk: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while let Some(bytes) = chunk.get(i..i + 8) {
-        let w = u64::from_le_bytes(bytes.try_into().expect("eight bytes"));
-        let quote = w ^ (ONES * b'"' as u64);
-        let backslash = w ^ (ONES * b'\\' as u64);
-        let flagged = ((quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash)
-            | w.wrapping_sub(ONES * 0x20)
-            | w)
-            & HIGH;
-        if flagged != 0 {
-            return i + (flagged.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&b) = chunk.get(i) {
-        if !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\' {
-            break;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// The end (the closing quote) of a string whose content starts at `i`, when it lies whole
-/// in `chunk`, has no escape and is valid UTF-8; `None` otherwise (the caller reads it byte
-/// by byte, which finds any error).
-#[inline(always)]
-fn scan_plain_string(chunk: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        i = scan_plain(chunk, i);
-        let b = *chunk.get(i)?;
-        if b == b'"' {
-            return Some(i);
-        }
-        if b < 0x80 {
-            return None; // a backslash or a control character
-        }
-        i = scan_utf8_char(chunk, i)?;
-    }
-}
-
-/// As [`scan_plain_string`], also passing over the escapes that need no state to validate
-/// (all but surrogates, which the byte-by-byte path pairs): for skimming, which reads a value
-/// only to validate it, and would otherwise hand every escaped string (an HTML narrative's
-/// `\"` and `\n`) to the byte-by-byte path.
-#[inline(always)]
-fn scan_skimmed_string(chunk: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        i = scan_plain(chunk, i);
-        let b = *chunk.get(i)?;
-        i = match b {
-            b'"' => return Some(i),
-            b'\\' => scan_escape(chunk, i + 1)?,
-            0x80.. => scan_utf8_char(chunk, i)?,
-            _ => return None, // a control character
-        };
-    }
-}
-
-/// Past the escape whose backslash is just before `i`, when it is whole, valid and not a
-/// surrogate.
-#[inline(always)]
-fn scan_escape(chunk: &[u8], i: usize) -> Option<usize> {
-    match *chunk.get(i)? {
-        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 1),
-        b'u' => {
-            let mut unit = 0;
-            for &digit in chunk.get(i + 1..i + 5)? {
-                unit = unit * 16 + char::from(digit).to_digit(16)?;
-            }
-            (!(0xD800..=0xDFFF).contains(&unit)).then_some(i + 5)
-        }
-        _ => None,
-    }
-}
-
-/// Past one multi-byte UTF-8 character starting at `i`, when whole and valid (RFC 3629: no
-/// overlong form, no surrogate, nothing above U+10FFFF).
-#[inline(always)]
-fn scan_utf8_char(chunk: &[u8], i: usize) -> Option<usize> {
-    let (need, lo, hi) = utf8_lead(chunk[i])?;
-    let need = usize::from(need);
-    let rest = chunk.get(i + 1..i + 1 + need)?;
-    if !(lo..=hi).contains(&rest[0]) || rest[1..].iter().any(|&c| !(0x80..=0xBF).contains(&c)) {
-        return None;
-    }
-    Some(i + 1 + need)
-}
-
-/// For the first byte of a multi-byte UTF-8 character: how many bytes follow, and the range
-/// the next one must be in (narrower than 0x80..=0xBF where RFC 3629 rules out overlong
-/// forms, surrogates and code points above U+10FFFF); `None` if no character starts so.
-#[inline(always)]
-fn utf8_lead(b: u8) -> Option<(u8, u8, u8)> {
-    Some(match b {
-        0xC2..=0xDF => (1, 0x80, 0xBF),
-        0xE0 => (2, 0xA0, 0xBF),
-        0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-        0xED => (2, 0x80, 0x9F),
-        0xF0 => (3, 0x90, 0xBF),
-        0xF1..=0xF3 => (3, 0x80, 0xBF),
-        0xF4 => (3, 0x80, 0x8F),
-        _ => return None,
-    })
-}
-
-/// The end of a number starting at `i` (RFC 8259 grammar), when it lies whole in `chunk`
-/// and a delimiter follows it there; `None` otherwise.
-#[inline(always)]
-fn scan_number(chunk: &[u8], mut i: usize) -> Option<usize> {
-    let digits = |mut i: usize| -> Option<usize> {
-        while chunk.get(i)?.is_ascii_digit() {
-            i += 1;
-        }
-        Some(i)
-    };
-    if chunk[i] == b'-' {
-        i += 1;
-    }
-    match *chunk.get(i)? {
-        b'0' => i += 1,
-        b'1'..=b'9' => i = digits(i + 1)?,
-        _ => return None,
-    }
-    if chunk.get(i)? == &b'.' {
-        if !chunk.get(i + 1)?.is_ascii_digit() {
-            return None;
-        }
-        i = digits(i + 2)?;
-    }
-    if matches!(chunk.get(i)?, b'e' | b'E') {
-        i += 1;
-        if matches!(chunk.get(i)?, b'+' | b'-') {
-            i += 1;
-        }
-        if !chunk.get(i)?.is_ascii_digit() {
-            return None;
-        }
-        i = digits(i + 1)?;
-    }
-    matches!(
-        chunk.get(i)?,
-        b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}'
-    )
-    .then_some(i)
-}
-
-/// The end of the literal `word` at `i`, when it lies whole in `chunk`.
-#[inline(always)]
-fn scan_word(chunk: &[u8], i: usize, word: &[u8]) -> Option<usize> {
-    (chunk.get(i..i + word.len())? == word).then_some(i + word.len())
 }
 
 fn describe(expect: Expect) -> &'static str {
@@ -1349,273 +1095,4 @@ fn push_key(path: &mut String, key: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Lexes `doc` split into chunks of `size` and returns the events with absolute offsets.
-    fn events(doc: &[u8], size: usize) -> Result<Vec<(Event, Vec<u8>)>, LexError> {
-        let mut lexer = Lexer::new(64);
-        let mut out = Vec::new();
-        for chunk in doc.chunks(size.max(1)) {
-            let mut pos = 0;
-            while let Some(event) = lexer.next(chunk, &mut pos)? {
-                let key = if event == Event::Key {
-                    lexer.key().to_vec()
-                } else {
-                    vec![]
-                };
-                out.extend(flat(event).into_iter().map(|e| (e, key.clone())));
-            }
-            lexer.end_chunk(chunk.len());
-        }
-        if let Some(event) = lexer.finish()? {
-            out.extend(flat(event).into_iter().map(|e| (e, vec![])));
-        }
-        Ok(out)
-    }
-
-    /// Positions depend on the split; compare kinds only.
-    fn normalise(event: Event) -> Event {
-        match event {
-            Event::ObjectStart(_) => Event::ObjectStart(0),
-            Event::ObjectEnd(_) => Event::ObjectEnd(0),
-            Event::ArrayStart(_) => Event::ArrayStart(0),
-            Event::ArrayEnd(_) => Event::ArrayEnd(0),
-            Event::ScalarStart(_, k) => Event::ScalarStart(0, k),
-            Event::ScalarEnd(_) => Event::ScalarEnd(0),
-            Event::Key => Event::Key,
-            Event::Newline => Event::Newline,
-            Event::Scalar { .. } => unreachable!("split by `flat`"),
-        }
-    }
-
-    /// A whole scalar is a start and an end read at once: the same as when split.
-    fn flat(event: Event) -> Vec<Event> {
-        match event {
-            Event::Scalar { kind, .. } => vec![Event::ScalarStart(0, kind), Event::ScalarEnd(0)],
-            event => vec![normalise(event)],
-        }
-    }
-
-    fn error(doc: &[u8]) -> LexError {
-        let whole = events(doc, doc.len()).unwrap_err();
-        for size in 1..doc.len().max(1) {
-            assert_eq!(
-                events(doc, size).unwrap_err(),
-                whole,
-                "split {size} of {doc:?}"
-            );
-        }
-        whole
-    }
-
-    #[test]
-    fn keys_are_decoded_at_every_split() {
-        let doc = br#"{"s\u0073n": 1, "caf\u00e9": [true], "\ud83d\ude00": null}"#;
-        let whole = events(doc, doc.len()).unwrap();
-        let keys: Vec<Vec<u8>> = whole
-            .iter()
-            .filter(|(e, _)| *e == Event::Key)
-            .map(|(_, k)| k.clone())
-            .collect();
-        assert_eq!(
-            keys,
-            vec![
-                b"ssn".to_vec(),
-                "café".as_bytes().to_vec(),
-                "😀".as_bytes().to_vec()
-            ]
-        );
-        for size in 1..doc.len() {
-            assert_eq!(events(doc, size).unwrap(), whole, "split {size}");
-        }
-    }
-
-    #[test]
-    fn accepts_every_kind_of_value() {
-        for doc in [
-            &b"0"[..],
-            b"-0",
-            b"1.5e-3",
-            b"-12E+7",
-            b"\"x\"",
-            b"true",
-            b"false",
-            b"null",
-            b" [ ] ",
-            b"{}",
-            b"[1,[2,{\"a\":[]}]]",
-            b"\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
-            "\"é😀\"".as_bytes(),
-        ] {
-            for size in 1..=doc.len() {
-                events(doc, size).unwrap_or_else(|e| {
-                    panic!("{:?} split {size}: {e}", String::from_utf8_lossy(doc))
-                });
-            }
-        }
-    }
-
-    #[test]
-    fn refusals_name_the_offset_and_path() {
-        let e = error(br#"{"a": [1, 2, {"b": tru}]}"#);
-        assert_eq!(
-            e.to_string(),
-            "unexpected '}' where a JSON value was expected at byte 22 ($.a[2].b)"
-        );
-        let e = error(br#"{"a": 01}"#);
-        assert_eq!(e.kind, ErrorKind::InvalidNumber);
-        assert_eq!(e.offset, 7);
-        let e = error(b"[1,]");
-        assert_eq!(
-            e.kind,
-            ErrorKind::Unexpected {
-                found: b']',
-                expected: "a JSON value"
-            }
-        );
-        let e = error(br#"{"a":1,}"#);
-        assert_eq!(
-            e.kind,
-            ErrorKind::Unexpected {
-                found: b'}',
-                expected: "a key"
-            }
-        );
-        assert_eq!(error(b"{} x").kind, ErrorKind::TrailingData(b'x'));
-        assert_eq!(error(b"").kind, ErrorKind::Empty);
-        assert_eq!(error(b"   ").kind, ErrorKind::Empty);
-        assert_eq!(
-            error(b"[1").kind,
-            ErrorKind::UnexpectedEnd {
-                expected: "',' or the end of a container"
-            }
-        );
-        assert_eq!(
-            error(b"\"a\x01\"").kind,
-            ErrorKind::ControlCharacterInString(1)
-        );
-        assert_eq!(error(b"\"\\x\"").kind, ErrorKind::InvalidEscape(b'x'));
-        assert_eq!(error(b"\"\\u12g4\"").kind, ErrorKind::InvalidUnicodeEscape);
-        assert_eq!(error(b"\"\\ud800\"").kind, ErrorKind::LoneSurrogate);
-        assert_eq!(error(b"\"\\udc00\"").kind, ErrorKind::LoneSurrogate);
-        assert_eq!(error(b"\"\\ud800\\u0041\"").kind, ErrorKind::LoneSurrogate);
-        assert_eq!(error(b"\"\xff\"").kind, ErrorKind::InvalidUtf8);
-        assert_eq!(error(b"\"\xc0\xaf\"").kind, ErrorKind::InvalidUtf8);
-        assert_eq!(error(b"\"\xed\xa0\x80\"").kind, ErrorKind::InvalidUtf8);
-        assert_eq!(error(b"\"\xe2\x82\"").kind, ErrorKind::InvalidUtf8);
-        assert_eq!(error(b"1.").kind, ErrorKind::InvalidNumber);
-        assert_eq!(error(b"-").kind, ErrorKind::InvalidNumber);
-        assert_eq!(error(b"1e").kind, ErrorKind::InvalidNumber);
-        assert_eq!(
-            error(b"+1").kind,
-            ErrorKind::Unexpected {
-                found: b'+',
-                expected: "a JSON value"
-            }
-        );
-        assert_eq!(
-            error(b"nul").kind,
-            ErrorKind::UnexpectedEnd {
-                expected: "the rest of a literal"
-            }
-        );
-        assert_eq!(
-            error(b"\xef\xbb\xbf{}").kind,
-            ErrorKind::Unexpected {
-                found: 0xef,
-                expected: "a JSON value"
-            }
-        );
-    }
-
-    #[test]
-    fn depth_is_limited() {
-        let mut lexer = Lexer::new(3);
-        let doc = b"[[[[]]]]";
-        let mut pos = 0;
-        let mut result = Ok(None);
-        for _ in 0..4 {
-            result = lexer.next(doc, &mut pos);
-        }
-        assert_eq!(result.unwrap_err().kind, ErrorKind::TooDeep { limit: 3 });
-        let mut lexer = Lexer::new(3);
-        let mut pos = 0;
-        while lexer.next(b"[[[]]]", &mut pos).unwrap().is_some() {}
-        assert!(lexer.finish().unwrap().is_none());
-    }
-
-    #[test]
-    fn keys_longer_than_the_limit_are_refused() {
-        let mut doc = b"{\"".to_vec();
-        doc.extend(std::iter::repeat_n(b'k', MAX_KEY_BYTES + 1));
-        doc.extend(b"\":1}");
-        assert_eq!(events(&doc, 4096).unwrap_err().kind, ErrorKind::KeyTooLong);
-    }
-
-    fn lines(doc: &[u8], size: usize) -> Result<Vec<Event>, LexError> {
-        let mut lexer = Lexer::with_framing(8, Framing::Lines);
-        let mut out = Vec::new();
-        for chunk in doc.chunks(size.max(1)) {
-            let mut pos = 0;
-            while let Some(event) = lexer.next(chunk, &mut pos)? {
-                out.extend(flat(event));
-            }
-            lexer.end_chunk(chunk.len());
-        }
-        if let Some(event) = lexer.finish()? {
-            out.extend(flat(event));
-        }
-        Ok(out)
-    }
-
-    #[test]
-    fn ndjson_records_blank_lines_and_errors() {
-        let doc = b"{\"a\":1}\r\n\n [2] \n3";
-        let whole = lines(doc, doc.len()).unwrap();
-        assert_eq!(whole.iter().filter(|e| **e == Event::Newline).count(), 3);
-        assert_eq!(whole.last(), Some(&Event::ScalarEnd(0)));
-        for size in 1..doc.len() {
-            assert_eq!(lines(doc, size).unwrap(), whole, "split {size}");
-        }
-        assert_eq!(lines(b"", 1).unwrap(), vec![]);
-        assert_eq!(
-            lines(b"{\"a\":\n1}", 3).unwrap_err().kind,
-            ErrorKind::NewlineInRecord
-        );
-        assert_eq!(
-            lines(b"[1,\n2]", 3).unwrap_err().kind,
-            ErrorKind::NewlineInRecord
-        );
-        assert_eq!(
-            lines(b"{} {}", 3).unwrap_err().kind,
-            ErrorKind::TrailingData(b'{')
-        );
-        assert_eq!(
-            lines(b"{}\n{", 3).unwrap_err().kind,
-            ErrorKind::UnexpectedEnd {
-                expected: "a key or '}'"
-            }
-        );
-    }
-
-    #[test]
-    fn captured_values_are_decoded() {
-        let doc = br#"["a\u00e9\n", -1.5e3, true]"#;
-        let mut lexer = Lexer::new(8);
-        let mut pos = 0;
-        let mut values = Vec::new();
-        while let Some(event) = lexer.next(doc, &mut pos).unwrap() {
-            match event {
-                Event::ScalarStart(..) => lexer.capture_value(),
-                Event::ScalarEnd(_) => {
-                    values.push(String::from_utf8(lexer.value().to_vec()).unwrap())
-                }
-                Event::Scalar { start, end, kind } => values
-                    .push(String::from_utf8(plain_value(doc, start, end, kind).to_vec()).unwrap()),
-                _ => {}
-            }
-        }
-        assert_eq!(values, vec!["aé\n", "-1.5e3", "true"]);
-    }
-}
+mod tests;

@@ -1,29 +1,9 @@
 //! The proxy-wasm side of the Envoy baseline filters (`wasm-naive-serde`, `wasm-scanner`):
 //! let Envoy buffer the whole response body, filter it in one call, write the result back.
-//! The policy they apply is the benchmark's realistic one, restated here because
-//! `benches/common/mod.rs` needs finalite.
+//! The policy they apply is the benchmark's realistic one ([`crate::Policy`]).
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-
-/// The pseudonymisation key; the same test value as the benchmark's finalite policy uses.
-pub const KEY: &[u8] = b"bench-key-0123456789abcdefghijkl";
-
-/// The realistic policy of `benches/common/mod.rs` as `(path, drop, pseudonymize)`.
-pub const REALISTIC: &[(&str, bool, bool)] = &[
-    ("resourceType", false, false),
-    ("type", false, false),
-    ("total", false, false),
-    ("entry.resource.resourceType", false, false),
-    ("entry.resource.id", false, true),
-    ("entry.resource.meta.lastUpdated", false, false),
-    ("entry.resource.gender", false, false),
-    ("entry.resource.birthDate", false, false),
-    ("entry.resource.address.city", false, false),
-    ("entry.resource.address.country", false, false),
-    ("entry.resource.condition.code", false, false),
-    ("entry.search.mode", false, false),
-];
 
 /// An HTTP context that hands the whole response body to `filter`; `filter` answers
 /// `None` for a body it cannot read, which is replaced by `null`.

@@ -1,0 +1,581 @@
+//! Applies a purpose's compiled rules to a JSON document as it streams through.
+//!
+//! One pass, no tree. A value a rule keeps whole is copied byte for byte from the input; a
+//! value it drops is read (and validated) but never written. An object or array that a rule
+//! reaches *inside* is opened and rewritten member by member, compactly; when its own action
+//! is not `keep`, it is written only once one of its members survives, so a withheld
+//! container leaves no empty shell behind. Whatever is dropped, the output is valid JSON.
+
+mod audit_path;
+mod step_cache;
+
+use std::sync::Arc;
+
+use super::error::{EngineError, ErrorKind};
+use super::lexer::{plain_value, Event, Framing, Lexer, ScalarKind, WholeScalar};
+use super::tally::{KeyWords, PathCounter, PathId, PathIds, ROOT_PATH};
+use crate::policy::action::{Action, Transform};
+use crate::policy::rules::{FieldRules, Rank, StateId, DEFAULT_RANK, ROOT};
+use crate::policy::transform::{self, TransformContext};
+use audit_path::{push_segment, UNNUMBERED};
+use step_cache::StepCache;
+
+pub use super::tally::{PathTally, MAX_TALLY_PATHS};
+
+/// What the filter did, for the audit record and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Fields (members or elements) withheld, each counted once however large.
+    pub withheld: PathTally,
+    pub transformed: PathTally,
+}
+
+/// The filter's running counts, from which [`FilterStats`] is built when read.
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    bytes_in: u64,
+    bytes_out: u64,
+    withheld: PathCounter,
+    transformed: PathCounter,
+}
+
+#[derive(Debug, Clone)]
+struct Frame {
+    object: bool,
+    state: StateId,
+    /// Action inherited by members whose own rule (if any) ranks lower.
+    action: Action,
+    rank: Rank,
+    /// Whether `{`/`[` (and the member key) has been written.
+    opened: bool,
+    /// Members or elements written so far.
+    written: u32,
+    /// This container's key, as spelled in the input, in `keys`.
+    key_start: usize,
+    key_end: usize,
+    /// The length of `path` before this container's key was added to it.
+    path_len: usize,
+    /// Members or elements read, written or not.
+    seen: u32,
+    /// The number of this container's field path, for the tallies.
+    path_id: PathId,
+}
+
+/// What a scalar's bytes are for, once its action has been applied.
+enum ScalarUse {
+    /// Written as they are.
+    Copy,
+    /// Read and validated, not written (what replaces the scalar, if anything, is written).
+    Skip,
+    /// Written disguised: the transform needs the decoded value.
+    Disguise(Transform),
+}
+
+/// A whole subtree being copied or skipped: only its nesting is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subtree {
+    None,
+    Copy(u32),
+    Skip(u32),
+}
+
+/// The streaming filter for one document.
+#[derive(Debug, Clone)]
+pub struct JsonFilter {
+    rules: Arc<FieldRules>,
+    context: TransformContext,
+    lexer: Lexer,
+    frames: Vec<Frame>,
+    keys: Vec<u8>,
+    /// The field path (policy syntax, UTF-8) of the innermost container, kept as containers
+    /// open and close, so the audit's tallies build no string per field.
+    path: Vec<u8>,
+    subtree: Subtree,
+    /// Start, in the current chunk, of bytes being copied verbatim.
+    copy_from: Option<usize>,
+    /// Decision for the value that follows the last key.
+    pending: (StateId, Action, Rank),
+    transform: Option<(Transform, ScalarKind)>,
+    failed: Option<EngineError>,
+    stats: Counts,
+    steps: StepCache,
+    /// How many frames, outermost first, have been written (`Frame::opened`): opening the
+    /// rest is then a comparison when they already are.
+    opened_depth: usize,
+    /// How many frames, outermost first, have their path numbered (`Frame::path_id`).
+    numbered_depth: usize,
+    /// Whether the last key looks like a field name (written as is in audit paths).
+    pending_name: bool,
+    /// The last key as words, when short: for the step cache and the tallies.
+    pending_key: Option<KeyWords>,
+    /// Numbers of the open containers' field paths.
+    path_ids: PathIds,
+}
+
+impl JsonFilter {
+    pub fn new(rules: Arc<FieldRules>, max_depth: u32, context: TransformContext) -> JsonFilter {
+        JsonFilter::with_framing(rules, max_depth, context, Framing::Single)
+    }
+
+    /// A filter for a body of several documents (NDJSON: each line is filtered as a root).
+    pub fn with_framing(
+        rules: Arc<FieldRules>,
+        max_depth: u32,
+        context: TransformContext,
+        framing: Framing,
+    ) -> JsonFilter {
+        let default = rules.default;
+        JsonFilter {
+            rules,
+            context,
+            lexer: Lexer::with_framing(max_depth, framing),
+            frames: Vec::with_capacity(16),
+            keys: Vec::with_capacity(256),
+            path: Vec::with_capacity(256),
+            subtree: Subtree::None,
+            copy_from: None,
+            pending: (ROOT, default, DEFAULT_RANK),
+            transform: None,
+            failed: None,
+            stats: Counts::default(),
+            steps: StepCache::default(),
+            opened_depth: 0,
+            numbered_depth: 0,
+            pending_name: false,
+            pending_key: None,
+            path_ids: PathIds::default(),
+        }
+    }
+
+    /// What the filter did so far (the tallies are sorted by path here, once).
+    pub fn stats(&self) -> FilterStats {
+        FilterStats {
+            bytes_in: self.stats.bytes_in,
+            bytes_out: self.stats.bytes_out,
+            withheld: self.stats.withheld.tally(),
+            transformed: self.stats.transformed.tally(),
+        }
+    }
+
+    /// What the filter did, with the tallies moved out rather than copied: for the end of
+    /// a document, when they are read once. Later calls find the tallies empty.
+    pub fn take_stats(&mut self) -> FilterStats {
+        FilterStats {
+            bytes_in: self.stats.bytes_in,
+            bytes_out: self.stats.bytes_out,
+            withheld: self.stats.withheld.take_tally(),
+            transformed: self.stats.transformed.take_tally(),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.stats.bytes_out
+    }
+
+    /// Filters the next chunk, appending what may be sent to `out`. After an error the
+    /// filter is spent: every later call returns the same error.
+    pub fn write(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let before = out.len();
+        let result = self.run(chunk, out);
+        self.stats.bytes_in += chunk.len() as u64;
+        self.stats.bytes_out += (out.len() - before) as u64;
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+        }
+        result
+    }
+
+    /// Ends the document; an incomplete document is an error.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), EngineError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let before = out.len();
+        let result = match self.lexer.finish() {
+            Ok(Some(event)) => self.on_event(event, &[], out),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        self.stats.bytes_out += (out.len() - before) as u64;
+        if let Err(error) = &result {
+            self.failed = Some(error.clone());
+        }
+        result
+    }
+
+    fn run(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
+        let mut pos = 0;
+        loop {
+            if self.subtree == Subtree::None && self.frames.last().is_some_and(|top| top.object) {
+                self.read_members(chunk, &mut pos, out)?;
+            }
+            let Some(event) = self.lexer.next(chunk, &mut pos)? else {
+                break;
+            };
+            self.on_event(event, chunk, out)?;
+        }
+        if let Some(from) = self.copy_from {
+            out.extend_from_slice(&chunk[from..]);
+            self.copy_from = Some(0);
+        }
+        self.lexer.end_chunk(chunk.len());
+        Ok(())
+    }
+
+    fn on_event(
+        &mut self,
+        event: Event,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
+        match self.subtree {
+            Subtree::None => {}
+            Subtree::Copy(depth) | Subtree::Skip(depth) => {
+                let depth = match event {
+                    Event::ObjectStart(_) | Event::ArrayStart(_) => depth + 1,
+                    Event::ObjectEnd(end) | Event::ArrayEnd(end) => {
+                        if depth == 1 {
+                            if let Some(from) = self.copy_from.take() {
+                                out.extend_from_slice(&chunk[from..end]);
+                            }
+                            self.subtree = Subtree::None;
+                            return Ok(());
+                        }
+                        depth - 1
+                    }
+                    _ => depth,
+                };
+                self.subtree = match self.subtree {
+                    Subtree::Copy(_) => Subtree::Copy(depth),
+                    _ => Subtree::Skip(depth),
+                };
+                return Ok(());
+            }
+        }
+        match event {
+            Event::Newline => out.push(b'\n'),
+            Event::Key => self.on_key(),
+            Event::ObjectStart(at) | Event::ArrayStart(at) => {
+                self.count_seen();
+                let object = matches!(event, Event::ObjectStart(_));
+                let (state, action, rank) = self.decision();
+                let root = self.frames.is_empty();
+                // `null` replaces a container whole; a transform disguises each scalar of an
+                // array and withholds an object; keep and drop go inside only when a rule
+                // may apply there.
+                let descend = root
+                    || match action {
+                        Action::Null => false,
+                        Action::Transform(_) => !object,
+                        Action::Keep | Action::Drop => self.rules.may_descend(state),
+                    };
+                if descend {
+                    self.push_frame(object, state, action, rank, out);
+                } else {
+                    match action {
+                        Action::Keep => {
+                            self.begin_item(out);
+                            self.copy_from = Some(at);
+                            self.subtree = Subtree::Copy(1);
+                        }
+                        Action::Null => {
+                            self.begin_item(out);
+                            out.extend_from_slice(b"null");
+                            self.tally(false);
+                            self.subtree = Subtree::Skip(1);
+                        }
+                        Action::Drop | Action::Transform(_) => {
+                            self.tally(true);
+                            self.subtree = Subtree::Skip(1);
+                        }
+                    }
+                    // Nothing inside matters but its end: the lexer validates it without
+                    // reporting events.
+                    self.lexer.skim_container();
+                }
+            }
+            Event::ObjectEnd(_) | Event::ArrayEnd(_) => {
+                if let Some(&Frame {
+                    object,
+                    opened,
+                    seen,
+                    key_start,
+                    path_len,
+                    ..
+                }) = self.frames.last()
+                {
+                    if opened {
+                        out.push(if object { b'}' } else { b']' });
+                    } else if seen == 0 {
+                        // An empty container withheld as such; one whose members were all
+                        // withheld is already accounted for by them.
+                        self.tally_frame();
+                    }
+                    self.frames.pop();
+                    self.opened_depth = self.opened_depth.min(self.frames.len());
+                    self.numbered_depth = self.numbered_depth.min(self.frames.len());
+                    self.keys.truncate(key_start);
+                    self.path.truncate(path_len);
+                }
+            }
+            Event::ScalarStart(at, kind) => match self.start_scalar(kind, out) {
+                ScalarUse::Copy => self.copy_from = Some(at),
+                ScalarUse::Skip => self.lexer.skim_scalar(),
+                ScalarUse::Disguise(transform) => {
+                    self.lexer.capture_value();
+                    self.transform = Some((transform, kind));
+                }
+            },
+            Event::ScalarEnd(end) => {
+                if let Some(from) = self.copy_from.take() {
+                    out.extend_from_slice(&chunk[from..end]);
+                }
+                if let Some((transform, kind)) = self.transform.take() {
+                    // The lexer's captured value, moved out so the transform may read it
+                    // while the filter writes.
+                    let value = std::mem::take(self.lexer.value_mut());
+                    let result = self.write_transformed(&transform, &value, kind, end, out);
+                    *self.lexer.value_mut() = value;
+                    result?;
+                }
+            }
+            Event::Scalar { start, end, kind } => {
+                self.on_scalar(WholeScalar { start, end, kind }, chunk, out)?
+            }
+        }
+        Ok(())
+    }
+
+    /// The decision for the member whose key was just read.
+    #[inline(always)]
+    fn on_key(&mut self) {
+        if let Some(top) = self.frames.last() {
+            let key = self.lexer.key();
+            let short = KeyWords::of(key);
+            let (state, name) = self.steps.step(&self.rules, top.state, key, short);
+            self.pending_name = name;
+            self.pending_key = short;
+            // The field's own rule applies unless the rule it inherits ranks higher:
+            // a broad `entry.**: keep` does not undo a `**.ssn: drop` above it.
+            self.pending = match self.rules.own_rule(state) {
+                Some((action, rank)) if rank >= top.rank => (state, *action, rank),
+                _ => (state, top.action, top.rank),
+            };
+        }
+    }
+
+    /// A scalar read whole: written, left out or disguised.
+    #[inline(always)]
+    fn on_scalar(
+        &mut self,
+        scalar: WholeScalar,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
+        let WholeScalar { start, end, kind } = scalar;
+        match self.start_scalar(kind, out) {
+            ScalarUse::Copy => out.extend_from_slice(&chunk[start..end]),
+            ScalarUse::Skip => {}
+            ScalarUse::Disguise(transform) => {
+                let value = plain_value(chunk, start, end, kind);
+                self.write_transformed(&transform, value, kind, end, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the members of the object being walked while their keys and scalar values lie
+    /// whole and plain in the chunk, without the events of the general path: most members
+    /// of a walked object are scalars whose fate the key decides. Anything else (a
+    /// container, an escape, a token cut by the chunk's end) is left to the general path,
+    /// at the same position.
+    fn read_members(
+        &mut self,
+        chunk: &[u8],
+        pos: &mut usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
+        while self.lexer.next_key(chunk, pos) {
+            self.on_key();
+            let Some(scalar) = self.lexer.next_scalar(chunk, pos) else {
+                break;
+            };
+            self.on_scalar(scalar, chunk, out)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the action of the scalar that starts now: writes what replaces it (`null`)
+    /// or what precedes it (separator and key), counts it, and says what its bytes are for.
+    #[inline(always)]
+    fn start_scalar(&mut self, kind: ScalarKind, out: &mut Vec<u8>) -> ScalarUse {
+        self.count_seen();
+        let (_, action, _) = self.decision();
+        let root = self.frames.is_empty();
+        match action {
+            Action::Keep => {
+                self.begin_item(out);
+                return ScalarUse::Copy;
+            }
+            // The root cannot be left out: it becomes `null`.
+            Action::Drop if root => out.extend_from_slice(b"null"),
+            Action::Drop => self.tally(true),
+            Action::Null => {
+                self.begin_item(out);
+                out.extend_from_slice(b"null");
+                self.tally(false);
+            }
+            Action::Transform(transform) => match kind {
+                ScalarKind::String | ScalarKind::Number => return ScalarUse::Disguise(transform),
+                // Nothing to disguise in a null; a boolean cannot be disguised.
+                ScalarKind::Null => {
+                    self.begin_item(out);
+                    out.extend_from_slice(b"null");
+                }
+                ScalarKind::True | ScalarKind::False if root => out.extend_from_slice(b"null"),
+                ScalarKind::True | ScalarKind::False => self.tally(true),
+            },
+        }
+        ScalarUse::Skip
+    }
+
+    /// Writes a scalar's disguise in place of its value (decoded, for a string).
+    fn write_transformed(
+        &mut self,
+        transform: &Transform,
+        value: &[u8],
+        kind: ScalarKind,
+        end: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
+        let string = kind == ScalarKind::String;
+        // Written in place; on a refusal, `out` is left as it was (the filter is then spent).
+        let before = out.len();
+        self.begin_item(out);
+        if let Err(message) = transform::apply_into(transform, value, string, &self.context, out) {
+            out.truncate(before);
+            return Err(self.lexer.error(end, ErrorKind::Transform(message)));
+        }
+        self.tally(false);
+        Ok(())
+    }
+
+    /// The rule state and action of the value that starts now.
+    fn decision(&self) -> (StateId, Action, Rank) {
+        match self.frames.last() {
+            None => (ROOT, self.rules.default, DEFAULT_RANK),
+            Some(frame) if frame.object => self.pending,
+            // Arrays are transparent: elements are the field that holds the array.
+            Some(frame) => (frame.state, frame.action, frame.rank),
+        }
+    }
+
+    fn push_frame(
+        &mut self,
+        object: bool,
+        state: StateId,
+        action: Action,
+        rank: Rank,
+        out: &mut Vec<u8>,
+    ) {
+        let key_start = self.keys.len();
+        let path_len = self.path.len();
+        // Numbered when a field inside is first counted: most containers never are.
+        let path_id = if self.frames.is_empty() {
+            ROOT_PATH
+        } else {
+            UNNUMBERED
+        };
+        if self.frames.last().is_some_and(|f| f.object) {
+            self.keys.extend_from_slice(self.lexer.key_raw());
+            push_segment(
+                &mut self.path,
+                self.lexer.key(),
+                self.pending_name,
+                &self.rules,
+            );
+        }
+        let root = self.frames.is_empty();
+        let eager = root || action == Action::Keep;
+        self.frames.push(Frame {
+            object,
+            state,
+            action,
+            rank,
+            opened: false,
+            written: 0,
+            key_start,
+            key_end: self.keys.len(),
+            path_len,
+            seen: 0,
+            path_id,
+        });
+        if eager {
+            self.open_frames(out);
+        }
+    }
+
+    fn count_seen(&mut self) {
+        if let Some(top) = self.frames.last_mut() {
+            top.seen += 1;
+        }
+    }
+
+    /// Writes the openings of every container not yet written, outermost first.
+    #[inline(always)]
+    fn open_frames(&mut self, out: &mut Vec<u8>) {
+        if self.opened_depth != self.frames.len() {
+            self.open_pending_frames(out);
+        }
+    }
+
+    #[inline(never)]
+    fn open_pending_frames(&mut self, out: &mut Vec<u8>) {
+        let first = self.opened_depth;
+        self.opened_depth = self.frames.len();
+        for i in first..self.frames.len() {
+            if i > 0 {
+                let parent = &mut self.frames[i - 1];
+                if parent.written > 0 {
+                    out.push(b',');
+                }
+                parent.written += 1;
+                if parent.object {
+                    let frame = &self.frames[i];
+                    out.push(b'"');
+                    out.extend_from_slice(&self.keys[frame.key_start..frame.key_end]);
+                    out.extend_from_slice(b"\":");
+                }
+            }
+            let frame = &mut self.frames[i];
+            out.push(if frame.object { b'{' } else { b'[' });
+            frame.opened = true;
+        }
+    }
+
+    /// Writes what precedes a value in the innermost container: separator and key.
+    #[inline(always)]
+    fn begin_item(&mut self, out: &mut Vec<u8>) {
+        self.open_frames(out);
+        if let Some(top) = self.frames.last_mut() {
+            if top.written > 0 {
+                out.push(b',');
+            }
+            top.written += 1;
+            if top.object {
+                out.push(b'"');
+                out.extend_from_slice(self.lexer.key_raw());
+                out.extend_from_slice(b"\":");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

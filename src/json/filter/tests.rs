@@ -1,0 +1,527 @@
+use super::audit_path::is_field_name;
+use super::*;
+use crate::json::LexErrorKind;
+use crate::policy::path::FieldPath;
+use crate::policy::rules::Rule;
+use std::collections::BTreeMap;
+
+/// A tally's paths and counts, in path order.
+fn counts(tally: &PathTally) -> Vec<(&str, u64)> {
+    tally.counts.iter().map(|(p, c)| (p.as_str(), *c)).collect()
+}
+
+fn rules(default: Action, spec: &[(&str, Action)]) -> Arc<FieldRules> {
+    let rules: Vec<Rule> = spec
+        .iter()
+        .map(|(p, a)| Rule {
+            path: FieldPath::parse(p).unwrap(),
+            action: *a,
+        })
+        .collect();
+    Arc::new(FieldRules::compile(default, &rules).unwrap())
+}
+
+/// Filters `doc` whole and at every split into two and three chunks; all must agree.
+fn filter(rules: &Arc<FieldRules>, doc: &str) -> Result<String, EngineError> {
+    let run = |splits: &[usize]| -> Result<Vec<u8>, EngineError> {
+        let mut f = JsonFilter::new(rules.clone(), 16, TransformContext::default());
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &at in splits.iter().chain(std::iter::once(&doc.len())) {
+            f.write(&doc.as_bytes()[last..at], &mut out)?;
+            last = at;
+        }
+        f.finish(&mut out)?;
+        Ok(out)
+    };
+    let whole = run(&[]);
+    for a in 0..=doc.len() {
+        assert_eq!(run(&[a]), whole, "split at {a}");
+    }
+    if doc.len() < 80 {
+        for a in 0..=doc.len() {
+            for b in a..=doc.len() {
+                assert_eq!(run(&[a, b]), whole, "splits at {a}, {b}");
+            }
+        }
+    }
+    whole.map(|out| String::from_utf8(out).unwrap())
+}
+
+const PATIENT: &str = r#"{
+  "id": "p1",
+  "name": {"family": "Martin", "given": ["Léa", "Anne"]},
+  "birthDate": "1984-03-07",
+  "ssn": "2840375123456",
+  "address": {"line": "3 rue X", "city": "Lyon", "postalCode": "69003"},
+  "conditions": [{"code": "E11", "display": "Diabète"}, {"code": "I10", "onset": 2019}],
+  "weight": 7.10E+1
+}"#;
+
+#[test]
+fn allowlist_keeps_only_named_fields_verbatim() {
+    let r = rules(
+        Action::Drop,
+        &[
+            ("id", Action::Keep),
+            ("name", Action::Keep),
+            ("address.city", Action::Keep),
+            ("conditions.code", Action::Keep),
+            ("weight", Action::Keep),
+        ],
+    );
+    assert_eq!(
+        filter(&r, PATIENT).unwrap(),
+        r#"{"id":"p1","name":{"family": "Martin", "given": ["Léa", "Anne"]},"address":{"city":"Lyon"},"conditions":[{"code":"E11"},{"code":"I10"}],"weight":7.10E+1}"#
+    );
+}
+
+#[test]
+fn denylist_drops_at_any_depth() {
+    let r = rules(
+        Action::Keep,
+        &[
+            ("**.ssn", Action::Drop),
+            ("conditions.display", Action::Drop),
+        ],
+    );
+    assert_eq!(
+        filter(&r, r#"{"a":{"ssn":1,"b":[{"ssn":2,"c":3}]},"ssn":"x","conditions":[{"code":"E11","display":"D"}]}"#).unwrap(),
+        r#"{"a":{"b":[{"c":3}]},"conditions":[{"code":"E11"}]}"#
+    );
+}
+
+#[test]
+fn escaped_keys_are_matched_decoded_and_written_as_spelled() {
+    let r = rules(
+        Action::Keep,
+        &[("ssn", Action::Drop), ("name", Action::Keep)],
+    );
+    assert_eq!(
+        filter(&r, r#"{"s\u0073n":"x","\u006eame":"y","ss\u006E":"z"}"#).unwrap(),
+        r#"{"\u006eame":"y"}"#
+    );
+    let r = rules(Action::Drop, &[("café", Action::Keep)]);
+    assert_eq!(
+        filter(&r, r#"{"caf\u00e9":1,"cafe":2}"#).unwrap(),
+        r#"{"caf\u00e9":1}"#
+    );
+}
+
+#[test]
+fn duplicate_keys_get_the_same_treatment() {
+    let r = rules(Action::Keep, &[("ssn", Action::Drop)]);
+    assert_eq!(
+        filter(&r, r#"{"ssn":1,"a":2,"ssn":3,"s\u0073n":4}"#).unwrap(),
+        r#"{"a":2}"#
+    );
+}
+
+#[test]
+fn empty_withheld_containers_leave_no_shell() {
+    let r = rules(
+        Action::Drop,
+        &[
+            ("address.city", Action::Keep),
+            ("entry.resource.name", Action::Keep),
+        ],
+    );
+    assert_eq!(
+        filter(&r, r#"{"address":{"line":"x"},"id":1}"#).unwrap(),
+        "{}"
+    );
+    assert_eq!(
+        filter(
+            &r,
+            r#"{"entry":[{"resource":{"id":1}},{"resource":{"name":"n"}},{"x":2}]}"#
+        )
+        .unwrap(),
+        r#"{"entry":[{"resource":{"name":"n"}}]}"#
+    );
+}
+
+#[test]
+fn kept_containers_stay_even_when_emptied() {
+    let r = rules(Action::Keep, &[("a.b", Action::Drop)]);
+    assert_eq!(filter(&r, r#"{"a":{"b":1}}"#).unwrap(), r#"{"a":{}}"#);
+}
+
+#[test]
+fn arrays_are_transparent_at_the_root_and_inside() {
+    let r = rules(Action::Drop, &[("id", Action::Keep)]);
+    assert_eq!(
+        filter(&r, r#"[{"id":1,"n":2},{"n":3},[{"id":4}]]"#).unwrap(),
+        r#"[{"id":1},[{"id":4}]]"#
+    );
+}
+
+#[test]
+fn null_replaces_the_value() {
+    let r = rules(
+        Action::Keep,
+        &[("ssn", Action::Null), ("tags", Action::Null)],
+    );
+    assert_eq!(
+        filter(&r, r#"{"ssn":"123","tags":[1,2],"x":1}"#).unwrap(),
+        r#"{"ssn":null,"tags":null,"x":1}"#
+    );
+}
+
+#[test]
+fn root_is_always_valid_json() {
+    let r = rules(Action::Drop, &[]);
+    assert_eq!(filter(&r, r#"{"a":1}"#).unwrap(), "{}");
+    assert_eq!(filter(&r, r#"[1,2]"#).unwrap(), "[]");
+    assert_eq!(filter(&r, r#""text""#).unwrap(), "null");
+    assert_eq!(filter(&r, "12").unwrap(), "null");
+    let r = rules(Action::Keep, &[]);
+    assert_eq!(filter(&r, " 12 ").unwrap(), "12");
+    assert_eq!(filter(&r, r#" {"a" : [ 1 ] } "#).unwrap(), r#"{"a":[ 1 ]}"#);
+}
+
+#[test]
+fn kept_scalars_keep_their_spelling() {
+    let r = rules(Action::Drop, &[("*", Action::Keep)]);
+    let doc = r#"{"a":1.0E+2,"b":-0.000,"c":"\u00e9\/\n","d":true,"e":null,"f":1e-7}"#;
+    assert_eq!(filter(&r, doc).unwrap(), doc);
+}
+
+#[test]
+fn invalid_documents_are_refused_even_inside_dropped_values() {
+    let r = rules(Action::Drop, &[("id", Action::Keep)]);
+    assert_eq!(
+        filter(&r, r#"{"id":1,"x":[1,2,}"#).unwrap_err().kind,
+        ErrorKind::Lex(LexErrorKind::Unexpected {
+            found: b'}',
+            expected: "a JSON value"
+        })
+    );
+    assert_eq!(
+        filter(&r, r#"{"id":1,"x":"\ud800"}"#).unwrap_err().kind,
+        ErrorKind::Lex(LexErrorKind::LoneSurrogate)
+    );
+    assert_eq!(
+        filter(&r, r#"{"id":1"#).unwrap_err().kind,
+        ErrorKind::Lex(LexErrorKind::UnexpectedEnd {
+            expected: "',' or the end of a container"
+        })
+    );
+    assert_eq!(
+        filter(&r, r#"{"id":1}{"#).unwrap_err().kind,
+        ErrorKind::Lex(LexErrorKind::TrailingData(b'{'))
+    );
+}
+
+#[test]
+fn depth_limit_applies_inside_dropped_values() {
+    let r = rules(Action::Drop, &[]);
+    let deep = format!("{{\"x\":{}{}}}", "[".repeat(16), "]".repeat(16));
+    assert_eq!(
+        filter(&r, &deep).unwrap_err().kind,
+        ErrorKind::Lex(LexErrorKind::TooDeep { limit: 16 })
+    );
+}
+
+#[test]
+fn ndjson_filters_each_line_as_a_root() {
+    let r = rules(Action::Drop, &[("id", Action::Keep)]);
+    let doc = "{\"id\":1,\"n\":\"a\"}\n\n{\"n\":2}\n[{\"id\":3}]\n";
+    let whole = |splits: usize| {
+        let mut f =
+            JsonFilter::with_framing(r.clone(), 8, TransformContext::default(), Framing::Lines);
+        let mut out = Vec::new();
+        for chunk in doc.as_bytes().chunks(splits) {
+            f.write(chunk, &mut out).unwrap();
+        }
+        f.finish(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(whole(doc.len()), "{\"id\":1}\n\n{}\n[{\"id\":3}]\n");
+    for size in 1..doc.len() {
+        assert_eq!(whole(size), whole(doc.len()));
+    }
+}
+
+#[test]
+fn a_broad_keep_below_does_not_undo_a_drop_above() {
+    let r = rules(
+        Action::Drop,
+        &[("entry.**", Action::Keep), ("**.ssn", Action::Drop)],
+    );
+    assert_eq!(
+        filter(
+            &r,
+            r#"{"entry":{"name":"x","ssn":{"system":"urn:ssn","value":"2840375123456"}}}"#
+        )
+        .unwrap(),
+        r#"{"entry":{"name":"x"}}"#
+    );
+    let r = rules(
+        Action::Keep,
+        &[("**", Action::Keep), ("**.ssn", Action::Drop)],
+    );
+    assert_eq!(
+        filter(&r, r#"{"a":{"ssn":{"v":1}},"b":2}"#).unwrap(),
+        r#"{"a":{},"b":2}"#
+    );
+    // A more specific rule below still overrides its ancestor's.
+    let r = rules(
+        Action::Keep,
+        &[("address", Action::Drop), ("address.city", Action::Keep)],
+    );
+    assert_eq!(
+        filter(&r, r#"{"address":{"line":"l","city":"c"}}"#).unwrap(),
+        r#"{"address":{"city":"c"}}"#
+    );
+    let r = rules(
+        Action::Keep,
+        &[("patient", Action::Drop), ("**.id", Action::Keep)],
+    );
+    assert_eq!(
+        filter(&r, r#"{"patient":{"id":1},"id":2}"#).unwrap(),
+        r#"{"id":2}"#
+    );
+}
+
+#[test]
+fn null_and_transforms_on_containers_ignore_unrelated_rules() {
+    for extra in [None, Some(("**.x", Action::Drop))] {
+        let mut spec = vec![
+            ("ssn", Action::Null),
+            ("address", Action::Transform(Transform::Truncate(2))),
+            ("tags", Action::Null),
+        ];
+        spec.extend(extra);
+        let r = rules(Action::Keep, &spec);
+        assert_eq!(
+            filter(&r, r#"{"ssn":{"value":"2840375123456","other":[1,2]},"address":{"postalCode":"69003"},"tags":[],"n":1}"#).unwrap(),
+            r#"{"ssn":null,"tags":null,"n":1}"#,
+            "{extra:?}"
+        );
+    }
+}
+
+#[test]
+fn a_transform_applies_to_each_scalar_of_an_array() {
+    let r = rules(
+        Action::Drop,
+        &[
+            ("visits", Action::Transform(Transform::Year)),
+            ("codes", Action::Transform(Transform::Truncate(1))),
+        ],
+    );
+    assert_eq!(
+        filter(
+            &r,
+            r#"{"visits":["2019-01-02","2020-03-04T10:00Z"],"codes":["E11",{"x":1},["I10"],null]}"#
+        )
+        .unwrap(),
+        r#"{"visits":["2019","2020"],"codes":["E",["I"],null]}"#
+    );
+}
+
+#[test]
+fn a_refused_transform_writes_nothing_of_its_member() {
+    let r = rules(
+        Action::Drop,
+        &[
+            ("id", Action::Keep),
+            ("visit.born", Action::Transform(Transform::Year)),
+        ],
+    );
+    let mut f = JsonFilter::new(r, 8, TransformContext::default());
+    let mut out = Vec::new();
+    let refused = f
+        .write(br#"{"id":7,"visit":{"born":"in May"}}"#, &mut out)
+        .unwrap_err();
+    assert!(matches!(refused.kind, ErrorKind::Transform(_)), "{refused}");
+    assert_eq!(refused.path, "$.visit.born");
+    // Neither the member's key nor its container's opening: only what preceded them.
+    assert_eq!(String::from_utf8(out).unwrap(), r#"{"id":7"#);
+}
+
+#[test]
+fn audit_paths_never_carry_data_keys() {
+    let r = rules(Action::Drop, &[("\"a.b\".c", Action::Keep)]);
+    let mut f = JsonFilter::new(r, 8, TransformContext::default());
+    let mut out = Vec::new();
+    let doc = br#"{"byId":{"2840375999001":{"ssn":"v"}},"a.b":{"c":1,"d":2},"Martin L\u00e9a":1}"#;
+    f.write(doc, &mut out).unwrap();
+    f.finish(&mut out).unwrap();
+    let stats = f.stats();
+    let withheld: Vec<&str> = stats
+        .withheld
+        .counts
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(withheld, vec!["\"a.b\".d", "*", "byId"]);
+}
+
+#[test]
+fn a_spent_filter_keeps_refusing() {
+    let r = rules(Action::Keep, &[("a", Action::Drop)]);
+    let mut f = JsonFilter::new(r, 8, TransformContext::default());
+    let mut out = Vec::new();
+    assert!(f.write(b"{]", &mut out).is_err());
+    assert!(f.write(b"}", &mut out).is_err());
+    assert!(f.finish(&mut out).is_err());
+}
+
+#[test]
+fn audit_paths_follow_the_policy_syntax() {
+    let r = rules(
+        Action::Drop,
+        &[
+            ("entry.resource.id", Action::Keep),
+            ("entry.resource.code", Action::Null),
+            ("empty.x", Action::Keep),
+        ],
+    );
+    let mut f = JsonFilter::new(r, 8, TransformContext::default());
+    let mut out = Vec::new();
+    let doc = br#"{"entry":[{"resource":{"id":1,"name":"a","code":"c"}},{"resource":{"id":2,"name":"b"}},{"x":[1,2]}],"empty":{},"ssn":"x"}"#;
+    f.write(doc, &mut out).unwrap();
+    f.finish(&mut out).unwrap();
+    let stats = f.stats();
+    let withheld = counts(&stats.withheld);
+    assert_eq!(
+        withheld,
+        vec![
+            ("empty", 1),
+            ("entry.resource.name", 2),
+            ("entry.x", 1),
+            ("ssn", 1)
+        ]
+    );
+    let stats = f.stats();
+    let transformed = counts(&stats.transformed);
+    assert_eq!(transformed, vec![("entry.resource.code", 1)]);
+    assert_eq!(f.stats().withheld.total(), 5);
+}
+
+#[test]
+fn field_names_are_told_from_data_used_as_keys() {
+    for name in ["given", "_id", "birth-date", "a1", "Z_9-x"] {
+        assert!(is_field_name(name.as_bytes()), "{name}");
+    }
+    let long = "k".repeat(65);
+    for data in [
+        "", "1984", "-x", "a b", "a.b", "Lefèvre", "é", "a\"", "a/b", "a:b", &long,
+    ] {
+        assert!(!is_field_name(data.as_bytes()), "{data}");
+    }
+    assert!(is_field_name("k".repeat(64).as_bytes()));
+    // Every byte after the first: letters, digits, `_` and `-`, nothing else.
+    for b in 0..=255u8 {
+        let expected = matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-');
+        assert_eq!(is_field_name(&[b'a', b]), expected, "byte {b}");
+    }
+}
+
+#[test]
+fn stats_count_withheld_fields_once() {
+    let r = rules(
+        Action::Drop,
+        &[("id", Action::Keep), ("address.city", Action::Keep)],
+    );
+    let mut f = JsonFilter::new(r, 8, TransformContext::default());
+    let mut out = Vec::new();
+    let doc = br#"{"id":1,"name":{"a":1,"b":[1,2]},"ssn":"x","address":{"line":"l"}}"#;
+    f.write(doc, &mut out).unwrap();
+    f.finish(&mut out).unwrap();
+    let stats = f.stats();
+    let withheld = counts(&stats.withheld);
+    assert_eq!(withheld, vec![("address.line", 1), ("name", 1), ("ssn", 1)]);
+    assert_eq!(f.stats().bytes_in, doc.len() as u64);
+    assert_eq!(f.stats().bytes_out, out.len() as u64);
+}
+
+/// The output and statistics of `doc` filtered whole, in one chunk.
+fn filtered(rules: &Arc<FieldRules>, doc: &[u8]) -> (Vec<u8>, FilterStats) {
+    let mut f = JsonFilter::new(rules.clone(), 16, TransformContext::default());
+    let mut out = Vec::new();
+    f.write(doc, &mut out).unwrap();
+    f.finish(&mut out).unwrap();
+    (out, f.stats())
+}
+
+#[test]
+fn many_entries_are_filtered_and_counted_as_their_entries() {
+    // One entry is below CACHE_STEPS_AFTER and REMEMBER_AFTER; past them, rule steps
+    // come from the step cache and the counters count a field met again by its
+    // container's path number and key: outputs and tallies must not change.
+    let r = rules(
+        Action::Drop,
+        &[
+            (
+                "entry.resource.id",
+                Action::Transform(Transform::Mask { keep_last: 1 }),
+            ),
+            ("entry.resource.name.given", Action::Keep),
+            ("entry.resource.address.city", Action::Keep),
+            ("entry.search.mode", Action::Keep),
+        ],
+    );
+    let entry = |n: usize| {
+        // Keys that are data (not field names): counted as `*`, short and long.
+        let long = format!("{n}{}", "x".repeat(30));
+        format!(
+            r#"{{"fullUrl":"u{n}","resource":{{"id":"p{n}","active":true,"name":[{{"given":["a"],"family":"f","prefix":[]}}],"address":[{{"city":"c","line":["l"],"\u0075se":"home"}},{{"city":"d","{long}":{n},"{n}":0}}],"byId":{{"{n}":1}},"ssn":"{n}"}},"search":{{"mode":"match","score":{n}}}}}"#
+        )
+    };
+    let doc = |entries: &[String]| format!(r#"{{"total":1,"entry":[{}]}}"#, entries.join(","));
+    let entries: Vec<String> = (0..150).map(entry).collect();
+    let (whole_out, whole) = filtered(&r, doc(&entries).as_bytes());
+    let mut withheld: BTreeMap<String, u64> = BTreeMap::new();
+    let mut transformed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for one in &entries {
+        let (out, stats) = filtered(&r, doc(std::slice::from_ref(one)).as_bytes());
+        let out = String::from_utf8(out).unwrap();
+        let inner = out
+            .strip_prefix(r#"{"entry":["#)
+            .and_then(|o| o.strip_suffix("]}"));
+        kept.push(inner.expect("one entry kept").to_string());
+        // `total` is withheld once per document.
+        for (path, count) in stats.withheld.counts {
+            *withheld.entry(path).or_default() += count;
+        }
+        for (path, count) in stats.transformed.counts {
+            *transformed.entry(path).or_default() += count;
+        }
+    }
+    *withheld.get_mut("total").unwrap() = 1;
+    let expected = format!(r#"{{"entry":[{}]}}"#, kept.join(","));
+    assert_eq!(String::from_utf8(whole_out).unwrap(), expected);
+    assert_eq!(whole.withheld.counts, Vec::from_iter(withheld));
+    assert_eq!(whole.transformed.counts, Vec::from_iter(transformed));
+    assert_eq!(whole.withheld.get("entry.resource.ssn"), Some(150));
+    assert_eq!(whole.withheld.get("entry.resource.address.use"), Some(150));
+    assert_eq!(whole.withheld.get("entry.resource.address.*"), Some(300));
+    assert_eq!(whole.transformed.get("entry.resource.id"), Some(150));
+    assert_eq!(whole.withheld.overflow, 0);
+}
+
+#[test]
+fn taken_stats_equal_read_stats_and_leave_the_tallies_empty() {
+    let r = rules(
+        Action::Drop,
+        &[
+            ("id", Action::Transform(Transform::Pseudonymize)),
+            ("a", Action::Keep),
+        ],
+    );
+    let mut f = JsonFilter::new(r, 8, TransformContext::new(Some(&[7; 32]), None));
+    let mut out = Vec::new();
+    f.write(br#"{"id":"p","a":1,"b":2,"c":{"d":3},"b":4}"#, &mut out)
+        .unwrap();
+    f.finish(&mut out).unwrap();
+    let read = f.stats();
+    assert_eq!(counts(&read.withheld), vec![("b", 2), ("c", 1)]);
+    assert_eq!(counts(&read.transformed), vec![("id", 1)]);
+    assert_eq!(f.take_stats(), read);
+    let after = f.stats();
+    assert_eq!((after.withheld.total(), after.transformed.total()), (0, 0));
+    assert_eq!(after.bytes_out, read.bytes_out);
+}
