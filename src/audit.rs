@@ -68,16 +68,6 @@ impl Outcome {
         }
     }
 
-    /// The outcome of a refusal known only by its problem type (`Problem::slug`): the
-    /// catalogue's kind of that type. A type the catalogue does not hold is none of
-    /// finalite's refusals; it is counted with the token refusals, as the first of them.
-    pub fn of_denial(slug: &str) -> Outcome {
-        DenialKind::ALL
-            .into_iter()
-            .find(|kind| kind.slug() == slug)
-            .map_or(Outcome::DeniedToken, Outcome::of)
-    }
-
     /// The outcome of a request's decision.
     pub fn of_decision(decision: &RequestDecision) -> Outcome {
         match decision {
@@ -497,31 +487,6 @@ mod tests {
                 ("outside-patient-compartment", Outcome::DeniedScope),
                 ("fhir-interaction-not-allowed", Outcome::DeniedScope),
             ]
-        );
-        for kind in DenialKind::ALL {
-            assert_eq!(Outcome::of_denial(kind.slug()), Outcome::of(kind));
-        }
-    }
-
-    #[test]
-    fn outcomes_from_problem_types() {
-        assert_eq!(Outcome::of_denial("invalid-token"), Outcome::DeniedToken);
-        assert_eq!(
-            Outcome::of_denial("client-certificate-required"),
-            Outcome::DeniedToken
-        );
-        assert_eq!(
-            Outcome::of_denial("insufficient-scope"),
-            Outcome::DeniedScope
-        );
-        assert_eq!(
-            Outcome::of_denial("purpose-not-accepted"),
-            Outcome::DeniedPurpose
-        );
-        assert_eq!(Outcome::of_denial("no-policy"), Outcome::DeniedRoute);
-        assert_eq!(
-            Outcome::of_denial("response-not-filterable"),
-            Outcome::FailedClosed
         );
     }
 

@@ -58,6 +58,10 @@ pub struct Limits {
     /// Deepest JSON nesting the filter reads; deeper fails closed.
     #[serde(default = "default_max_depth")]
     pub max_depth: u32,
+    /// With typed rules: the most bytes of one object held while its type member is not
+    /// yet read; past it the response fails closed.
+    #[serde(default = "default_max_type_lookahead_bytes")]
+    pub max_type_lookahead_bytes: u64,
 }
 
 impl Default for Limits {
@@ -65,6 +69,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: default_max_body_bytes(),
             max_depth: default_max_depth(),
+            max_type_lookahead_bytes: default_max_type_lookahead_bytes(),
         }
     }
 }
@@ -75,6 +80,10 @@ fn default_max_body_bytes() -> u64 {
 
 fn default_max_depth() -> u32 {
     64
+}
+
+fn default_max_type_lookahead_bytes() -> u64 {
+    1024 * 1024
 }
 
 /// Where verified claims come from and which claims mean what.
@@ -247,6 +256,10 @@ pub struct PolicyConfig {
     /// and what it is authorised for.
     #[serde(default)]
     pub clients: BTreeMap<String, ClientConfig>,
+    /// The member whose string value gives an object its type (FHIR's `resourceType`), so
+    /// that a purpose's `types` can give each type rules of its own.
+    #[serde(default)]
+    pub type_key: Option<String>,
     /// The policy fronts a FHIR server: its base path, and whether SMART scopes are
     /// enforced.
     #[serde(default)]
@@ -375,6 +388,31 @@ pub struct PurposeConfig {
     /// Overrides the policy's `streaming`.
     #[serde(default)]
     pub streaming: Option<bool>,
+    /// Rules per object type (the policy's `type_key`), relative to the typed object; an
+    /// object of a type not listed here is withheld whole.
+    #[serde(default)]
+    pub types: Option<BTreeMap<String, TypeRulesConfig>>,
+}
+
+/// The rules of one object type: a purpose's body rules, relative to the typed object.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRulesConfig {
+    /// `drop` (allowlist, the default) or `keep` (denylist).
+    #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "Option<crate::schema::DefaultAction>")
+    )]
+    pub default: Option<Value>,
+    /// Field path (relative to the typed object) → action.
+    #[serde(default)]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        schemars(with = "BTreeMap<String, crate::schema::FieldAction>")
+    )]
+    pub fields: BTreeMap<String, Value>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]

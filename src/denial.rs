@@ -150,6 +150,9 @@ impl Problem {
             ErrorKind::Transform(_) => {
                 "a value could not be transformed as the policy requires".to_string()
             }
+            ErrorKind::Type(_) => {
+                "an object's type could not be read as the policy requires".to_string()
+            }
             ErrorKind::Lex(LexErrorKind::KeyTooLong | LexErrorKind::ValueTooLong) => {
                 "the body holds a key or value too long to filter".to_string()
             }

@@ -25,12 +25,12 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{run_cuts, run_cuts_with_stats, run_whole};
+use common::{run_bytewise, run_cuts, run_cuts_with_stats, run_whole};
 use finalite::json::lexer::Lexer;
 use finalite::json::tally::PathTally;
 use finalite::json::EngineError;
 use finalite::policy::rules::FieldRules;
-use finalite_test_support::reference::{Act, Policy};
+use finalite_test_support::reference::{self, Act, Policy, TypeSpec};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Map, Value};
@@ -841,4 +841,220 @@ fn null_and_transforms_on_containers_ignore_unrelated_rules() {
     let out = |p: &Policy| show(&run_whole(&p.compile(), doc.as_bytes()).unwrap());
     assert_eq!(out(&alone), r#"{"ssn":null,"n":1}"#);
     assert_eq!(out(&with_unrelated), out(&alone));
+}
+
+// ---------------------------------------------------------------------------------------
+// (g) Typed rules: the type member decides, wherever it stands and however it is spelled
+
+/// A document with member order of its own (serde_json's `Value` sorts keys): objects are
+/// member lists, typed ones carry `resourceType` somewhere among their members.
+#[derive(Debug, Clone)]
+enum Doc {
+    Scalar(Value),
+    Arr(Vec<Doc>),
+    Obj(Vec<(String, Doc)>),
+}
+
+const TYPES: [&str; 4] = ["Bundle", "Patient", "Location", "Practitioner"];
+
+/// The type member's value: mostly a type (listed or not), sometimes not a string.
+fn type_value() -> impl Strategy<Value = Doc> {
+    prop_oneof![
+        12 => prop::sample::select(TYPES.to_vec()).prop_map(|t| Doc::Scalar(json!(t))),
+        1 => Just(Doc::Scalar(json!(7))),
+        1 => Just(Doc::Arr(vec![Doc::Scalar(json!("Patient"))])),
+    ]
+}
+
+fn doc() -> impl Strategy<Value = Doc> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (0i64..100).prop_map(Value::from),
+        "[a-z0-9é]{0,6}".prop_map(Value::String),
+    ]
+    .prop_map(Doc::Scalar);
+    let key = prop::sample::select(vec!["id", "a", "b", "name", "city", "telecom", "entry"]);
+    leaf.prop_recursive(4, 40, 5, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Doc::Arr),
+            (
+                prop::collection::vec((key.clone(), inner), 0..5),
+                // 0: untyped; 1..=4: typed, the type member at that place; 5: twice.
+                0..6usize,
+                type_value(),
+                any::<prop::sample::Index>(),
+            )
+                .prop_map(|(members, typed, value, at)| {
+                    let mut members: Vec<(String, Doc)> = members
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect();
+                    members.sort_by(|a, b| a.0.cmp(&b.0));
+                    members.dedup_by(|a, b| a.0 == b.0);
+                    if typed > 0 {
+                        let place = at.index(members.len() + 1);
+                        members.insert(place, ("resourceType".into(), value.clone()));
+                        if typed == 5 {
+                            members.push(("resourceType".into(), value));
+                        }
+                    }
+                    Doc::Obj(members)
+                }),
+        ]
+    })
+}
+
+/// Writes `doc`: members rotated by `turn` (0: as generated), and, with `escapes`, some
+/// letters of keys and strings written as `\u` escapes (decided by `seed`).
+fn write_doc(doc: &Doc, turn: usize, escapes: bool, seed: u64) -> Vec<u8> {
+    fn string(text: &str, out: &mut String, rng: &mut Rng, escapes: bool) {
+        out.push('"');
+        for c in text.chars() {
+            if escapes && c.is_ascii_alphabetic() && rng.one_in(3) {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            } else {
+                out.push_str(
+                    serde_json::to_string(&c.to_string())
+                        .unwrap()
+                        .trim_matches('"'),
+                );
+            }
+        }
+        out.push('"');
+    }
+    fn write(doc: &Doc, turn: usize, escapes: bool, rng: &mut Rng, out: &mut String) {
+        match doc {
+            Doc::Scalar(Value::String(s)) => string(s, out, rng, escapes),
+            Doc::Scalar(v) => out.push_str(&v.to_string()),
+            Doc::Arr(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, turn, escapes, rng, out);
+                }
+                out.push(']');
+            }
+            Doc::Obj(members) => {
+                out.push('{');
+                let n = members.len().max(1);
+                for i in 0..members.len() {
+                    let (key, value) = &members[(i + turn) % n];
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    string(key, out, rng, escapes);
+                    out.push(':');
+                    write(value, turn, escapes, rng, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+    let mut out = String::new();
+    write(doc, turn, escapes, &mut Rng(seed), &mut out);
+    out.into_bytes()
+}
+
+/// Typed research-like rules over the generated vocabulary.
+fn typed_policy() -> impl Strategy<Value = Policy> {
+    (
+        prop_oneof![Just(Act::Keep), Just(Act::Drop)],
+        prop::collection::vec((path(), act()), 0..3),
+        prop::collection::vec(
+            (
+                prop::sample::select(TYPES[..3].to_vec()),
+                prop_oneof![Just(Act::Keep), Just(Act::Drop)],
+                prop::collection::vec((typed_path(), act()), 0..4),
+            ),
+            0..3,
+        ),
+    )
+        .prop_map(|(default, rules, types)| {
+            let mut policy = Policy::new(default, &[]);
+            for (path, act) in rules {
+                policy.push(&path, act);
+            }
+            let mut types = types;
+            types.sort_by(|a, b| a.0.cmp(b.0));
+            types.dedup_by(|a, b| a.0 == b.0);
+            let paths: Vec<Vec<(&str, Act)>> = types
+                .iter()
+                .map(|(_, _, rules)| rules.iter().map(|(p, a)| (p.as_str(), a.clone())).collect())
+                .collect();
+            let spec: Vec<TypeSpec> = types
+                .iter()
+                .zip(&paths)
+                .map(|((name, default, _), rules)| (*name, default.clone(), rules.as_slice()))
+                .collect();
+            policy.typed("resourceType", &spec)
+        })
+}
+
+fn typed_path() -> impl Strategy<Value = String> {
+    let segment = prop_oneof![
+        3 => Just("id"),
+        2 => Just("name"),
+        2 => Just("entry"),
+        1 => Just("city"),
+        1 => Just("resourceType"),
+        1 => Just("*"),
+        1 => Just("**"),
+    ];
+    prop::collection::vec(segment, 1..=3).prop_map(|mut segments| {
+        segments.dedup_by(|a, b| *a == "**" && *b == "**");
+        segments.join(".")
+    })
+}
+
+/// The engine's output parsed without regard to member order; `None` when refused.
+fn unordered(out: &Result<Vec<u8>, EngineError>) -> Option<Value> {
+    out.as_ref()
+        .ok()
+        .map(|bytes| serde_json::from_slice(bytes).expect("the output is JSON"))
+}
+
+proptest! {
+    #![proptest_config(config(192))]
+
+    #[test]
+    fn typed_rules_give_the_reference_projection_at_every_split(
+        doc in doc(),
+        policy in typed_policy(),
+        escapes in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let bytes = write_doc(&doc, 0, escapes, seed);
+        let rules = policy.compile();
+        let whole = run_whole(&rules, &bytes);
+        for at in 0..=bytes.len() {
+            prop_assert_eq!(&run_cuts(&rules, &bytes, &[at]), &whole, "split at {} of {}", at, show(&bytes));
+        }
+        prop_assert_eq!(&run_bytewise(&rules, &bytes), &whole);
+        let expected = policy.project(&bytes, &Default::default());
+        match (&whole, &expected) {
+            (Ok(out), Ok(expected)) => {
+                let got = reference::parse(out).expect("the output is JSON");
+                prop_assert_eq!(&got, expected, "\ninput:  {}\noutput: {}\npolicy: {}", show(&bytes), show(out), policy);
+            }
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "engine {:?}, reference {:?}\ninput: {}\npolicy: {}", whole, expected, show(&bytes), policy),
+        }
+    }
+
+    #[test]
+    fn member_order_and_spelling_do_not_change_what_is_sent(
+        doc in doc(),
+        policy in typed_policy(),
+        turn in 1..5usize,
+        seed in any::<u64>(),
+    ) {
+        let rules = policy.compile();
+        let plain = run_whole(&rules, &write_doc(&doc, 0, false, seed));
+        let other = run_whole(&rules, &write_doc(&doc, turn, true, seed));
+        prop_assert_eq!(plain.is_ok(), other.is_ok(), "{:?} / {:?}", plain, other);
+        prop_assert_eq!(unordered(&plain), unordered(&other));
+    }
 }

@@ -134,7 +134,7 @@ fn check_refuses_with_exactly_the_filters_message() {
         (
             r#"{"policies": {"p": {"purposes": {"care": {"defualt": "keep"}}}}}"#,
             "policies.p.purposes.care.defualt: unknown field `defualt`, expected one of \
-             `default`, `fields`, `headers`, `passthrough_media_types`, `streaming`",
+             `default`, `fields`, `headers`, `passthrough_media_types`, `streaming`, `types`",
         ),
         (
             r#"{"policies": {"p": {"default_purpose": "x", "purposes": {"care": {}}}}}"#,

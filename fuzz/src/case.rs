@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! byte 0      bit 0: default keep (else drop); bit 1: NDJSON (else one document);
-//!             bits 2-4: max_depth, an index into MAX_DEPTHS
+//!             bits 2-4: max_depth, an index into MAX_DEPTHS; bit 5: typed rules (the
+//!             rules are those of type `Patient`, bit 6 its default keep; type `Bundle`
+//!             keeps everything; `**.ssn` drops outside and inside typed objects)
 //! bytes 1-4   chunk sizes, used in turn (0 writes an empty chunk); all 0: one chunk
 //! byte 5      number of rules, modulo 5
 //! bytes 6-13  four rules: (index into PATHS, index into ACTIONS), each modulo its length
@@ -12,7 +14,7 @@
 //!
 //! `fuzz/seeds.py` writes seed inputs in this format.
 
-use finalite_test_support::reference::{self, Policy, PolicyRule};
+use finalite_test_support::reference::{self, Policy, PolicyRule, TypeRules, Typing};
 use serde_json::{json, Map};
 
 pub use finalite_test_support::reference::Act;
@@ -88,6 +90,10 @@ pub const ACTIONS: [Act; 9] = [
 #[derive(Debug, Clone)]
 pub struct Case<'a> {
     pub default_keep: bool,
+    /// Typed rules: the rules are type `Patient`'s.
+    pub typed: bool,
+    /// Type `Patient`'s default keep.
+    pub type_default_keep: bool,
     pub lines: bool,
     pub max_depth: u32,
     pub chunks: [usize; 4],
@@ -120,6 +126,8 @@ impl<'a> Case<'a> {
         rules.sort_by_key(|(p, _)| PATHS[*p].0);
         Some(Case {
             default_keep: flags & 1 == 1,
+            typed: flags & 0x20 != 0,
+            type_default_keep: flags & 0x40 != 0,
             lines: flags & 2 == 2,
             max_depth: MAX_DEPTHS[((flags >> 2) & 7) as usize],
             chunks: [
@@ -139,34 +147,67 @@ impl<'a> Case<'a> {
         for (path, action) in &self.rules {
             fields.insert(PATHS[*path].0.to_string(), action.to_json());
         }
+        let keep_or_drop = |keep: bool| if keep { "keep" } else { "drop" };
+        let purpose = if self.typed {
+            json!({"default": keep_or_drop(self.default_keep), "fields": {"**.ssn": "drop"},
+                   "types": {
+                       "Patient": {"default": keep_or_drop(self.type_default_keep), "fields": fields},
+                       "Bundle": {"default": "keep"}}})
+        } else {
+            json!({"default": keep_or_drop(self.default_keep), "fields": fields})
+        };
         let config = json!({
             "pseudonymization": {"key_env": "KEY", "per_client": true},
             "limits": {"max_depth": self.max_depth},
-            "policies": {"p": {"auth": "none", "default_purpose": "f", "purposes": {
-                "f": {"default": if self.default_keep { "keep" } else { "drop" }, "fields": fields}
-            }}}
+            "policies": {"p": {"auth": "none", "default_purpose": "f",
+                               "type_key": "resourceType", "purposes": {"f": purpose}}}
         });
         serde_json::to_vec(&config).unwrap()
     }
 
     /// The purpose's rules, for the reference model.
     pub fn policy(&self) -> Policy {
+        let keep_or_drop = |keep: bool| if keep { Act::Keep } else { Act::Drop };
+        let rules: Vec<PolicyRule> = self
+            .rules
+            .iter()
+            .map(|(path, act)| PolicyRule {
+                text: PATHS[*path].0.to_string(),
+                segments: PATHS[*path].1.iter().map(Seg::to_reference).collect(),
+                act: act.clone(),
+            })
+            .collect();
+        if !self.typed {
+            return Policy {
+                default: keep_or_drop(self.default_keep),
+                rules,
+                max_depth: self.max_depth,
+                typing: None,
+            };
+        }
         Policy {
-            default: if self.default_keep {
-                Act::Keep
-            } else {
-                Act::Drop
-            },
-            rules: self
-                .rules
-                .iter()
-                .map(|(path, act)| PolicyRule {
-                    text: PATHS[*path].0.to_string(),
-                    segments: PATHS[*path].1.iter().map(Seg::to_reference).collect(),
-                    act: act.clone(),
-                })
-                .collect(),
+            default: keep_or_drop(self.default_keep),
+            rules: vec![PolicyRule {
+                text: "**.ssn".into(),
+                segments: vec![reference::Seg::Deep, reference::Seg::Key("ssn".into())],
+                act: Act::Drop,
+            }],
             max_depth: self.max_depth,
+            typing: Some(Typing {
+                key: "resourceType".into(),
+                types: vec![
+                    TypeRules {
+                        name: "Bundle".into(),
+                        default: Act::Keep,
+                        rules: Vec::new(),
+                    },
+                    TypeRules {
+                        name: "Patient".into(),
+                        default: keep_or_drop(self.type_default_keep),
+                        rules,
+                    },
+                ],
+            }),
         }
     }
 

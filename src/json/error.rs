@@ -13,6 +13,36 @@ pub enum ErrorKind {
     Lex(LexErrorKind),
     /// A transform could not be applied to the value it met.
     Transform(String),
+    /// With typed rules: an object's type could not be known.
+    Type(TypeErrorKind),
+}
+
+/// Why typed rules could not tell an object's type: the engine never guesses one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeErrorKind {
+    /// The type member's value is not a string.
+    NotAString,
+    /// A typed object has a second type member.
+    TwoTypeMembers,
+    /// More than the limit of an object's bytes were read without meeting its type member.
+    LookaheadExceeded { limit: u64 },
+}
+
+impl fmt::Display for TypeErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TypeErrorKind::NotAString => {
+                f.write_str("an object's type member is not a string, so its type is unknown")
+            }
+            TypeErrorKind::TwoTypeMembers => {
+                f.write_str("an object has two type members, so its type is ambiguous")
+            }
+            TypeErrorKind::LookaheadExceeded { limit } => write!(
+                f,
+                "an object's type member is not within its first {limit} bytes (limits.max_type_lookahead_bytes)"
+            ),
+        }
+    }
 }
 
 impl From<LexErrorKind> for ErrorKind {
@@ -26,6 +56,7 @@ impl fmt::Display for ErrorKind {
         match self {
             ErrorKind::Lex(kind) => kind.fmt(f),
             ErrorKind::Transform(message) => f.write_str(message),
+            ErrorKind::Type(kind) => kind.fmt(f),
         }
     }
 }

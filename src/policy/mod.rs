@@ -29,7 +29,7 @@ use fhir::FhirSettings;
 use headers::{HeaderPattern, HeaderRules};
 use path::FieldPath;
 use route::{Matcher, PathMatch, RouteTable};
-use rules::{FieldRules, Rule};
+use rules::{FieldRules, Rule, TypeRules};
 use transform::{PseudonymKey, TransformContext};
 
 /// Smallest pseudonymisation key accepted (HMAC-SHA-256 wants at least its output size).
@@ -139,6 +139,12 @@ pub fn compile(
             .field("max_body_bytes")
             .error("must be at least 1"));
     }
+    if config.limits.max_type_lookahead_bytes == 0 {
+        return Err(root
+            .field("limits")
+            .field("max_type_lookahead_bytes")
+            .error("must be at least 1"));
+    }
     if !(1..=10_000).contains(&config.limits.max_depth) {
         return Err(root
             .field("limits")
@@ -183,7 +189,7 @@ pub fn compile(
                 .matchers
                 .push(compile_match(index, entry, &key.field("match").index(i))?);
         }
-        let compiled = compile_policy(name, policy, &key)?;
+        let compiled = compile_policy(name, policy, &key, config.limits.max_type_lookahead_bytes)?;
         uses_pseudonyms |= compiled.purposes.values().any(|p| {
             p.body.is_some() && uses_pseudonymize(&config.policies[name].purposes[&p.name])
         });
@@ -238,9 +244,15 @@ pub fn compile(
 }
 
 fn uses_pseudonymize(purpose: &PurposeConfig) -> bool {
+    let type_fields = purpose
+        .types
+        .iter()
+        .flatten()
+        .flat_map(|(_, t)| t.fields.values());
     purpose
         .fields
         .values()
+        .chain(type_fields)
         .any(|v| Action::parse(v) == Ok(Action::Transform(Transform::Pseudonymize)))
 }
 
@@ -279,7 +291,19 @@ fn is_method(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
-fn compile_policy(name: &str, policy: &PolicyConfig, key: &KeyPath) -> Result<Policy, ConfigError> {
+fn compile_policy(
+    name: &str,
+    policy: &PolicyConfig,
+    key: &KeyPath,
+    max_type_lookahead: u64,
+) -> Result<Policy, ConfigError> {
+    if let Some(type_key) = &policy.type_key {
+        if type_key.is_empty() {
+            return Err(key
+                .field("type_key")
+                .error("must not be empty: name the member that gives an object its type"));
+        }
+    }
     if policy.purposes.is_empty() {
         return Err(key
             .field("purposes")
@@ -333,7 +357,14 @@ fn compile_policy(name: &str, policy: &PolicyConfig, key: &KeyPath) -> Result<Po
                 "{purpose_name:?} is not a usable purpose name (no spaces or commas)"
             )));
         }
-        let mut compiled = compile_purpose(purpose_name, purpose, &purpose_key)?;
+        // A policy in front of a FHIR server types objects by `resourceType` unless it says
+        // otherwise.
+        let type_key = policy
+            .type_key
+            .as_deref()
+            .or(policy.fhir.as_ref().map(|_| "resourceType"));
+        let typing = (type_key, max_type_lookahead);
+        let mut compiled = compile_purpose(purpose_name, purpose, &purpose_key, typing)?;
         compiled.streaming = purpose.streaming.or(policy.streaming).unwrap_or(false);
         purposes.insert(purpose_name.clone(), compiled);
     }
@@ -414,37 +445,83 @@ fn policy_hash(policy: &PolicyConfig) -> String {
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
-fn compile_purpose(
-    name: &str,
-    purpose: &PurposeConfig,
+/// A purpose's (or a type's) `default`.
+fn compile_default(
+    value: Option<&serde_json::Value>,
     key: &KeyPath,
-) -> Result<Purpose, ConfigError> {
-    let default = match &purpose.default {
-        None => Action::Drop,
+) -> Result<Action, ConfigError> {
+    match value {
+        None => Ok(Action::Drop),
         Some(value) => match value.as_str() {
-            Some("drop") => Action::Drop,
-            Some("keep") => Action::Keep,
-            _ => {
-                return Err(key
-                    .field("default")
-                    .error(format!("expected \"keep\" or \"drop\", found {value}")))
-            }
+            Some("drop") => Ok(Action::Drop),
+            Some("keep") => Ok(Action::Keep),
+            _ => Err(key
+                .field("default")
+                .error(format!("expected \"keep\" or \"drop\", found {value}"))),
         },
-    };
+    }
+}
+
+/// A purpose's (or a type's) `fields`.
+fn compile_fields(
+    fields: &BTreeMap<String, serde_json::Value>,
+    key: &KeyPath,
+) -> Result<Vec<Rule>, ConfigError> {
     let mut rules = Vec::new();
-    for (path_text, action_value) in &purpose.fields {
+    for (path_text, action_value) in fields {
         let field_key = key.field("fields").quoted(path_text);
         let path =
             FieldPath::parse(path_text).map_err(|e| field_key.error(format!("bad path: {e}")))?;
         let action = Action::parse(action_value).map_err(|e| field_key.error(e))?;
         rules.push(Rule { path, action });
     }
-    let compiled = FieldRules::compile(default, &rules).map_err(|_| {
+    Ok(rules)
+}
+
+fn compile_purpose(
+    name: &str,
+    purpose: &PurposeConfig,
+    key: &KeyPath,
+    (type_key, max_type_lookahead): (Option<&str>, u64),
+) -> Result<Purpose, ConfigError> {
+    let default = compile_default(purpose.default.as_ref(), key)?;
+    let rules = compile_fields(&purpose.fields, key)?;
+    let too_complex = |_| {
         key.field("fields").error(format!(
             "these wildcard rules combine into more than {} states; use fewer '**'",
             rules::MAX_STATES
         ))
-    })?;
+    };
+    let compiled = match (&purpose.types, type_key) {
+        (None, _) => FieldRules::compile(default, &rules).map_err(too_complex)?,
+        (Some(_), None) => {
+            return Err(key.field("types").error(
+                "rules by type need the policy's \"type_key\", the member that gives an object its type (e.g. \"resourceType\")",
+            ))
+        }
+        (Some(types), Some(type_key)) => {
+            let mut compiled_types = Vec::new();
+            for (type_name, type_rules) in types {
+                let type_path = key.field("types").name(type_name);
+                if type_name.is_empty() {
+                    return Err(key.field("types").error("a type name must not be empty"));
+                }
+                compiled_types.push(TypeRules {
+                    name: type_name.clone(),
+                    default: compile_default(type_rules.default.as_ref(), &type_path)?,
+                    rules: compile_fields(&type_rules.fields, &type_path)?,
+                });
+            }
+            FieldRules::compile_typed(
+                default,
+                &rules,
+                type_key,
+                &compiled_types,
+                max_type_lookahead,
+            )
+            .map_err(too_complex)?
+        }
+    };
     let body = if compiled.keeps_everything() {
         None
     } else {
@@ -635,6 +712,26 @@ mod tests {
                 r#"{"policies": {"p": {"purposes": {"r": {"fields": {"a": {"mask": {}}}}}}}}"#,
                 r#"policies.p.purposes.r.fields."a": "mask" needs `keep_last`"#,
             ),
+            (
+                r#"{"policies": {"fhir": {"purposes": {"research": {"types": {"Patient": {}}}}}}}"#,
+                r#"policies.fhir.purposes.research.types: rules by type need the policy's "type_key""#,
+            ),
+            (
+                r#"{"policies": {"p": {"type_key": "", "purposes": {"r": {}}}}}"#,
+                "policies.p.type_key: must not be empty",
+            ),
+            (
+                r#"{"policies": {"p": {"type_key": "resourceType", "purposes": {"r": {"types": {"Patient": {"fields": {"birthDate": "yeer"}}}}}}}}"#,
+                r#"policies.p.purposes.r.types.Patient.fields."birthDate": unknown action "yeer""#,
+            ),
+            (
+                r#"{"policies": {"p": {"type_key": "resourceType", "purposes": {"r": {"types": {"Patient": {"default": "maybe"}}}}}}}"#,
+                r#"policies.p.purposes.r.types.Patient.default: expected "keep" or "drop""#,
+            ),
+            (
+                r#"{"limits": {"max_type_lookahead_bytes": 0}, "policies": {}}"#,
+                "limits.max_type_lookahead_bytes: must be at least 1",
+            ),
         ];
         for (json, expected) in cases {
             let message = error(json);
@@ -655,6 +752,32 @@ mod tests {
         );
         assert!(error(r#"{"limits": {"max_body": 1}, "policies": {}}"#)
             .starts_with("limits.max_body: unknown field `max_body`"));
+    }
+
+    #[test]
+    fn typed_rules_compile_per_purpose() {
+        let config = load(
+            r#"{"limits": {"max_type_lookahead_bytes": 4096}, "policies": {"fhir": {"type_key": "resourceType", "purposes": {
+                "research": {"fields": {"**.telecom": "drop"}, "types": {"Patient": {"fields": {"gender": "keep"}}}},
+                "care": {"default": "keep"}}}}}"#,
+        )
+        .unwrap();
+        let purposes = &config.policies[0].purposes;
+        let research = purposes["research"]
+            .body
+            .as_ref()
+            .expect("typed rules read the body");
+        let typing = research.typing.as_ref().expect("typed");
+        assert_eq!(
+            (&*typing.key, typing.max_lookahead),
+            (&b"resourceType"[..], 4096)
+        );
+        assert!(typing.root(b"Patient").is_some());
+        assert!(typing.root(b"Practitioner").is_none());
+        // A purpose without `types` is not typed, even under a policy with a type key.
+        assert!(purposes["care"].body.is_none());
+        assert!(error(r#"{"policies": {"p": {"type_key": "t", "purposes": {"r": {"types": {"T": {"feilds": {}}}}}}}}"#)
+            .starts_with("policies.p.purposes.r.types.T.feilds: unknown field `feilds`"));
     }
 
     #[test]

@@ -36,6 +36,47 @@ struct State {
     may_descend: bool,
 }
 
+/// Typed rules (a policy's `type_key`, a purpose's `types`): which member gives an object
+/// its type, and where the rules of each type start in the automaton.
+#[derive(Debug, Clone)]
+pub struct Typing {
+    /// The type member's name, decoded.
+    pub key: Box<[u8]>,
+    /// Type name (decoded) → the state its rules start from, and its default.
+    types: HashMap<Box<[u8]>, TypeRoot>,
+    /// Most bytes of one object held while its type member is not yet read.
+    pub max_lookahead: u64,
+}
+
+/// Where the rules of one type start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeRoot {
+    pub state: StateId,
+    /// The type's `default`: what its members no rule names get.
+    pub default: Action,
+}
+
+impl Typing {
+    /// The rules of the type named `name` (decoded); `None` for a type the purpose does not
+    /// list, whose objects are withheld whole.
+    pub fn root(&self, name: &[u8]) -> Option<TypeRoot> {
+        self.types.get(name).copied()
+    }
+}
+
+/// One type's rules, for [`FieldRules::compile_typed`].
+#[derive(Debug, Clone)]
+pub struct TypeRules {
+    pub name: String,
+    pub default: Action,
+    /// Paths relative to the typed object.
+    pub rules: Vec<Rule>,
+}
+
+/// The rank of the type member inside a typed object: above every rule, so that the member
+/// is kept in every typed object sent, whatever the rules say of it.
+pub const TYPE_MEMBER_RANK: Rank = Rank::MAX;
+
 /// Compiled rules of one purpose.
 #[derive(Debug, Clone)]
 pub struct FieldRules {
@@ -51,6 +92,8 @@ pub struct FieldRules {
     states: Vec<State>,
     /// `transitions[state * symbol_count + symbol]`.
     transitions: Vec<StateId>,
+    /// With typed rules: the type member and the roots of the types' rules.
+    pub typing: Option<Box<Typing>>,
 }
 
 /// How strongly a rule holds, for precedence: its path's specificity (more named keys,
@@ -111,6 +154,70 @@ type Position = (u32, u32); // (rule, segment index)
 impl FieldRules {
     /// Builds the automaton by subset construction over rule positions.
     pub fn compile(default: Action, rules: &[Rule]) -> Result<FieldRules, TooComplex> {
+        FieldRules::compile_roots(default, rules, &[], None)
+    }
+
+    /// Builds the automaton of typed rules: the purpose's own rules from [`ROOT`], for what
+    /// lies outside every typed object, and each type's rules from a root of its own, with
+    /// the purpose's rules that start with `**` (they reach inside typed objects) and the
+    /// type member, kept above every rule ([`TYPE_MEMBER_RANK`]).
+    pub fn compile_typed(
+        default: Action,
+        rules: &[Rule],
+        type_key: &str,
+        types: &[TypeRules],
+        max_lookahead: u64,
+    ) -> Result<FieldRules, TooComplex> {
+        let reaching: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| r.path.segments.first() == Some(&Segment::AnyDepth))
+            .collect();
+        let mut all: Vec<Rule> = rules.to_vec();
+        let mut roots = Vec::new();
+        for typed in types {
+            let start = all.len();
+            all.extend(typed.rules.iter().cloned());
+            all.extend(reaching.iter().map(|r| (*r).clone()));
+            all.push(Rule {
+                path: FieldPath {
+                    segments: vec![Segment::Key(type_key.to_string())],
+                },
+                action: Action::Keep,
+            });
+            roots.push((start, all.len()));
+        }
+        let typing = Typing {
+            key: type_key.as_bytes().into(),
+            types: HashMap::new(),
+            max_lookahead,
+        };
+        let mut compiled = FieldRules::compile_roots(default, &all, &roots, Some(typing))?;
+        if let Some(typing) = compiled.typing.as_mut() {
+            for (i, typed) in types.iter().enumerate() {
+                let state = ROOT + 1 + i as StateId;
+                typing.types.insert(
+                    typed.name.as_bytes().into(),
+                    TypeRoot {
+                        state,
+                        default: typed.default,
+                    },
+                );
+            }
+        }
+        Ok(compiled)
+    }
+
+    /// The automaton of `rules`: from [`ROOT`], the rules before the first of `roots`;
+    /// from `ROOT + 1 + i`, the rules in `roots[i]` (a range of `rules` whose last rule is
+    /// the type member's). Every root's rules are its own, so no state mixes two roots.
+    fn compile_roots(
+        default: Action,
+        rules: &[Rule],
+        roots: &[(usize, usize)],
+        typing: Option<Typing>,
+    ) -> Result<FieldRules, TooComplex> {
+        let outer = roots.first().map_or(rules.len(), |r| r.0);
+        let type_members: Vec<usize> = roots.iter().map(|r| r.1 - 1).collect();
         let mut symbols: HashMap<Box<[u8]>, u32, BuildHasherDefault<KeyHasher>> =
             HashMap::default();
         for rule in rules {
@@ -147,9 +254,13 @@ impl FieldRules {
                 return Err(TooComplex);
             }
             let id = states.len() as StateId;
-            let own = winner(rules, &set).map(|rule| {
-                actions.push(rule.action);
-                strengths.push(strength(rule));
+            let own = winner(rules, &set, &type_members).map(|r| {
+                actions.push(rules[r].action);
+                strengths.push(if type_members.contains(&r) {
+                    TYPE_MEMBER_STRENGTH
+                } else {
+                    strength(&rules[r])
+                });
                 actions.len() - 1
             });
             let may_descend = set
@@ -163,12 +274,14 @@ impl FieldRules {
 
         let dead = intern(BTreeSet::new(), &mut states, &mut actions, &mut queue)?;
         debug_assert_eq!(dead, DEAD);
-        let start: BTreeSet<Position> = closure(rules, (0..rules.len() as u32).map(|r| (r, 0)));
-        // The root is not a field: no rule names it, even `**`.
-        let start_without_matches: BTreeSet<Position> = start
-            .into_iter()
-            .filter(|&(r, i)| (i as usize) < rules[r as usize].path.segments.len())
-            .collect();
+        // A root is not a field: no rule names it, even `**`.
+        let start = |range: std::ops::Range<usize>| -> BTreeSet<Position> {
+            closure(rules, range.map(|r| (r as u32, 0)))
+                .into_iter()
+                .filter(|&(r, i)| (i as usize) < rules[r as usize].path.segments.len())
+                .collect()
+        };
+        let start_without_matches = start(0..outer);
         let root = if start_without_matches.is_empty() {
             // Keep ROOT a distinct state even when no rule exists.
             states.push(State {
@@ -181,6 +294,11 @@ impl FieldRules {
             intern(start_without_matches, &mut states, &mut actions, &mut queue)?
         };
         debug_assert_eq!(root, ROOT);
+        for (i, &(from, to)) in roots.iter().enumerate() {
+            // Never empty (the type member's rule), and no other root's: a state of its own.
+            let id = intern(start(from..to), &mut states, &mut actions, &mut queue)?;
+            debug_assert_eq!(id, ROOT + 1 + i as StateId);
+        }
 
         let mut done = 0;
         while done < queue.len() {
@@ -200,7 +318,13 @@ impl FieldRules {
         order.dedup();
         let ranks = strengths
             .iter()
-            .map(|s| DEFAULT_RANK + 1 + order.partition_point(|o| o < s) as Rank)
+            .map(|s| {
+                if *s == TYPE_MEMBER_STRENGTH {
+                    TYPE_MEMBER_RANK
+                } else {
+                    DEFAULT_RANK + 1 + order.partition_point(|o| o < s) as Rank
+                }
+            })
             .collect();
 
         Ok(FieldRules {
@@ -212,6 +336,7 @@ impl FieldRules {
             symbol_count,
             states,
             transitions,
+            typing: typing.map(Box::new),
         })
     }
 
@@ -256,7 +381,9 @@ impl FieldRules {
 
     /// Whether the whole document passes untouched, so the body need not be read at all.
     pub fn keeps_everything(&self) -> bool {
-        self.default == Action::Keep && self.actions.iter().all(|a| *a == Action::Keep)
+        self.typing.is_none()
+            && self.default == Action::Keep
+            && self.actions.iter().all(|a| *a == Action::Keep)
     }
 
     pub fn state_count(&self) -> usize {
@@ -302,11 +429,21 @@ fn strength(rule: &Rule) -> Strength {
     (keys, any, deep, rule.action.protection_rank())
 }
 
-fn winner<'r>(rules: &'r [Rule], set: &BTreeSet<Position>) -> Option<&'r Rule> {
+/// The strength of the type member's own rule: above every rule's.
+const TYPE_MEMBER_STRENGTH: Strength = (usize::MAX, 0, 0, 0);
+
+/// The index of the rule that wins among those naming the field.
+fn winner(rules: &[Rule], set: &BTreeSet<Position>, type_members: &[usize]) -> Option<usize> {
     set.iter()
         .filter(|&&(r, i)| i as usize == rules[r as usize].path.segments.len())
-        .map(|&(r, _)| &rules[r as usize])
-        .max_by_key(|rule| strength(rule))
+        .map(|&(r, _)| r as usize)
+        .max_by_key(|&r| {
+            if type_members.contains(&r) {
+                TYPE_MEMBER_STRENGTH
+            } else {
+                strength(&rules[r])
+            }
+        })
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use finalite::policy::action::{Action, Transform};
 use finalite::policy::path::FieldPath;
-use finalite::policy::rules::{FieldRules, Rule};
+use finalite::policy::rules::{FieldRules, Rule, TypeRules as EngineTypeRules};
 use finalite::policy::transform::{self, TransformContext};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -128,6 +128,38 @@ pub struct Policy {
     pub rules: Vec<PolicyRule>,
     /// `limits.max_depth`.
     pub max_depth: u32,
+    /// Typed rules: the policy's `type_key` and the purpose's `types`.
+    pub typing: Option<Typing>,
+}
+
+/// Typed rules, as the reference reads them:
+/// - an object the rules go into (the root, a kept one, or one some rule reaches inside)
+///   whose first member named `key` is a string has that type; a first type member that is
+///   not a string refuses the document;
+/// - an object of a listed type at the root's place (the root, an element of a root
+///   array) or where the enclosing rules keep it is decided by its type's rules (relative
+///   paths, with the purpose's rules that start with `**`), keeps its type member whatever
+///   they say, and is refused if it has a second type member; otherwise it is withheld
+///   (the root becomes `null`);
+/// - a kept container is always gone into (a typed object inside is never sent whole).
+///
+/// Not modelled: `limits.max_type_lookahead_bytes` (the tests that compare keep documents
+/// far below it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typing {
+    pub key: String,
+    pub types: Vec<TypeRules>,
+}
+
+/// One type's rules as [`Policy::typed`] takes them: name, default, plain paths.
+pub type TypeSpec<'a> = (&'a str, Act, &'a [(&'a str, Act)]);
+
+/// The rules of one type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeRules {
+    pub name: String,
+    pub default: Act,
+    pub rules: Vec<PolicyRule>,
 }
 
 /// The depth limit of a policy made by [`Policy::new`] (`limits.max_depth`'s default).
@@ -140,6 +172,7 @@ impl Policy {
             default,
             rules: Vec::new(),
             max_depth: DEFAULT_MAX_DEPTH,
+            typing: None,
         };
         for (path, act) in rules {
             policy.push(path, act.clone());
@@ -156,17 +189,59 @@ impl Policy {
         });
     }
 
-    /// The engine's compiled rules for this policy, as the proxy compiles `fields`.
+    /// Adds typed rules: `key` is the type member, each type has a default and plain paths.
+    pub fn typed(mut self, key: &str, types: &[TypeSpec]) -> Policy {
+        self.typing = Some(Typing {
+            key: key.to_string(),
+            types: types
+                .iter()
+                .map(|(name, default, rules)| TypeRules {
+                    name: name.to_string(),
+                    default: default.clone(),
+                    rules: rules
+                        .iter()
+                        .map(|(path, act)| PolicyRule {
+                            text: path.to_string(),
+                            segments: plain_path(path),
+                            act: act.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        });
+        self
+    }
+
+    /// The engine's compiled rules for this policy, as the proxy compiles `fields` (and
+    /// `types`, with a lookahead limit of 1 MiB).
     pub fn compile(&self) -> Arc<FieldRules> {
-        let rules: Vec<Rule> = self
-            .rules
-            .iter()
-            .map(|rule| Rule {
-                path: FieldPath::parse(&rule.text).expect("valid path"),
-                action: rule.act.to_engine(),
-            })
-            .collect();
-        Arc::new(FieldRules::compile(self.default.to_engine(), &rules).expect("compiles"))
+        let engine_rules = |rules: &[PolicyRule]| -> Vec<Rule> {
+            rules
+                .iter()
+                .map(|rule| Rule {
+                    path: FieldPath::parse(&rule.text).expect("valid path"),
+                    action: rule.act.to_engine(),
+                })
+                .collect()
+        };
+        let rules = engine_rules(&self.rules);
+        let default = self.default.to_engine();
+        Arc::new(match &self.typing {
+            None => FieldRules::compile(default, &rules).expect("compiles"),
+            Some(typing) => {
+                let types: Vec<EngineTypeRules> = typing
+                    .types
+                    .iter()
+                    .map(|t| EngineTypeRules {
+                        name: t.name.clone(),
+                        default: t.default.to_engine(),
+                        rules: engine_rules(&t.rules),
+                    })
+                    .collect();
+                FieldRules::compile_typed(default, &rules, &typing.key, &types, 1 << 20)
+                    .expect("compiles")
+            }
+        })
     }
 
     /// The reference projection of one document: `Err` when the engine must refuse it.
@@ -175,16 +250,32 @@ impl Policy {
         if value.depth() > self.max_depth {
             return Err(Refused(format!("deeper than {}", self.max_depth)));
         }
+        fn set(rules: &[PolicyRule]) -> Vec<(&[Seg], &Act)> {
+            rules.iter().map(|r| (&r.segments[..], &r.act)).collect()
+        }
+        let mut sets = vec![set(&self.rules)];
+        if let Some(typing) = &self.typing {
+            let reaching: Vec<(&[Seg], &Act)> = set(&self.rules)
+                .into_iter()
+                .filter(|(segments, _)| segments.first() == Some(&Seg::Deep))
+                .collect();
+            for t in &typing.types {
+                let mut rules = set(&t.rules);
+                rules.extend(reaching.iter().copied());
+                sets.push(rules);
+            }
+        }
         let rules = Rules {
-            rules: self
-                .rules
-                .iter()
-                .map(|r| (&r.segments[..], &r.act))
-                .collect(),
+            sets,
+            typing: self.typing.as_ref(),
             context: context.clone(),
         };
-        let projected =
-            rules.project(&value, &mut Vec::new(), &self.default, DEFAULT_RANK, true)?;
+        let at = At {
+            root: true,
+            at_root: true,
+            set: 0,
+        };
+        let projected = rules.project(&value, &mut Vec::new(), &self.default, DEFAULT_RANK, at)?;
         Ok(projected.expect("the root is always written"))
     }
 
@@ -361,6 +452,8 @@ impl J {
 /// Specificity (named keys, `*`, fewer `**`), then protection.
 type Rank = (usize, usize, isize, u8);
 const DEFAULT_RANK: Rank = (0, 0, isize::MIN, 0);
+/// The type member of a typed object: above every rule.
+const TYPE_MEMBER_RANK: Rank = (usize::MAX, 0, 0, 0);
 
 fn protection(action: &Act) -> u8 {
     match action {
@@ -407,8 +500,20 @@ fn reaches_below(segments: &[Seg], path: &[String]) -> bool {
 }
 
 struct Rules<'c> {
-    rules: Vec<(&'c [Seg], &'c Act)>,
+    /// The purpose's rules (0), then each type's (`1 + i` for `typing.types[i]`).
+    sets: Vec<Vec<(&'c [Seg], &'c Act)>>,
+    typing: Option<&'c Typing>,
     context: TransformContext,
+}
+
+/// Where a value stands, for typed rules.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    root: bool,
+    /// The root, or an element of a root array.
+    at_root: bool,
+    /// The rule set in force.
+    set: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -416,9 +521,14 @@ pub struct Refused(pub String);
 
 impl<'c> Rules<'c> {
     /// The rule naming this field: highest rank, the last of equals (finalite's order).
-    fn own(&self, path: &[String]) -> Option<(&'c Act, Rank)> {
+    fn own(&self, set: usize, path: &[String]) -> Option<(&'c Act, Rank)> {
+        if let Some(typing) = self.typing.filter(|_| set > 0) {
+            if path.len() == 1 && path[0] == typing.key {
+                return Some((&Act::Keep, TYPE_MEMBER_RANK));
+            }
+        }
         let mut best: Option<(&'c Act, Rank)> = None;
-        for (segments, action) in &self.rules {
+        for (segments, action) in &self.sets[set] {
             if matches(segments, path) {
                 let r = rank(segments, action);
                 if best.is_none_or(|(_, b)| r >= b) {
@@ -429,8 +539,20 @@ impl<'c> Rules<'c> {
         best
     }
 
-    fn may_descend(&self, path: &[String]) -> bool {
-        self.rules.iter().any(|(s, _)| reaches_below(s, path))
+    fn may_descend(&self, set: usize, path: &[String]) -> bool {
+        self.sets[set].iter().any(|(s, _)| reaches_below(s, path))
+    }
+
+    /// An object's type, under typed rules: its first type member's value.
+    fn type_of<'v>(&self, members: &'v [(String, J)]) -> Result<Option<&'v str>, Refused> {
+        let Some(typing) = self.typing else {
+            return Ok(None);
+        };
+        match members.iter().find(|(key, _)| *key == typing.key) {
+            None => Ok(None),
+            Some((_, J::Str(name))) => Ok(Some(name)),
+            Some(_) => Err(Refused("a type member that is not a string".into())),
+        }
     }
 
     fn project(
@@ -439,15 +561,17 @@ impl<'c> Rules<'c> {
         path: &mut Vec<String>,
         action: &Act,
         rank: Rank,
-        root: bool,
+        at: At,
     ) -> Result<Option<J>, Refused> {
+        let root = at.root;
         match value {
             J::Arr(_) | J::Obj(_) => {
                 let array = matches!(value, J::Arr(_));
                 let descend = root
                     || match action {
                         Act::Null => false,
-                        Act::Keep | Act::Drop => self.may_descend(path),
+                        Act::Keep => self.typing.is_some() || self.may_descend(at.set, path),
+                        Act::Drop => self.may_descend(at.set, path),
                         _ => array,
                     };
                 if !descend {
@@ -457,23 +581,34 @@ impl<'c> Rules<'c> {
                         _ => None,
                     });
                 }
+                if let J::Obj(members) = value {
+                    if let Some(name) = self.type_of(members)? {
+                        return self.project_typed(members, name, action, at);
+                    }
+                }
                 let projected = match value {
                     J::Arr(items) => {
                         let mut out = Vec::new();
+                        let element = At { root: false, ..at };
                         for item in items {
-                            out.extend(self.project(item, path, action, rank, false)?);
+                            out.extend(self.project(item, path, action, rank, element)?);
                         }
                         J::Arr(out)
                     }
                     J::Obj(members) => {
                         let mut out = Vec::new();
+                        let member_at = At {
+                            root: false,
+                            at_root: false,
+                            set: at.set,
+                        };
                         for (key, member) in members {
                             path.push(key.clone());
-                            let (a, r) = match self.own(path) {
+                            let (a, r) = match self.own(at.set, path) {
                                 Some((a, r)) if r >= rank => (a, r),
                                 _ => (action, rank),
                             };
-                            let result = self.project(member, path, a, r, false);
+                            let result = self.project(member, path, a, r, member_at);
                             path.pop();
                             if let Some(kept) = result? {
                                 out.push((key.clone(), kept));
@@ -499,6 +634,46 @@ impl<'c> Rules<'c> {
                 },
             }),
         }
+    }
+
+    /// An object of type `name`, which the rules go into.
+    fn project_typed(
+        &self,
+        members: &[(String, J)],
+        name: &str,
+        action: &Act,
+        at: At,
+    ) -> Result<Option<J>, Refused> {
+        let typing = self.typing.expect("typed rules");
+        let listed = typing.types.iter().position(|t| t.name == name);
+        let Some(index) = listed.filter(|_| at.at_root || *action == Act::Keep) else {
+            return Ok(at.root.then_some(J::Null));
+        };
+        if members.iter().filter(|(key, _)| *key == typing.key).count() > 1 {
+            return Err(Refused("two type members".into()));
+        }
+        let set = 1 + index;
+        let default = &typing.types[index].default;
+        let mut out = Vec::new();
+        let mut path = Vec::new();
+        let member_at = At {
+            root: false,
+            at_root: false,
+            set,
+        };
+        for (key, member) in members {
+            path.push(key.clone());
+            let (a, r) = match self.own(set, &path) {
+                Some((a, r)) => (a, r),
+                None => (default, DEFAULT_RANK),
+            };
+            let result = self.project(member, &mut path, a, r, member_at);
+            path.pop();
+            if let Some(kept) = result? {
+                out.push((key.clone(), kept));
+            }
+        }
+        Ok(Some(J::Obj(out)))
     }
 
     fn transform(&self, action: &Act, value: &[u8], string: bool) -> Result<J, Refused> {

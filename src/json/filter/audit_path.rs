@@ -5,6 +5,7 @@
 use super::{JsonFilter, PathId};
 use crate::json::tally::{FieldKey, KeyWords, NO_PATH, ROOT_PATH};
 use crate::policy::rules::FieldRules;
+use crate::policy::rules::Typing;
 
 /// A container whose path has no number yet ([`JsonFilter::top_path_id`] gives it one).
 pub(super) const UNNUMBERED: PathId = NO_PATH - 1;
@@ -28,8 +29,11 @@ impl JsonFilter {
         for i in numbered..self.frames.len() {
             let parent = &self.frames[i - 1];
             let frame = &self.frames[i];
-            // The key as spelled names the path as well as the decoded one does.
-            let id = if parent.object {
+            // The key as spelled names the path as well as the decoded one does. A typed
+            // object's path starts anew with its type: counted by path, never numbered.
+            let id = if frame.typed {
+                NO_PATH
+            } else if parent.object {
                 let key = KeyWords::of(&self.keys[frame.key_start..frame.key_end]);
                 self.path_ids.child(parent.path_id, key)
             } else {
@@ -145,3 +149,18 @@ const FIELD_NAME_BYTES: [bool; 256] = {
     }
     table
 };
+
+/// The audit path of a typed object: its type, written as is when it looks like a field
+/// name, quoted when the purpose lists it, and as `*` otherwise (a type the upstream made up
+/// may be data).
+pub(super) fn type_segment(name: &[u8], typing: &Typing) -> Vec<u8> {
+    if is_field_name(name) {
+        name.to_vec()
+    } else if typing.root(name).is_some() {
+        serde_json::to_string(&String::from_utf8_lossy(name))
+            .unwrap_or_else(|_| "*".into())
+            .into_bytes()
+    } else {
+        b"*".to_vec()
+    }
+}

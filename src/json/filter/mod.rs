@@ -8,6 +8,7 @@
 
 mod audit_path;
 mod step_cache;
+mod typed;
 
 use std::sync::Arc;
 
@@ -15,10 +16,11 @@ use super::error::{EngineError, ErrorKind};
 use super::lexer::{plain_value, Event, Framing, Lexer, ScalarKind, WholeScalar};
 use super::tally::{KeyWords, PathCounter, PathId, PathIds, ROOT_PATH};
 use crate::policy::action::{Action, Transform};
-use crate::policy::rules::{FieldRules, Rank, StateId, DEFAULT_RANK, ROOT};
+use crate::policy::rules::{FieldRules, Rank, StateId, DEFAULT_RANK, ROOT, TYPE_MEMBER_RANK};
 use crate::policy::transform::{self, TransformContext};
 use audit_path::{push_segment, UNNUMBERED};
 use step_cache::StepCache;
+use typed::{Hold, Replay};
 
 pub use super::tally::{PathTally, MAX_TALLY_PATHS};
 
@@ -61,6 +63,10 @@ struct Frame {
     seen: u32,
     /// The number of this container's field path, for the tallies.
     path_id: PathId,
+    /// Whether this is a typed object decided by its type's rules.
+    typed: bool,
+    /// Type members met in a typed object (a second one is refused).
+    type_members: u8,
 }
 
 /// What a scalar's bytes are for, once its action has been applied.
@@ -112,6 +118,16 @@ pub struct JsonFilter {
     pending_key: Option<KeyWords>,
     /// Numbers of the open containers' field paths.
     path_ids: PathIds,
+    /// Whether the rules are typed: objects the rules go into wait for their type.
+    typed: bool,
+    /// The object whose members wait for its type.
+    hold: Option<Box<Hold>>,
+    /// While a held object is read again: the types noted inside it.
+    replay: Option<Replay>,
+    /// Set when a typed object meets a second type member.
+    type_error: bool,
+    /// The enclosing field paths of the open typed objects, whose own paths start anew.
+    typed_paths: Vec<Vec<u8>>,
 }
 
 impl JsonFilter {
@@ -127,7 +143,13 @@ impl JsonFilter {
         framing: Framing,
     ) -> JsonFilter {
         let default = rules.default;
+        let typed = rules.typing.is_some();
         JsonFilter {
+            typed,
+            hold: None,
+            replay: None,
+            type_error: false,
+            typed_paths: Vec::new(),
             rules,
             context,
             lexer: Lexer::with_framing(max_depth, framing),
@@ -210,6 +232,9 @@ impl JsonFilter {
     }
 
     fn run(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
+        if self.typed {
+            return self.run_typed(chunk, out);
+        }
         let mut pos = 0;
         loop {
             if self.subtree == Subtree::None && self.frames.last().is_some_and(|top| top.object) {
@@ -218,6 +243,45 @@ impl JsonFilter {
             let Some(event) = self.lexer.next(chunk, &mut pos)? else {
                 break;
             };
+            self.on_event(event, chunk, out)?;
+        }
+        if let Some(from) = self.copy_from {
+            out.extend_from_slice(&chunk[from..]);
+            self.copy_from = Some(0);
+        }
+        self.lexer.end_chunk(chunk.len());
+        Ok(())
+    }
+
+    /// [`JsonFilter::run`] under typed rules: objects wait for their type (typed.rs), and
+    /// members are read through the events only, so that a second type member is refused
+    /// before anything after it is written.
+    fn run_typed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
+        let mut pos = 0;
+        loop {
+            if self.hold.is_some() {
+                if self.hold_events(chunk, &mut pos, out)? {
+                    continue;
+                }
+                break;
+            }
+            let Some(event) = self.lexer.next(chunk, &mut pos)? else {
+                break;
+            };
+            if self.type_error {
+                // At the second type member's value, which no split moves.
+                let at = match event {
+                    Event::ObjectStart(at) | Event::ArrayStart(at) | Event::ScalarStart(at, _) => {
+                        at
+                    }
+                    Event::Scalar { start, .. } => start,
+                    _ => pos,
+                };
+                return Err(self.lexer.error(
+                    at,
+                    ErrorKind::Type(crate::json::error::TypeErrorKind::TwoTypeMembers),
+                ));
+            }
             self.on_event(event, chunk, out)?;
         }
         if let Some(from) = self.copy_from {
@@ -269,13 +333,19 @@ impl JsonFilter {
                 // `null` replaces a container whole; a transform disguises each scalar of an
                 // array and withholds an object; keep and drop go inside only when a rule
                 // may apply there.
+                // Under typed rules, a kept container is gone into too: a typed object inside
+                // it is decided by its type's rules, never sent whole.
                 let descend = root
                     || match action {
                         Action::Null => false,
                         Action::Transform(_) => !object,
-                        Action::Keep | Action::Drop => self.rules.may_descend(state),
+                        Action::Keep => self.typed || self.rules.may_descend(state),
+                        Action::Drop => self.rules.may_descend(state),
                     };
                 if descend {
+                    if self.typed && object {
+                        return self.start_typed_object(at, (state, action, rank), root, out);
+                    }
                     self.push_frame(object, state, action, rank, out);
                 } else {
                     match action {
@@ -307,6 +377,7 @@ impl JsonFilter {
                     seen,
                     key_start,
                     path_len,
+                    typed,
                     ..
                 }) = self.frames.last()
                 {
@@ -321,7 +392,11 @@ impl JsonFilter {
                     self.opened_depth = self.opened_depth.min(self.frames.len());
                     self.numbered_depth = self.numbered_depth.min(self.frames.len());
                     self.keys.truncate(key_start);
-                    self.path.truncate(path_len);
+                    if typed {
+                        self.path = self.typed_paths.pop().unwrap_or_default();
+                    } else {
+                        self.path.truncate(path_len);
+                    }
                 }
             }
             Event::ScalarStart(at, kind) => match self.start_scalar(kind, out) {
@@ -367,6 +442,19 @@ impl JsonFilter {
                 Some((action, rank)) if rank >= top.rank => (state, *action, rank),
                 _ => (state, top.action, top.rank),
             };
+            if self.pending.2 == TYPE_MEMBER_RANK {
+                self.count_type_member();
+            }
+        }
+    }
+
+    /// A typed object's type member: the first is its type, a second makes it ambiguous.
+    #[cold]
+    #[inline(never)]
+    fn count_type_member(&mut self) {
+        if let Some(top) = self.frames.last_mut() {
+            top.type_members = top.type_members.saturating_add(1);
+            self.type_error |= top.type_members > 1;
         }
     }
 
@@ -515,6 +603,8 @@ impl JsonFilter {
             path_len,
             seen: 0,
             path_id,
+            typed: false,
+            type_members: 0,
         });
         if eager {
             self.open_frames(out);

@@ -1,8 +1,8 @@
 use super::audit_path::is_field_name;
 use super::*;
-use crate::json::LexErrorKind;
+use crate::json::{LexErrorKind, TypeErrorKind};
 use crate::policy::path::FieldPath;
-use crate::policy::rules::Rule;
+use crate::policy::rules::{Rule, TypeRules};
 use std::collections::BTreeMap;
 
 /// A tally's paths and counts, in path order.
@@ -524,4 +524,278 @@ fn taken_stats_equal_read_stats_and_leave_the_tallies_empty() {
     let after = f.stats();
     assert_eq!((after.withheld.total(), after.transformed.total()), (0, 0));
     assert_eq!(after.bytes_out, read.bytes_out);
+}
+
+// ---------------------------------------------------------------------------------------
+// Typed rules
+
+type TypeSpec<'a> = (&'a str, Action, &'a [(&'a str, Action)]);
+
+fn typed_rules_limited(
+    default: Action,
+    spec: &[(&str, Action)],
+    types: &[TypeSpec],
+    limit: u64,
+) -> Arc<FieldRules> {
+    let parse = |spec: &[(&str, Action)]| -> Vec<Rule> {
+        spec.iter()
+            .map(|(p, a)| Rule {
+                path: FieldPath::parse(p).unwrap(),
+                action: *a,
+            })
+            .collect()
+    };
+    let types: Vec<TypeRules> = types
+        .iter()
+        .map(|(name, default, spec)| TypeRules {
+            name: name.to_string(),
+            default: *default,
+            rules: parse(spec),
+        })
+        .collect();
+    Arc::new(
+        FieldRules::compile_typed(default, &parse(spec), "resourceType", &types, limit).unwrap(),
+    )
+}
+
+fn typed_rules(default: Action, spec: &[(&str, Action)], types: &[TypeSpec]) -> Arc<FieldRules> {
+    typed_rules_limited(default, spec, types, 1 << 20)
+}
+
+/// The research purpose of the typed rules' description, on a searchset.
+fn research() -> Arc<FieldRules> {
+    typed_rules(
+        Action::Drop,
+        &[("**.telecom", Action::Drop)],
+        &[
+            (
+                "Bundle",
+                Action::Drop,
+                &[("type", Action::Keep), ("entry.resource", Action::Keep)],
+            ),
+            (
+                "Patient",
+                Action::Drop,
+                &[
+                    ("id", Action::Transform(Transform::Mask { keep_last: 1 })),
+                    ("birthDate", Action::Transform(Transform::Year)),
+                    ("gender", Action::Keep),
+                ],
+            ),
+            (
+                "Location",
+                Action::Drop,
+                &[("name", Action::Keep), ("address.city", Action::Keep)],
+            ),
+            ("Organization", Action::Keep, &[]),
+        ],
+    )
+}
+
+const SEARCHSET: &str = r#"{"resourceType":"Bundle","type":"searchset","total":4,"entry":[{"fullUrl":"p","resource":{"resourceType":"Patient","id":"p1","birthDate":"1984-03-07","gender":"female","address":[{"city":"Lyon"}],"telecom":[{"value":"06"}]}},{"resource":{"name":"Site","address":{"city":"Paris","line":["1 rue"]},"resourceType":"Location"}},{"resource":{"resourceType":"Organization","name":"H","telecom":[{"value":"01"}],"contact":[{"telecom":[{"value":"02"}]}]}},{"resource":{"resourceType":"Practitioner","name":[{"family":"X"}]}}]}"#;
+
+#[test]
+fn each_typed_object_is_decided_by_its_types_rules() {
+    assert_eq!(
+        filter(&research(), SEARCHSET).unwrap(),
+        r#"{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Patient","id":"*1","birthDate":"1984","gender":"female"}},{"resource":{"name":"Site","address":{"city":"Paris"},"resourceType":"Location"}},{"resource":{"resourceType":"Organization","name":"H","contact":[{}]}}]}"#
+    );
+}
+
+#[test]
+fn typed_audit_paths_start_with_the_type() {
+    let mut f = JsonFilter::new(research(), 16, TransformContext::default());
+    let mut out = Vec::new();
+    f.write(SEARCHSET.as_bytes(), &mut out).unwrap();
+    f.finish(&mut out).unwrap();
+    let stats = f.stats();
+    assert_eq!(
+        counts(&stats.withheld),
+        vec![
+            ("Bundle.entry.fullUrl", 1),
+            ("Bundle.total", 1),
+            ("Location.address.line", 1),
+            ("Organization.contact.telecom.value", 1),
+            ("Organization.telecom.value", 1),
+            ("Patient.address.city", 1),
+            ("Patient.telecom.value", 1),
+            ("Practitioner", 1),
+        ]
+    );
+    assert_eq!(
+        counts(&stats.transformed),
+        vec![("Patient.birthDate", 1), ("Patient.id", 1)]
+    );
+}
+
+#[test]
+fn member_order_does_not_change_the_output() {
+    let r = research();
+    let first = r#"{"resourceType":"Patient","id":"p1","gender":"male","name":[{"family":"F"}]}"#;
+    let middle = r#"{"id":"p1","gender":"male","resourceType":"Patient","name":[{"family":"F"}]}"#;
+    let last = r#"{"id":"p1","gender":"male","name":[{"family":"F"}],"resourceType":"Patient"}"#;
+    assert_eq!(
+        filter(&r, first).unwrap(),
+        r#"{"resourceType":"Patient","id":"*1","gender":"male"}"#
+    );
+    assert_eq!(
+        filter(&r, middle).unwrap(),
+        r#"{"id":"*1","gender":"male","resourceType":"Patient"}"#
+    );
+    assert_eq!(
+        filter(&r, last).unwrap(),
+        r#"{"id":"*1","gender":"male","resourceType":"Patient"}"#
+    );
+}
+
+#[test]
+fn escaped_type_members_are_read_decoded_and_written_as_spelled() {
+    let r = research();
+    assert_eq!(
+        filter(
+            &r,
+            r#"{"id":"p1","resource\u0054ype":"Pati\u0065nt","gender":"male","x":1}"#
+        )
+        .unwrap(),
+        r#"{"id":"*1","resource\u0054ype":"Pati\u0065nt","gender":"male"}"#
+    );
+}
+
+#[test]
+fn a_type_member_that_is_not_a_string_or_a_second_one_is_refused() {
+    let r = research();
+    for (doc, kind) in [
+        (r#"{"resourceType":5,"id":"p"}"#, TypeErrorKind::NotAString),
+        (
+            r#"{"id":"p","resourceType":{"a":1}}"#,
+            TypeErrorKind::NotAString,
+        ),
+        (
+            r#"{"id":"p","resourceType":null}"#,
+            TypeErrorKind::NotAString,
+        ),
+        (
+            r#"{"resourceType":"Patient","id":"p","resourceType":"Patient"}"#,
+            TypeErrorKind::TwoTypeMembers,
+        ),
+        (
+            r#"{"id":"p","resourceType":"Patient","resource\u0054ype":"Location"}"#,
+            TypeErrorKind::TwoTypeMembers,
+        ),
+        (
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"x":[1],"resourceType":true}}]}"#,
+            TypeErrorKind::NotAString,
+        ),
+    ] {
+        assert_eq!(
+            filter(&r, doc).unwrap_err().kind,
+            ErrorKind::Type(kind),
+            "{doc}"
+        );
+    }
+}
+
+#[test]
+fn an_object_past_the_lookahead_limit_is_refused() {
+    let r = typed_rules_limited(Action::Keep, &[], &[("Patient", Action::Keep, &[])], 32);
+    let refused = filter(&r, r#"{"id":"0123456789","resourceType":"Patient"}"#).unwrap_err();
+    assert_eq!(
+        refused.kind,
+        ErrorKind::Type(TypeErrorKind::LookaheadExceeded { limit: 32 })
+    );
+    assert_eq!((refused.offset, refused.path.as_str()), (33, "$"));
+    // Untyped objects are held to their end too.
+    assert!(filter(&r, r#"{"a":{"id":"0123456789abcdef0123456789"}}"#).is_err());
+    // Once the type is known, nothing more is held.
+    let doc = r#"{"resourceType":"Patient","id":"0123456789abcdef0123456789"}"#;
+    assert_eq!(filter(&r, doc).unwrap(), doc);
+}
+
+#[test]
+fn enclosing_rules_can_only_be_more_protective() {
+    let r = typed_rules(
+        Action::Keep,
+        &[("data.secret", Action::Drop), ("meta", Action::Null)],
+        &[("Patient", Action::Keep, &[("ssn", Action::Drop)])],
+    );
+    // A broad keep does not send a typed object whole; a withheld or nulled position wins.
+    assert_eq!(
+        filter(
+            &r,
+            r#"{"data":[{"resourceType":"Patient","ssn":"1","n":"a"}],"secret":{"resourceType":"Patient"},"meta":{"resourceType":"Patient","n":1},"x":{"y":[1]}}"#
+        )
+        .unwrap(),
+        r#"{"data":[{"resourceType":"Patient","n":"a"}],"secret":{"resourceType":"Patient"},"meta":null,"x":{"y":[1]}}"#
+    );
+    let r = typed_rules(
+        Action::Drop,
+        &[("data.id", Action::Keep)],
+        &[("Patient", Action::Keep, &[])],
+    );
+    // Rules of the enclosing purpose reach inside untyped objects only.
+    assert_eq!(
+        filter(
+            &r,
+            r#"{"data":[{"resourceType":"Patient","id":"1"},{"id":"2","n":3}]}"#
+        )
+        .unwrap(),
+        r#"{"data":[{"id":"2"}]}"#
+    );
+}
+
+#[test]
+fn an_unlisted_root_type_becomes_null_and_ndjson_lines_are_typed_each() {
+    let r = research();
+    assert_eq!(
+        filter(&r, r#"{"resourceType":"Practitioner","id":"x"}"#).unwrap(),
+        "null"
+    );
+    let doc = "{\"resourceType\":\"Patient\",\"gender\":\"f\",\"id\":\"ab\"}\n{\"id\":\"x\",\"resourceType\":\"Practitioner\"}\n{\"name\":\"L\",\"resourceType\":\"Location\"}\n";
+    let run = |size: usize| {
+        let mut f =
+            JsonFilter::with_framing(r.clone(), 8, TransformContext::default(), Framing::Lines);
+        let mut out = Vec::new();
+        for chunk in doc.as_bytes().chunks(size) {
+            f.write(chunk, &mut out).unwrap();
+        }
+        f.finish(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let whole = run(doc.len());
+    assert_eq!(
+        whole,
+        "{\"resourceType\":\"Patient\",\"gender\":\"f\",\"id\":\"*b\"}\nnull\n{\"name\":\"L\",\"resourceType\":\"Location\"}\n"
+    );
+    for size in 1..doc.len() {
+        assert_eq!(run(size), whole, "chunks of {size}");
+    }
+}
+
+#[test]
+fn contained_and_nested_bundles_are_typed_innermost_first() {
+    let r = typed_rules(
+        Action::Drop,
+        &[],
+        &[
+            (
+                "Bundle",
+                Action::Drop,
+                &[("entry.resource", Action::Keep), ("type", Action::Keep)],
+            ),
+            (
+                "Patient",
+                Action::Drop,
+                &[("contained", Action::Keep), ("gender", Action::Keep)],
+            ),
+            ("Organization", Action::Drop, &[("name", Action::Keep)]),
+        ],
+    );
+    assert_eq!(
+        filter(
+            &r,
+            r#"{"type":"batch","entry":[{"resource":{"entry":[{"resource":{"contained":[{"name":"O","id":"o","resourceType":"Organization"},{"resourceType":"Practitioner"}],"gender":"f","id":"p","resourceType":"Patient"}}],"resourceType":"Bundle","type":"searchset"}}],"resourceType":"Bundle"}"#
+        )
+        .unwrap(),
+        r#"{"type":"batch","entry":[{"resource":{"entry":[{"resource":{"contained":[{"name":"O","resourceType":"Organization"}],"gender":"f","resourceType":"Patient"}}],"resourceType":"Bundle","type":"searchset"}}],"resourceType":"Bundle"}"#
+    );
 }

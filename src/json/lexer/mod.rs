@@ -280,6 +280,13 @@ impl Lexer {
         self.consumed += len as u64;
     }
 
+    /// Says that the chunk being read starts at absolute offset `offset`: for a caller that
+    /// reads bytes again from a saved lexer (a held object replayed), so that offsets stay
+    /// those of the document.
+    pub fn start_chunk_at(&mut self, offset: u64) {
+        self.consumed = offset;
+    }
+
     /// An error at `pos` of the current chunk, with the path of where it happened.
     pub fn error(&self, pos: usize, kind: ErrorKind) -> EngineError {
         EngineError {
