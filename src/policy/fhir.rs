@@ -522,4 +522,23 @@ mod tests {
             None
         ));
     }
+
+    #[test]
+    fn a_fhir_policy_types_objects_by_resource_type() {
+        let config = br#"{"policies": {"f": {"fhir": {"base": "/fhir"},
+            "purposes": {"r": {"types": {"Patient": {"fields": {"gender": "keep"}}}}}}}}"#;
+        let loaded = crate::policy::CompiledConfig::load(config, &|_| None).unwrap();
+        let rules = loaded.policies[0].purposes["r"].body.clone().unwrap();
+        let context = crate::policy::transform::TransformContext::new(None, None);
+        let mut filter = crate::json::JsonFilter::new(rules, 64, context);
+        let mut out = Vec::new();
+        filter
+            .write(
+                br#"{"gender":"f","name":"x","resourceType":"Patient"}"#,
+                &mut out,
+            )
+            .unwrap();
+        filter.finish(&mut out).unwrap();
+        assert_eq!(out, br#"{"gender":"f","resourceType":"Patient"}"#);
+    }
 }
