@@ -41,27 +41,32 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-fn memory<'a>(caller: &'a mut Caller<'_, Process>) -> Option<(&'a mut [u8], &'a mut Process)> {
-    let memory = caller.get_export("memory")?.into_memory()?;
-    Some(memory.data_and_store_mut(caller))
-}
-
-fn put(mem: &mut [u8], at: i32, bytes: &[u8]) -> bool {
-    let Ok(at) = usize::try_from(at) else {
-        return false;
+/// Runs one WASI call on the program's memory: `Ok` is errno 0, `Err` the errno.
+fn serve(
+    caller: &mut Caller<'_, Process>,
+    call: impl FnOnce(&mut [u8], &mut Process) -> Result<(), i32>,
+) -> i32 {
+    let Some(memory) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+        return ERRNO_FAULT;
     };
-    match mem.get_mut(at..at.saturating_add(bytes.len())) {
-        Some(slot) if slot.len() == bytes.len() => {
-            slot.copy_from_slice(bytes);
-            true
-        }
-        _ => false,
-    }
+    let (mem, process) = memory.data_and_store_mut(caller);
+    call(mem, process).err().unwrap_or(ERRNO_SUCCESS)
 }
 
-fn get_u32(mem: &[u8], at: usize) -> Option<u32> {
-    let b = mem.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+/// Writes `bytes` at the program's address `at`.
+fn put(mem: &mut [u8], at: i32, bytes: &[u8]) -> Result<(), i32> {
+    let at = usize::try_from(at).map_err(|_| ERRNO_FAULT)?;
+    let slot = mem
+        .get_mut(at..at.saturating_add(bytes.len()))
+        .filter(|slot| slot.len() == bytes.len())
+        .ok_or(ERRNO_FAULT)?;
+    slot.copy_from_slice(bytes);
+    Ok(())
+}
+
+fn get_u32(mem: &[u8], at: usize) -> Result<u32, i32> {
+    let b = mem.get(at..at + 4).ok_or(ERRNO_FAULT)?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn link(linker: &mut Linker<Process>) -> wasmtime::Result<()> {
@@ -69,51 +74,37 @@ fn link(linker: &mut Linker<Process>) -> wasmtime::Result<()> {
         WASI,
         "args_sizes_get",
         |mut caller: Caller<'_, Process>, count: i32, size: i32| {
-            let Some((mem, process)) = memory(&mut caller) else {
-                return ERRNO_FAULT;
-            };
-            let n = process.args.len() as u32;
-            let bytes: usize = process.args.iter().map(|a| a.len() + 1).sum();
-            if put(mem, count, &n.to_le_bytes()) && put(mem, size, &(bytes as u32).to_le_bytes()) {
-                ERRNO_SUCCESS
-            } else {
-                ERRNO_FAULT
-            }
+            serve(&mut caller, |mem, process| {
+                let bytes: usize = process.args.iter().map(|a| a.len() + 1).sum();
+                put(mem, count, &(process.args.len() as u32).to_le_bytes())?;
+                put(mem, size, &(bytes as u32).to_le_bytes())
+            })
         },
     )?;
     linker.func_wrap(
         WASI,
         "args_get",
         |mut caller: Caller<'_, Process>, argv: i32, buf: i32| {
-            let Some((mem, process)) = memory(&mut caller) else {
-                return ERRNO_FAULT;
-            };
-            let mut at = buf;
-            for (i, arg) in process.args.iter().enumerate() {
-                let mut with_nul = arg.clone();
-                with_nul.push(0);
-                if !put(mem, argv + 4 * i as i32, &(at as u32).to_le_bytes())
-                    || !put(mem, at, &with_nul)
-                {
-                    return ERRNO_FAULT;
+            serve(&mut caller, |mem, process| {
+                let mut at = buf;
+                for (i, arg) in process.args.iter().enumerate() {
+                    put(mem, argv + 4 * i as i32, &(at as u32).to_le_bytes())?;
+                    put(mem, at, &[arg.as_slice(), b"\0"].concat())?;
+                    at += arg.len() as i32 + 1;
                 }
-                at += with_nul.len() as i32;
-            }
-            ERRNO_SUCCESS
+                Ok(())
+            })
         },
     )?;
+    // No environment variables.
     linker.func_wrap(
         WASI,
         "environ_sizes_get",
         |mut caller: Caller<'_, Process>, count: i32, size: i32| {
-            let Some((mem, _)) = memory(&mut caller) else {
-                return ERRNO_FAULT;
-            };
-            if put(mem, count, &0u32.to_le_bytes()) && put(mem, size, &0u32.to_le_bytes()) {
-                ERRNO_SUCCESS
-            } else {
-                ERRNO_FAULT
-            }
+            serve(&mut caller, |mem, _| {
+                put(mem, count, &0u32.to_le_bytes())?;
+                put(mem, size, &0u32.to_le_bytes())
+            })
         },
     )?;
     linker.func_wrap(WASI, "environ_get", |_: i32, _: i32| ERRNO_SUCCESS)?;
@@ -121,79 +112,58 @@ fn link(linker: &mut Linker<Process>) -> wasmtime::Result<()> {
         WASI,
         "clock_time_get",
         |mut caller: Caller<'_, Process>, clock: i32, _precision: i64, out: i32| {
-            let Some((mem, process)) = memory(&mut caller) else {
-                return ERRNO_FAULT;
-            };
-            let nanos = match clock {
-                0 => SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64),
-                1..=3 => process.started.elapsed().as_nanos() as u64,
-                _ => return ERRNO_INVAL,
-            };
-            if put(mem, out, &nanos.to_le_bytes()) {
-                ERRNO_SUCCESS
-            } else {
-                ERRNO_FAULT
-            }
+            serve(&mut caller, |mem, process| {
+                let nanos = match clock {
+                    0 => SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64),
+                    1..=3 => process.started.elapsed().as_nanos() as u64,
+                    _ => return Err(ERRNO_INVAL),
+                };
+                put(mem, out, &nanos.to_le_bytes())
+            })
         },
     )?;
     linker.func_wrap(
         WASI,
         "random_get",
         |mut caller: Caller<'_, Process>, buf: i32, len: i32| {
-            let Some((mem, process)) = memory(&mut caller) else {
-                return ERRNO_FAULT;
-            };
-            // Hash seeds only (the benchmark's data are seeded): xorshift is enough.
-            let mut bytes = Vec::with_capacity(len.max(0) as usize);
-            while bytes.len() < len.max(0) as usize {
-                process.random ^= process.random << 13;
-                process.random ^= process.random >> 7;
-                process.random ^= process.random << 17;
-                bytes.extend(process.random.to_le_bytes());
-            }
-            bytes.truncate(len.max(0) as usize);
-            if put(mem, buf, &bytes) {
-                ERRNO_SUCCESS
-            } else {
-                ERRNO_FAULT
-            }
+            serve(&mut caller, |mem, process| {
+                // Hash seeds only (the benchmark's data are seeded): xorshift is enough.
+                let len = usize::try_from(len).map_err(|_| ERRNO_INVAL)?;
+                let mut bytes = Vec::with_capacity(len + 8);
+                while bytes.len() < len {
+                    process.random ^= process.random << 13;
+                    process.random ^= process.random >> 7;
+                    process.random ^= process.random << 17;
+                    bytes.extend(process.random.to_le_bytes());
+                }
+                bytes.truncate(len);
+                put(mem, buf, &bytes)
+            })
         },
     )?;
     linker.func_wrap(
         WASI,
         "fd_write",
         |mut caller: Caller<'_, Process>, fd: i32, iovs: i32, count: i32, written: i32| {
-            let Some((mem, _)) = memory(&mut caller) else {
-                return ERRNO_FAULT;
-            };
-            let mut out = Vec::new();
-            for i in 0..count.max(0) as usize {
-                let at = iovs as usize + 8 * i;
-                let (Some(ptr), Some(len)) = (get_u32(mem, at), get_u32(mem, at + 4)) else {
-                    return ERRNO_FAULT;
+            serve(&mut caller, |mem, _| {
+                let mut out = Vec::new();
+                for i in 0..usize::try_from(count).map_err(|_| ERRNO_INVAL)? {
+                    let at = usize::try_from(iovs).map_err(|_| ERRNO_FAULT)? + 8 * i;
+                    let (ptr, len) = (get_u32(mem, at)? as usize, get_u32(mem, at + 4)? as usize);
+                    out.extend_from_slice(mem.get(ptr..ptr + len).ok_or(ERRNO_FAULT)?);
+                }
+                let wrote = match fd {
+                    1 => std::io::stdout()
+                        .write_all(&out)
+                        .and_then(|()| std::io::stdout().flush()),
+                    2 => std::io::stderr().write_all(&out),
+                    _ => return Err(ERRNO_BADF),
                 };
-                let Some(bytes) = mem.get(ptr as usize..ptr as usize + len as usize) else {
-                    return ERRNO_FAULT;
-                };
-                out.extend_from_slice(bytes);
-            }
-            let ok = match fd {
-                1 => std::io::stdout()
-                    .write_all(&out)
-                    .and_then(|()| std::io::stdout().flush()),
-                2 => std::io::stderr().write_all(&out),
-                _ => return ERRNO_BADF,
-            };
-            if ok.is_err() {
-                return ERRNO_BADF;
-            }
-            if put(mem, written, &(out.len() as u32).to_le_bytes()) {
-                ERRNO_SUCCESS
-            } else {
-                ERRNO_FAULT
-            }
+                wrote.map_err(|_| ERRNO_BADF)?;
+                put(mem, written, &(out.len() as u32).to_le_bytes())
+            })
         },
     )?;
     linker.func_wrap(WASI, "proc_exit", |code: i32| -> wasmtime::Result<()> {
