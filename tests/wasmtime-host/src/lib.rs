@@ -239,18 +239,19 @@ struct Stream {
     request_headers: VecHeaderMap,
     response_headers: VecHeaderMap,
     body: Vec<u8>,
-    properties: HashMap<Vec<Vec<u8>>, Vec<u8>>,
+    properties: Properties,
     filter_state: BTreeMap<String, String>,
     local: Option<LocalResponse<'static>>,
     closed: bool,
     no_filter_state: bool,
 }
 
-impl Stream {
-    fn set_property_value(&mut self, path: &[&str], value: Vec<u8>) {
-        let key = path.iter().map(|s| s.as_bytes().to_vec()).collect();
-        self.properties.insert(key, value);
-    }
+type Properties = HashMap<Vec<Vec<u8>>, Vec<u8>>;
+
+/// Sets the property at `path` (its segments, as `proxy_get_property` receives them).
+fn put_property(properties: &mut Properties, path: &[&str], value: Vec<u8>) {
+    let key = path.iter().map(|s| s.as_bytes().to_vec()).collect();
+    properties.insert(key, value);
 }
 
 impl StreamState for Stream {
@@ -451,7 +452,8 @@ impl Plugin {
                 let ctx = scope.on_context_create(Some(root))?;
                 scope.expect_stream_kind(ctx, StreamKind::Http)?;
                 let exchange = drive(scope, ctx, upstream)?;
-                scope.stream_mut().set_property_value(
+                put_property(
+                    &mut scope.stream_mut().properties,
                     &["response", "code"],
                     i64::from(exchange.status).to_le_bytes().to_vec(),
                 );
@@ -498,11 +500,16 @@ fn drive(
     );
     let stream = scope.stream_mut();
     stream.response_headers = VecHeaderMap::from(headers);
-    stream.set_property_value(
+    put_property(
+        &mut stream.properties,
         &["response", "code"],
         i64::from(upstream.status).to_le_bytes().to_vec(),
     );
-    stream.set_property_value(&["response", "code_details"], b"via_upstream".to_vec());
+    put_property(
+        &mut stream.properties,
+        &["response", "code_details"],
+        b"via_upstream".to_vec(),
+    );
     let count = stream.response_headers.len() as u32;
     let action = scope.on_response_headers(ctx, count, upstream.body.is_empty())?;
     if let Some(local) = scope.stream_mut().local.take() {
@@ -619,13 +626,18 @@ const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
 /// `payload_in_metadata`).
 const METADATA_KEY: &str = "idp";
 
-fn request_properties(request: &Request) -> HashMap<Vec<Vec<u8>>, Vec<u8>> {
-    let mut stream = Stream::default();
+fn request_properties(request: &Request) -> Properties {
+    let mut properties = Properties::new();
     if let Some(name) = &request.route_name {
-        stream.set_property_value(&["xds", "route_name"], name.clone().into_bytes());
+        put_property(
+            &mut properties,
+            &["xds", "route_name"],
+            name.clone().into_bytes(),
+        );
     }
     if let Some(policy) = &request.route_policy {
-        stream.set_property_value(
+        put_property(
+            &mut properties,
             &[
                 "xds",
                 "route_metadata",
@@ -641,16 +653,18 @@ fn request_properties(request: &Request) -> HashMap<Vec<Vec<u8>>, Vec<u8>> {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.encode()))
             .collect();
-        stream.set_property_value(
+        put_property(
+            &mut properties,
             &["metadata", "filter_metadata", JWT_AUTHN, METADATA_KEY],
             pair_map(&payload),
         );
         for (name, claim) in claims {
-            stream.set_property_value(
+            put_property(
+                &mut properties,
                 &["metadata", "filter_metadata", JWT_AUTHN, METADATA_KEY, name],
                 claim.encode(),
             );
         }
     }
-    stream.properties
+    properties
 }
