@@ -134,18 +134,24 @@ envoy-test: venv build compose-tool
 # proxy-wasm-host library, and a proxy's side of it written for the tests). A workspace of its
 # own, built with nightly (proxy-wasm-host needs a newer Rust than the project's), which is
 # installed when missing; built once (release: Cranelift then compiles the module quickly).
+# The nightly is pinned, so that CI builds and lints with what developers ran (a newer
+# nightly's clippy brings new lints).
+WASMTIME_TOOLCHAIN ?= nightly-2026-05-20
 WASMTIME_TARGET := $(ROOT)/target/wasmtime-host
 WASMTIME_RUNNER := $(WASMTIME_TARGET)/release/wasmtime-runner
 wasmtime-host:
-	@$(RUSTUP) toolchain list | grep -q '^nightly' || $(RUSTUP) toolchain install nightly --profile minimal
-	cd $(ROOT)/tests/wasmtime-host && CARGO_TARGET_DIR=$(WASMTIME_TARGET) $(CARGO) +nightly build --release --locked
+	@$(RUSTUP) toolchain list | grep -q '^$(WASMTIME_TOOLCHAIN)' || \
+	  $(RUSTUP) toolchain install $(WASMTIME_TOOLCHAIN) --profile minimal --component clippy
+	cd $(ROOT)/tests/wasmtime-host && CARGO_TARGET_DIR=$(WASMTIME_TARGET) \
+	  $(CARGO) +$(WASMTIME_TOOLCHAIN) build --release --locked
 
 # Its clippy runs here rather than in `make clippy`, which stays on the project's toolchain.
 wasmtime-test: build wasmtime-host
-	@$(RUSTUP) --quiet component add clippy --toolchain nightly
+	@$(RUSTUP) --quiet component add clippy --toolchain $(WASMTIME_TOOLCHAIN)
 	cd $(ROOT)/tests/wasmtime-host && CARGO_TARGET_DIR=$(WASMTIME_TARGET) \
-	  $(CARGO) +nightly clippy --release --all-targets --locked -- -D warnings
-	cd $(ROOT)/tests/wasmtime-host && CARGO_TARGET_DIR=$(WASMTIME_TARGET) $(CARGO) +nightly test --release --locked
+	  $(CARGO) +$(WASMTIME_TOOLCHAIN) clippy --release --all-targets --locked -- -D warnings
+	cd $(ROOT)/tests/wasmtime-host && CARGO_TARGET_DIR=$(WASMTIME_TARGET) \
+	  $(CARGO) +$(WASMTIME_TOOLCHAIN) test --release --locked
 
 # The docker-compose demo, run (tests/compose): Debian's docker.io (unless a Docker engine
 # answers), docker-compose and debootstrap are installed when missing; the tests start their

@@ -110,8 +110,11 @@ def start_or_reuse(state_dir: Path) -> Engine:
     pidfile.unlink(missing_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
+            # No default bridge (docker0): compose puts its services on a network of its own,
+            # which `down` removes, so the daemon leaves no interface behind.
             [dockerd, "--data-root", str(state_dir / "data"), "--exec-root",
-             str(state_dir / "exec"), "--host", env["DOCKER_HOST"], "--pidfile", str(pidfile)],
+             str(state_dir / "exec"), "--host", env["DOCKER_HOST"], "--pidfile", str(pidfile),
+             "--bridge", "none"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
     engine = Engine(env, "?", proc.pid, log)

@@ -478,7 +478,15 @@ fn a_host_that_refuses_filter_state_traps_the_vm() {
     let error = p
         .exchange(&request, &patient_1())
         .expect_err("the VM traps");
-    assert!(error.to_string().contains("guest failed"), "{error}");
+    assert!(error.to_string().contains("the guest trapped"), "{error}");
+    // The SDK's panic message, logged before the trap: set_property's NOT_FOUND (1).
+    let log = p.take_log();
+    assert!(
+        log.iter().any(|(level, line)| *level == LogLevel::Critical
+            && line.contains("hostcalls.rs")
+            && line.ends_with("unexpected status: 1")),
+        "{log:?}"
+    );
 }
 
 // --- Configuration -------------------------------------------------------------------------
