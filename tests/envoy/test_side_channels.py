@@ -1,0 +1,61 @@
+"""Side channels: nothing about a withheld field reaches the client except through the body.
+
+A reuser who may not see a field must not learn it from what travels beside the filtered
+body either: the answer to a conditional request, a digest or an ETag of the upstream's bytes,
+a partial response, a shared cache holding another purpose's view, trailers, scopes split where
+the token did not split them, or an audit record that names the wrong purpose.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import secrets
+import socket
+from typing import Any
+
+import pytest
+
+import records
+import render
+from harness import HTTP_TIMEOUT, assert_problem, describe
+from rawupstream import RawConn, RawRequest, RawUpstream, with_trailers
+
+C = secrets.token_hex(5)  # in every canary of this module
+PATIENT = {"id": "P1", "name": {"family": f"family-{C}"}, "insurance": {"provider": "M"},
+           "diagnosis": {"diabetic": True}, "ssn": f"ssn-{C}"}
+BODY = json.dumps(PATIENT).encode()
+BILLING_VIEW = {"id": "P1", "name": {"family": f"family-{C}"}, "insurance": {"provider": "M"}}
+WITHHELD = [f"ssn-{C}", "diabetic"]
+
+
+def rid(name: str) -> str:
+    return f"side-{name}-{secrets.token_hex(6)}"
+
+
+def billing(token) -> str:
+    return token("patients:read", ["billing", "care"], client_id="partner-billing")
+
+
+def assert_billing_view(r) -> None:
+    assert r.status_code == 200, describe(r)
+    assert json.loads(r.content) == BILLING_VIEW, describe(r)
+    for secret in WITHHELD:
+        assert secret.encode() not in r.content, describe(r)
+# --- Scopes and purposes in the token -----------------------------------------------------
+
+
+def test_scopes_are_split_on_ascii_space_only(envoy, upstream, token):
+    """RFC 6749 §3.3: a no-break space does not separate two scopes."""
+    upstream.set("/patients/1", BODY)
+    r = envoy.get("/patients/1", token=token("other\u00a0patients:read", ["billing"]),
+                  purpose="billing")
+    assert_problem(r, 403, "insufficient-scope", "Forbidden")
+    r = envoy.get("/patients/1", token=token("patients:read", "care\u00a0billing"),
+                  purpose="billing")
+    assert_problem(r, 403, "purpose-not-authorised", "Forbidden")
+    # The same claims split on ASCII spaces are granted.
+    r = envoy.get("/patients/1", token=token("other patients:read", "care billing"),
+                  purpose="billing")
+    assert_billing_view(r)
