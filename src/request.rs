@@ -108,15 +108,19 @@ pub fn decide(
     };
     let policy = &config.policies[index];
     let claims = identify(policy, config, caller);
-    let defined = |name: Option<&str>| {
-        name.map(str::trim)
-            .filter(|n| policy.purposes.contains_key(*n))
-            .map(str::to_string)
-    };
+    // The name the purpose checks consider: the declared one, the default only when none is
+    // declared. The record names it only when the policy defines it: a refused undeclared
+    // name is client input, and the default did not apply.
+    let considered = declared_purpose
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .or(policy.default_purpose.as_deref());
     let mut verdict = Verdict {
         decision: RequestDecision::PassUnfiltered,
         policy: Some(index),
-        purpose: defined(declared_purpose).or_else(|| policy.default_purpose.clone()),
+        purpose: considered
+            .filter(|name| policy.purposes.contains_key(*name))
+            .map(str::to_string),
         client: claims
             .as_ref()
             .ok()
@@ -395,6 +399,41 @@ mod tests {
             ),
             RequestDecision::PassUnfiltered
         );
+    }
+
+    #[test]
+    fn a_refused_undefined_purpose_is_not_recorded_as_the_default() {
+        let open = RouteInfo {
+            route_name: Some("open"),
+            ..route("/stats", "GET")
+        };
+        let c = config("deny");
+        let recorded = |declared: Option<&str>| {
+            let verdict = super::decide(
+                &c,
+                &open,
+                declared,
+                &Caller {
+                    claims: &Token(None),
+                    peer_uri_san: None,
+                },
+            );
+            (verdict.purpose, slug_or_allowed(verdict.decision))
+        };
+        assert_eq!(recorded(Some("marketing")), (None, "purpose-not-accepted"));
+        assert_eq!(
+            recorded(Some(" open-data ")),
+            (Some("open-data".into()), "allowed")
+        );
+        assert_eq!(recorded(None), (Some("open-data".into()), "allowed"));
+        assert_eq!(recorded(Some("")), (Some("open-data".into()), "allowed"));
+    }
+
+    fn slug_or_allowed(decision: RequestDecision) -> &'static str {
+        match decision {
+            RequestDecision::Deny(d) => d.problem.slug,
+            _ => "allowed",
+        }
     }
 
     #[test]

@@ -59,3 +59,14 @@ def test_scopes_are_split_on_ascii_space_only(envoy, upstream, token):
     r = envoy.get("/patients/1", token=token("other patients:read", "care billing"),
                   purpose="billing")
     assert_billing_view(r)
+# --- What the record says of a refused purpose --------------------------------------------
+
+
+def test_an_undefined_purpose_is_not_recorded_as_the_default(envoy, upstream):
+    upstream.set("/open/admissions", b"[]")
+    request_id = rid("undefined")
+    r = envoy.get("/open/admissions", purpose="marketing",
+                  headers={"x-request-id": request_id})
+    assert_problem(r, 403, "purpose-not-accepted", "Forbidden")
+    record = records.audit_of(envoy, request_id)
+    assert (record["purpose"], record["decision"]) == (None, "denied_purpose"), record
