@@ -8,8 +8,16 @@ use crate::json::{Framing, JsonFilter};
 use crate::media_type::{BodyFormat, ContentEncoding, MediaType};
 use crate::policy::CompiledConfig;
 
-/// Response headers that describe the upstream's exact bytes and are wrong once filtered.
-const REPRESENTATION_HEADERS: &[&str] = &["content-length", "etag", "content-md5"];
+/// Response headers that describe the upstream's exact bytes: wrong once filtered, and worse,
+/// a digest of the unfiltered body lets a reuser check guesses of what was withheld.
+const REPRESENTATION_HEADERS: &[&str] = &[
+    "content-length",
+    "etag",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+];
 
 /// Whether a response carries upstream data. An error reply the proxy wrote itself (Envoy:
 /// `response.code_details` other than `via_upstream`, such as an upstream connection
@@ -217,6 +225,33 @@ mod tests {
             plan.remove_headers,
             vec!["x-patient-count", "content-length", "etag"]
         );
+    }
+
+    #[test]
+    fn digests_of_the_upstream_body_go_with_it() {
+        let upstream = headers(&[
+            ("content-type", "application/json"),
+            (
+                "Digest",
+                "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=",
+            ),
+            (
+                "content-digest",
+                "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+            ),
+            (
+                "repr-digest",
+                "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+            ),
+            ("content-md5", "Q2hlY2sgSW50ZWdyaXR5IQ=="),
+        ]);
+        let p = plan(&config(), &allowed("billing"), &upstream, false);
+        assert_eq!(
+            p.remove_headers,
+            vec!["content-md5", "digest", "content-digest", "repr-digest"]
+        );
+        let p = plan(&config(), &allowed("care"), &upstream, false);
+        assert!(p.remove_headers.is_empty());
     }
 
     #[test]

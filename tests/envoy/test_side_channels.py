@@ -70,3 +70,22 @@ def test_an_undefined_purpose_is_not_recorded_as_the_default(envoy, upstream):
     assert_problem(r, 403, "purpose-not-accepted", "Forbidden")
     record = records.audit_of(envoy, request_id)
     assert (record["purpose"], record["decision"]) == (None, "denied_purpose"), record
+# --- Digests of the upstream body ---------------------------------------------------------
+
+
+DIGESTS = [("digest", "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE="),
+           ("content-digest", "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"),
+           ("repr-digest", "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"),
+           ("content-md5", "Q2hlY2sgSW50ZWdyaXR5IQ=="), ("etag", '"v1"')]
+
+
+def test_digests_of_the_upstream_body_are_removed_when_it_is_filtered(envoy, upstream, token):
+    upstream.set("/patients/1", BODY, headers=DIGESTS)
+    r = envoy.get("/patients/1", token=billing(token), purpose="billing")
+    assert_billing_view(r)
+    for name, _ in DIGESTS:
+        assert name not in r.headers, describe(r)
+    r = envoy.get("/patients/1", token=billing(token), purpose="care")
+    assert r.content == BODY
+    for name, value in DIGESTS:
+        assert r.headers.get(name) == value, describe(r)
