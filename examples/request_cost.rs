@@ -247,7 +247,7 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
         panic!("the harness's request is allowed");
     };
     // The request headers to remove, each only if present (wrk sends neither).
-    calls.0 += request::headers_to_remove(Some(&pairs)).count() as u32;
+    calls.0 += request::headers_to_remove(&f.config, &allowed, Some(&pairs)).count() as u32;
     Request { allowed, trace }
 }
 

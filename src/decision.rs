@@ -31,6 +31,17 @@ pub struct Allowed {
 /// uncompressed documents.
 pub const REQUEST_HEADERS_TO_REMOVE: &[&str] = &["accept-encoding", "range"];
 
+/// The validators of a conditional request, removed before it goes upstream when the purpose
+/// filters the body: the upstream would compare them with its own, unfiltered bytes, and its
+/// 304 or 412 would tell the reuser whether a guess of the withheld fields was right.
+pub const CONDITIONAL_HEADERS: &[&str] = &[
+    "if-none-match",
+    "if-match",
+    "if-range",
+    "if-modified-since",
+    "if-unmodified-since",
+];
+
 /// What to do with a response body.
 #[derive(Debug, Clone)]
 pub enum BodyPlan {

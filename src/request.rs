@@ -5,7 +5,7 @@ use crate::auth::key_cache::BearerRefusal;
 use crate::auth::purpose;
 use crate::auth::scopes::MethodScopes;
 use crate::config::{AuthRequirement, PolicyMode, Unmatched};
-use crate::decision::{Allowed, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
+use crate::decision::{Allowed, RequestDecision, CONDITIONAL_HEADERS, REQUEST_HEADERS_TO_REMOVE};
 use crate::denial::Denial;
 use crate::policy::route::{RouteInfo, Selection};
 use crate::policy::{CompiledConfig, Policy};
@@ -67,13 +67,27 @@ pub fn first_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<
 }
 
 /// The headers of an allowed request to remove before it goes upstream: those of
-/// `REQUEST_HEADERS_TO_REMOVE` it carries, or all of them when its header map could not be
-/// read (fail closed).
-pub fn headers_to_remove(
-    headers: Option<&[(String, Vec<u8>)]>,
-) -> impl Iterator<Item = &'static str> + '_ {
+/// `REQUEST_HEADERS_TO_REMOVE`, and of `CONDITIONAL_HEADERS` when the purpose filters the
+/// body, that it carries; or all of them when its header map could not be read (fail
+/// closed).
+pub fn headers_to_remove<'a>(
+    config: &CompiledConfig,
+    allowed: &Allowed,
+    headers: Option<&'a [(String, Vec<u8>)]>,
+) -> impl Iterator<Item = &'static str> + 'a {
+    let filters_body = config
+        .policies
+        .get(allowed.policy)
+        .and_then(|policy| policy.purposes.get(&allowed.purpose))
+        .is_none_or(|purpose| purpose.body.is_some());
+    let conditional: &[&str] = if filters_body {
+        CONDITIONAL_HEADERS
+    } else {
+        &[]
+    };
     REQUEST_HEADERS_TO_REMOVE
         .iter()
+        .chain(conditional)
         .copied()
         .filter(move |name| headers.is_none_or(|headers| headers.iter().any(|(n, _)| n == name)))
 }
@@ -225,17 +239,52 @@ mod tests {
         assert_eq!(first_header(&headers, "x-absent"), None);
     }
 
+    /// Allowed on the patients policy (the second by name).
+    fn allowed(purpose: &str) -> Allowed {
+        Allowed {
+            policy: 1,
+            purpose: purpose.into(),
+            client_id: None,
+        }
+    }
+
     #[test]
     fn only_the_headers_a_request_carries_are_removed_unless_unreadable() {
+        let c = config("deny");
+        let billing = allowed("billing");
         let headers = header_map(&[(":path", b"/"), ("range", b"bytes=0-9")]);
         assert_eq!(
-            headers_to_remove(Some(&headers)).collect::<Vec<_>>(),
+            headers_to_remove(&c, &billing, Some(&headers)).collect::<Vec<_>>(),
             ["range"]
         );
-        assert_eq!(headers_to_remove(Some(&[])).count(), 0);
+        assert_eq!(headers_to_remove(&c, &billing, Some(&[])).count(), 0);
         assert_eq!(
-            headers_to_remove(None).collect::<Vec<_>>(),
-            REQUEST_HEADERS_TO_REMOVE
+            headers_to_remove(&c, &billing, None).collect::<Vec<_>>(),
+            [REQUEST_HEADERS_TO_REMOVE, CONDITIONAL_HEADERS].concat()
+        );
+    }
+
+    #[test]
+    fn validators_go_only_when_the_purpose_filters_the_body() {
+        let c = config("deny");
+        let headers = header_map(&[
+            ("if-none-match", b"\"x\""),
+            ("if-modified-since", b"Mon, 07 Dec 2026 10:00:00 GMT"),
+            ("accept-encoding", b"gzip"),
+        ]);
+        assert_eq!(
+            headers_to_remove(&c, &allowed("billing"), Some(&headers)).collect::<Vec<_>>(),
+            ["accept-encoding", "if-none-match", "if-modified-since"]
+        );
+        // care sees the body as it is: the upstream's validators are about what it gets.
+        assert_eq!(
+            headers_to_remove(&c, &allowed("care"), Some(&headers)).collect::<Vec<_>>(),
+            ["accept-encoding"]
+        );
+        // A purpose the policy does not know: everything goes.
+        assert_eq!(
+            headers_to_remove(&c, &allowed("nope"), Some(&headers)).count(),
+            3
         );
     }
 

@@ -68,7 +68,13 @@ pub fn plan(
             .find(|(n, _)| n.eq_ignore_ascii_case(wanted))
             .map(|(_, v)| v.as_str())
     };
+    let status = header(":status").and_then(|s| s.trim().parse::<u16>().ok());
     let body = match &purpose.body {
+        // The validators were not sent upstream (`CONDITIONAL_HEADERS`); a 304 anyway would
+        // still say that the client's validator matches the unfiltered body.
+        Some(_) if status == Some(304) => BodyPlan::FailClosed(Problem::not_filterable(
+            "a 304 (not modified) answer cannot be filtered",
+        )),
         _ if end_of_stream => BodyPlan::Untouched,
         None => BodyPlan::Untouched,
         Some(rules) => {
@@ -115,7 +121,7 @@ pub fn plan(
             }
         }
     };
-    // A bodiless answer (HEAD, 204, 304) to a purpose with body rules: the upstream's
+    // A bodiless answer (HEAD, 204) to a purpose with body rules: the upstream's
     // content-length and validators describe its unfiltered bytes, not what this purpose
     // would get from a GET (a filtered body, sent without them); they go too.
     let bodiless_filtered = end_of_stream && purpose.body.is_some();
@@ -228,6 +234,18 @@ mod tests {
     }
 
     #[test]
+    fn a_304_is_no_answer_for_a_filtered_purpose() {
+        let not_modified = headers(&[(":status", "304"), ("etag", "\"x\"")]);
+        assert_eq!(
+            detail(&plan(&config(), &allowed("billing"), &not_modified, true)),
+            "the upstream response could not be filtered: a 304 (not modified) answer cannot be filtered"
+        );
+        let p = plan(&config(), &allowed("care"), &not_modified, true);
+        assert!(matches!(p.body, BodyPlan::Untouched));
+        assert!(p.remove_headers.is_empty());
+    }
+
+    #[test]
     fn digests_of_the_upstream_body_go_with_it() {
         let upstream = headers(&[
             ("content-type", "application/json"),
@@ -256,7 +274,7 @@ mod tests {
 
     #[test]
     fn bodiless_answers_lose_the_upstream_length_and_validators() {
-        // HEAD (or 204, 304): nothing to filter, but content-length and etag describe the
+        // HEAD (or 204): nothing to filter, but content-length and etag describe the
         // unfiltered body.
         let head = headers(&[
             ("content-type", "application/json"),

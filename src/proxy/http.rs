@@ -275,7 +275,7 @@ impl HttpContext for FinaliteHttp {
                 Action::Continue
             }
             RequestAction::Filter(allowed) => {
-                for name in request::headers_to_remove(pairs.as_deref()) {
+                for name in request::headers_to_remove(&self.config, allowed, pairs.as_deref()) {
                     host::remove_header(MapType::HttpRequestHeaders, name);
                 }
                 self.stage = Stage::Allowed(allowed.clone());

@@ -89,3 +89,84 @@ def test_digests_of_the_upstream_body_are_removed_when_it_is_filtered(envoy, ups
     assert r.content == BODY
     for name, value in DIGESTS:
         assert r.headers.get(name) == value, describe(r)
+# --- Conditional requests -------------------------------------------------------------------
+
+
+CONDITIONALS = {"if-none-match": '"x"', "if-match": '"x"', "if-range": '"x"',
+                "if-modified-since": "Mon, 07 Dec 2026 10:00:00 GMT",
+                "if-unmodified-since": "Mon, 07 Dec 2026 10:00:00 GMT"}
+
+
+def etag_of(body: bytes) -> str:
+    """What many web frameworks send: a hash of the body as their ETag."""
+    return '"' + hashlib.sha256(body).hexdigest() + '"'
+
+
+def test_conditional_headers_do_not_reach_the_upstream_of_a_filtered_purpose(
+        envoy, upstream, token):
+    upstream.set("/patients/1", BODY)
+    r = envoy.get("/patients/1", token=billing(token), purpose="billing", headers=CONDITIONALS)
+    assert_billing_view(r)
+    [rec] = upstream.received("/patients/1")
+    for name in CONDITIONALS:
+        assert not rec.has_header(name), rec.headers
+    # A purpose that sees the upstream's bytes as they are keeps its validators.
+    upstream.reset()
+    upstream.set("/patients/1", BODY)
+    r = envoy.get("/patients/1", token=billing(token), purpose="care", headers=CONDITIONALS)
+    assert r.status_code == 200, describe(r)
+    [rec] = upstream.received("/patients/1")
+    for name, value in CONDITIONALS.items():
+        assert rec.header(name) == value, rec.headers
+
+
+@pytest.fixture(scope="module")
+def raw() -> RawUpstream:
+    server = RawUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_raw(raw: RawUpstream):
+    raw.reset_state()
+    yield
+    assert not raw.errors, f"the test upstream failed: {raw.errors}"
+
+
+@pytest.fixture(scope="module")
+def raw_envoy(envoy_factory, shipped, jwks, wasm, raw):
+    """The shipped configuration in front of the raw upstream."""
+    cfg = render.render(shipped, api=("127.0.0.1", raw.port), wasm=wasm, jwks=jwks)
+    return envoy_factory(cfg, "side-channels-raw")
+
+
+def test_an_etag_of_the_upstream_body_is_no_oracle(raw_envoy, raw, token):
+    """The upstream's ETag hashes its (unfiltered) body and it answers 304 when the client's
+    If-None-Match matches: a reuser who guesses the withheld fields must not be able to
+    confirm the guess by the status."""
+    def answer(req: RawRequest, conn: RawConn) -> None:
+        if req.header("if-none-match") == etag_of(BODY):
+            conn.respond(304, [("etag", etag_of(BODY))])
+        else:
+            conn.respond(200, [("content-type", "application/json"), ("etag", etag_of(BODY))],
+                         BODY)
+
+    raw.set("/patients/1", answer)
+    for guess in (BODY, BODY.replace(b"true", b"false")):
+        r = raw_envoy.get("/patients/1", token=billing(token), purpose="billing",
+                          headers={"if-none-match": etag_of(guess)})
+        assert_billing_view(r)
+        assert "etag" not in r.headers, describe(r)
+
+
+def test_a_304_is_never_forwarded_to_a_filtered_purpose(raw_envoy, raw, token):
+    """An upstream that answers 304 anyway (it should not: the validators were removed) is
+    not forwarded: the status would say the guess was right. The client gets a 502."""
+    raw.set("/patients/1", lambda req, conn: conn.respond(304, [("etag", etag_of(BODY))]))
+    r = raw_envoy.get("/patients/1", token=billing(token), purpose="billing",
+                      headers={"if-none-match": etag_of(BODY)})
+    assert_problem(r, 502, "response-not-filterable", "Bad Gateway")
+    # care sees the upstream as it is, 304 included.
+    r = raw_envoy.get("/patients/1", token=billing(token), purpose="care")
+    assert r.status_code == 304, describe(r)
