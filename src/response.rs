@@ -75,6 +75,14 @@ pub fn plan(
         Some(_) if status == Some(304) => BodyPlan::FailClosed(Problem::not_filterable(
             "a 304 (not modified) answer cannot be filtered",
         )),
+        // A part of a representation (range was not sent upstream, so the upstream chose to
+        // answer one): not a document the engine can read, and its range and total length
+        // describe the unfiltered bytes.
+        Some(_) if status == Some(206) || header("content-range").is_some() => {
+            BodyPlan::FailClosed(Problem::not_filterable(
+                "a partial response (206, content-range) cannot be filtered",
+            ))
+        }
         _ if end_of_stream => BodyPlan::Untouched,
         None => BodyPlan::Untouched,
         Some(rules) => {
@@ -243,6 +251,27 @@ mod tests {
         let p = plan(&config(), &allowed("care"), &not_modified, true);
         assert!(matches!(p.body, BodyPlan::Untouched));
         assert!(p.remove_headers.is_empty());
+    }
+
+    #[test]
+    fn a_partial_response_fails_closed_for_a_filtered_purpose() {
+        let expected = "the upstream response could not be filtered: a partial response (206, content-range) cannot be filtered";
+        for head in [
+            headers(&[(":status", "206"), ("content-type", "application/json")]),
+            headers(&[
+                (":status", "200"),
+                ("content-type", "application/json"),
+                ("Content-Range", "bytes 0-9/20"),
+            ]),
+            headers(&[(":status", "206"), ("content-type", "application/pdf")]),
+        ] {
+            assert_eq!(
+                detail(&plan(&config(), &allowed("billing"), &head, false)),
+                expected
+            );
+            let p = plan(&config(), &allowed("care"), &head, false);
+            assert!(matches!(p.body, BodyPlan::Untouched));
+        }
     }
 
     #[test]

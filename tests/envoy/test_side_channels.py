@@ -170,3 +170,26 @@ def test_a_304_is_never_forwarded_to_a_filtered_purpose(raw_envoy, raw, token):
     # care sees the upstream as it is, 304 included.
     r = raw_envoy.get("/patients/1", token=billing(token), purpose="care")
     assert r.status_code == 304, describe(r)
+# --- Partial responses --------------------------------------------------------------------
+
+
+def test_a_partial_response_fails_closed_for_a_filtered_purpose(raw_envoy, raw, token):
+    part = BODY[:40]
+    raw.set("/patients/1", lambda req, conn: conn.respond(
+        206, [("content-type", "application/json"),
+              ("content-range", f"bytes 0-39/{len(BODY)}")], part))
+    r = raw_envoy.get("/patients/1", token=billing(token), purpose="billing")
+    assert_problem(r, 502, "response-not-filterable", "Bad Gateway", absent=[part])
+    assert "content-range" not in r.headers, describe(r)
+    # A whole body that says it is a range of a larger one.
+    raw.set("/patients/1", lambda req, conn: conn.respond(
+        200, [("content-type", "application/json"),
+              ("content-range", f"bytes 0-{len(BODY) - 1}/{len(BODY) * 2}")], BODY))
+    r = raw_envoy.get("/patients/1", token=billing(token), purpose="billing")
+    assert_problem(r, 502, "response-not-filterable", "Bad Gateway", absent=[f"ssn-{C}".encode()])
+    # care sees the upstream as it is.
+    raw.set("/patients/1", lambda req, conn: conn.respond(
+        206, [("content-type", "application/json"),
+              ("content-range", f"bytes 0-39/{len(BODY)}")], part))
+    r = raw_envoy.get("/patients/1", token=billing(token), purpose="care")
+    assert (r.status_code, r.content) == (206, part), describe(r)
