@@ -271,7 +271,7 @@ fn on_response_headers(f: &Fixture, request: &Request, calls: &mut HostCalls) ->
         .and_then(|(_, value)| value.parse().ok());
     assert!(response::carries_upstream_data(status, None));
     let plan = response::plan(&f.config, &request.allowed, &headers, false);
-    calls.0 += plan.remove_headers.len() as u32;
+    calls.0 += (plan.remove_headers.len() + plan.set_headers.len()) as u32;
     let BodyPlan::Filter(spec) = plan.body else {
         panic!("the harness's response is filtered");
     };

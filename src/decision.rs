@@ -125,6 +125,8 @@ pub enum FailureEffect {
 pub struct ResponsePlan {
     /// Response headers to remove (none in a dry run, which changes nothing).
     pub remove_headers: Vec<String>,
+    /// Response headers to set, replacing every value the upstream gave (none in a dry run).
+    pub set_headers: Vec<(&'static str, String)>,
     pub body: BodyPlan,
     /// What [`BodyPlan::FailClosed`] does: replace the response, or record the failure in
     /// a dry run.

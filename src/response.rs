@@ -1,7 +1,7 @@
 //! The response path: which headers go, and whether and how the body is filtered.
 
 use crate::body::BodyFilter;
-use crate::config::PolicyMode;
+use crate::config::{AuthRequirement, PolicyMode};
 use crate::decision::{Allowed, BodyPlan, Delivery, FailureEffect, FilterSpec, ResponsePlan};
 use crate::denial::Problem;
 use crate::json::{Framing, JsonFilter};
@@ -49,6 +49,7 @@ pub fn plan(
         return ResponsePlan {
             remove_headers: Vec::new(),
             body: BodyPlan::FailClosed(Problem::not_filterable("the purpose is unknown")),
+            set_headers: Vec::new(),
             on_failure,
         };
     };
@@ -146,14 +147,64 @@ pub fn plan(
             }
         }
     }
+    // A shared cache in front of the proxy must not serve one purpose's (or one client's)
+    // view to another caller: only open data with a single purpose is the same for all.
+    let views_differ = policy.auth != AuthRequirement::None || policy.purposes.len() > 1;
+    let mut set_headers = Vec::new();
+    if views_differ {
+        let upstream: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if let Some(value) = private_cache_control(&upstream) {
+            set_headers.push(("cache-control", value));
+        }
+    }
     if dry_run {
         remove_headers.clear();
+        set_headers.clear();
     }
     ResponsePlan {
         remove_headers,
+        set_headers,
         body,
         on_failure,
     }
+}
+
+/// The `cache-control` that keeps a response out of shared caches, from the upstream's
+/// values (all of them: one may say `no-store`): `private` in place of what allowed a shared
+/// cache to store it (`public`, `s-maxage`, `proxy-revalidate`), the rest kept; `None` when
+/// the upstream's already does (`no-store`, or exactly that).
+fn private_cache_control(upstream: &[&str]) -> Option<String> {
+    let directives: Vec<&str> = upstream
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let name = |d: &str| {
+        d.split('=')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    };
+    if directives.iter().any(|d| name(d) == "no-store") {
+        return None;
+    }
+    let kept = directives.iter().filter(|d| {
+        !matches!(
+            name(d).as_str(),
+            "public" | "private" | "s-maxage" | "proxy-revalidate"
+        )
+    });
+    let value = std::iter::once("private")
+        .chain(kept.copied())
+        .collect::<Vec<_>>()
+        .join(", ");
+    (upstream.len() != 1 || upstream[0] != value).then_some(value)
 }
 
 // The pipeline is built here, beside the plan that chooses it: the body module only runs
@@ -239,6 +290,54 @@ mod tests {
             plan.remove_headers,
             vec!["x-patient-count", "content-length", "etag"]
         );
+    }
+
+    #[test]
+    fn cache_control_keeps_views_out_of_shared_caches() {
+        let cases: [(&[&str], Option<&str>); 8] = [
+            (&["public, max-age=600"], Some("private, max-age=600")),
+            (
+                &["max-age=60, s-maxage=600, public"],
+                Some("private, max-age=60"),
+            ),
+            (&[], Some("private")),
+            (&["no-store"], None),
+            (&["public", "No-Store"], None),
+            (&["private, no-cache"], None),
+            (
+                &["Public, proxy-revalidate, must-revalidate"],
+                Some("private, must-revalidate"),
+            ),
+            (&["max-age=1", "public"], Some("private, max-age=1")),
+        ];
+        for (upstream, expected) in cases {
+            assert_eq!(
+                private_cache_control(upstream).as_deref(),
+                expected,
+                "{upstream:?}"
+            );
+        }
+        // Every purpose of a policy with a caller or several purposes; not open data.
+        let public = headers(&[
+            ("content-type", "application/json"),
+            ("cache-control", "public"),
+        ]);
+        for purpose in ["care", "billing"] {
+            let p = plan(&config(), &allowed(purpose), &public, false);
+            assert_eq!(
+                p.set_headers,
+                vec![("cache-control", "private".to_string())]
+            );
+        }
+        let open = CompiledConfig::load(
+            br#"{"policies": {"o": {"auth": "none", "default_purpose": "o",
+                 "purposes": {"o": {"fields": {"count": "keep"}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        assert!(plan(&open, &allowed("o"), &public, false)
+            .set_headers
+            .is_empty());
     }
 
     #[test]

@@ -307,6 +307,9 @@ impl HttpContext for FinaliteHttp {
         for name in &plan.remove_headers {
             host::remove_header(MapType::HttpResponseHeaders, name);
         }
+        for (name, value) in &plan.set_headers {
+            host::set_header(MapType::HttpResponseHeaders, name, value);
+        }
         match plan.body {
             BodyPlan::Untouched => Action::Continue,
             BodyPlan::FailClosed(problem) => self.fail_closed(problem, plan.on_failure),

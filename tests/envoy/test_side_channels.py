@@ -193,3 +193,32 @@ def test_a_partial_response_fails_closed_for_a_filtered_purpose(raw_envoy, raw, 
               ("content-range", f"bytes 0-39/{len(BODY)}")], part))
     r = raw_envoy.get("/patients/1", token=billing(token), purpose="care")
     assert (r.status_code, r.content) == (206, part), describe(r)
+# --- Shared caches ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("upstream_value, expected", [
+    ("public, max-age=600", "private, max-age=600"),
+    ("max-age=60, s-maxage=600, public", "private, max-age=60"),
+    (None, "private"),
+    ("no-store", "no-store"),
+    ("private, no-cache", "private, no-cache"),
+])
+@pytest.mark.parametrize("purpose", ["billing", "care"])
+def test_a_purposes_view_is_private(envoy, upstream, token, purpose, upstream_value, expected):
+    """A shared cache in front of Envoy must not serve one purpose's (or client's) view to
+    another: every response of a policy that gives different views is `private` (the
+    upstream's `no-store` stays as it is)."""
+    headers = [] if upstream_value is None else [("cache-control", upstream_value)]
+    upstream.set("/patients/1", BODY, headers=headers)
+    r = envoy.get("/patients/1", token=billing(token), purpose=purpose)
+    assert r.status_code == 200, describe(r)
+    assert r.headers.get("cache-control") == expected, describe(r)
+
+
+def test_open_data_stays_cacheable(envoy, upstream):
+    """Open data (no token, one purpose) is the same view for everyone."""
+    upstream.set("/open/admissions", b'[{"year": 2025, "count": 12}]',
+                 headers=[("cache-control", "public, max-age=600")])
+    r = envoy.get("/open/admissions")
+    assert r.status_code == 200, describe(r)
+    assert r.headers.get("cache-control") == "public, max-age=600", describe(r)
