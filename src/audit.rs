@@ -59,7 +59,8 @@ impl Outcome {
             DenialKind::InsufficientScope | DenialKind::MethodNotCovered => Outcome::DeniedScope,
             DenialKind::PurposeUndeclared
             | DenialKind::PurposeNotAuthorised
-            | DenialKind::PurposeNotAccepted => Outcome::DeniedPurpose,
+            | DenialKind::PurposeNotAccepted
+            | DenialKind::PurposeAmbiguous => Outcome::DeniedPurpose,
             DenialKind::NoPolicy => Outcome::DeniedRoute,
             DenialKind::ResponseNotFilterable => Outcome::FailedClosed,
         }
@@ -489,6 +490,7 @@ mod tests {
                 ("purpose-undeclared", Outcome::DeniedPurpose),
                 ("purpose-not-authorised", Outcome::DeniedPurpose),
                 ("purpose-not-accepted", Outcome::DeniedPurpose),
+                ("purpose-ambiguous", Outcome::DeniedPurpose),
                 ("no-policy", Outcome::DeniedRoute),
                 ("response-not-filterable", Outcome::FailedClosed),
             ]

@@ -57,6 +57,43 @@ impl Verdict {
     }
 }
 
+/// The purpose a request declares in its purpose header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared<'a> {
+    /// No purpose header (or an empty one).
+    None,
+    One(&'a str),
+    /// The header is sent more than once with different values: refused, since the upstream
+    /// (or another filter) may act on another value than the one finalite checked.
+    Conflicting,
+}
+
+impl<'a> From<Option<&'a str>> for Declared<'a> {
+    fn from(value: Option<&'a str>) -> Declared<'a> {
+        value.map_or(Declared::None, Declared::One)
+    }
+}
+
+/// What the request's header map declares in the header `name` (lowercase): every value
+/// is read, and values that differ (spaces around them aside; a value that is not UTF-8
+/// differs from any) conflict.
+pub fn declared_purpose<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Declared<'a> {
+    let mut values = headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
+    let Some(first) = values.next() else {
+        return Declared::None;
+    };
+    let trimmed = |v: &'a Vec<u8>| std::str::from_utf8(v).ok().map(str::trim);
+    let first_text = trimmed(first);
+    if values.any(|v| first_text.is_none() || trimmed(v) != first_text) {
+        return Declared::Conflicting;
+    }
+    match first_text {
+        Some(text) => Declared::One(text),
+        // Not UTF-8: it cannot name a purpose (as if undeclared, then checked as such).
+        None => Declared::None,
+    }
+}
+
 /// The first value of the request header `name` (the one a host's single-header read
 /// returns), or `None` when absent or not UTF-8 (such a value cannot name a purpose).
 /// `headers` is the map as the host hands it over in one call; `name` is lowercase, as the
@@ -102,12 +139,17 @@ pub struct Caller<'a> {
 }
 
 /// Decides a request from what the host tells about it.
-pub fn decide(
+pub fn decide<'d>(
     config: &CompiledConfig,
     route: &RouteInfo<'_>,
-    declared_purpose: Option<&str>,
+    declared: impl Into<Declared<'d>>,
     caller: &Caller<'_>,
 ) -> Verdict {
+    let declared = declared.into();
+    let declared_purpose = match declared {
+        Declared::One(name) => Some(name),
+        Declared::None | Declared::Conflicting => None,
+    };
     let index = match config.routes.select(route) {
         Selection::Policy(index) => index,
         Selection::UnknownPolicy(_) => {
@@ -125,10 +167,13 @@ pub fn decide(
     // The name the purpose checks consider: the declared one, the default only when none is
     // declared. The record names it only when the policy defines it: a refused undeclared
     // name is client input, and the default did not apply.
-    let considered = declared_purpose
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .or(policy.default_purpose.as_deref());
+    let considered = match declared {
+        Declared::Conflicting => None,
+        _ => declared_purpose
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .or(policy.default_purpose.as_deref()),
+    };
     let mut verdict = Verdict {
         decision: RequestDecision::PassUnfiltered,
         policy: Some(index),
@@ -146,6 +191,9 @@ pub fn decide(
         Err(denial) => RequestDecision::Deny(denial),
         Ok(claims) => match check_scopes(policy, route.method, claims.as_ref()) {
             Err(denial) => RequestDecision::Deny(denial),
+            Ok(()) if declared == Declared::Conflicting => {
+                RequestDecision::Deny(Denial::purpose_ambiguous(&config.purpose_header))
+            }
             Ok(()) => match purpose::resolve(declared_purpose, policy, claims.as_ref()) {
                 Ok(name) => RequestDecision::Allow(Allowed {
                     policy: index,
@@ -246,6 +294,65 @@ mod tests {
             purpose: purpose.into(),
             client_id: None,
         }
+    }
+
+    #[test]
+    fn two_different_purposes_conflict() {
+        let declared = |pairs: &[(&str, &[u8])]| {
+            let headers = header_map(pairs);
+            format!("{:?}", declared_purpose(&headers, "x-purpose"))
+        };
+        assert_eq!(declared(&[]), "None");
+        assert_eq!(declared(&[("x-purpose", b" billing")]), r#"One("billing")"#);
+        assert_eq!(
+            declared(&[
+                ("x-purpose", b"billing"),
+                ("x-other", b"x"),
+                ("x-purpose", b"billing ")
+            ]),
+            r#"One("billing")"#
+        );
+        for second in [&b"research"[..], b"", b"\xff"] {
+            assert_eq!(
+                declared(&[("x-purpose", b"billing"), ("x-purpose", second)]),
+                "Conflicting"
+            );
+        }
+        assert_eq!(
+            declared(&[("x-purpose", b"\xff"), ("x-purpose", b"\xff")]),
+            "Conflicting"
+        );
+        assert_eq!(declared(&[("x-purpose", b"\xff")]), "None");
+
+        let c = config("deny");
+        let verdict = super::decide(
+            &c,
+            &route("/patients", "GET"),
+            Declared::Conflicting,
+            &Caller {
+                claims: &token("patients:read", &["billing", "research"]),
+                peer_uri_san: None,
+            },
+        );
+        assert_eq!(verdict.purpose, None);
+        assert_eq!(slug(verdict.decision), (400, "purpose-ambiguous", None));
+        // A missing token is still a 401 first.
+        assert_eq!(
+            slug(
+                super::decide(
+                    &c,
+                    &route("/patients", "GET"),
+                    Declared::Conflicting,
+                    &Caller {
+                        claims: &Token(None),
+                        peer_uri_san: None,
+                    },
+                )
+                .decision
+            )
+            .0,
+            401
+        );
     }
 
     #[test]

@@ -212,7 +212,7 @@ impl HttpContext for FinaliteHttp {
             path,
             method,
         };
-        let declared = header(&self.config.purpose_header);
+        let declared = request::declared_purpose(request_headers, &self.config.purpose_header);
         let jwt_authn = JwtAuthnClaims {
             metadata_key: &self.config.token.metadata_key,
         };

@@ -9,6 +9,7 @@ the token did not split them, or an audit record that names the wrong purpose.
 from __future__ import annotations
 
 import copy
+import http.client
 import hashlib
 import json
 import secrets
@@ -222,3 +223,43 @@ def test_open_data_stays_cacheable(envoy, upstream):
     r = envoy.get("/open/admissions")
     assert r.status_code == 200, describe(r)
     assert r.headers.get("cache-control") == "public, max-age=600", describe(r)
+# --- Two purposes in one request ----------------------------------------------------------
+
+
+def send_twice(port: int, headers: list[tuple[str, str]]) -> tuple[int, dict[str, str], bytes]:
+    """A GET /patients/1 whose headers may repeat (requests would merge them)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
+    try:
+        conn.putrequest("GET", "/patients/1")
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_two_different_purposes_are_refused(envoy, upstream, token):
+    """Two x-purpose headers that differ: which one the upstream or another filter acts on
+    is not for finalite to guess, so the request is refused (400), and recorded without a
+    purpose."""
+    upstream.set("/patients/1", BODY)
+    t = token("patients:read", ["billing", "research"], client_id="partner-billing")
+    request_id = rid("two-purposes")
+    status, headers, body = send_twice(envoy.port, [
+        ("authorization", f"Bearer {t}"), ("x-request-id", request_id),
+        ("x-purpose", "billing"), ("x-purpose", "research")])
+    assert status == 400, (status, headers, body)
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert (problem["type"], problem["title"], problem["status"]) == (
+        "urn:finalite:problem:purpose-ambiguous", "Bad Request", 400), problem
+    assert upstream.received("/patients/1") == []
+    record = records.audit_of(envoy, request_id)
+    assert (record["purpose"], record["decision"], record["status"]) == (
+        None, "denied_purpose", 400), record
+    # The same purpose twice is one purpose.
+    status, _, body = send_twice(envoy.port, [
+        ("authorization", f"Bearer {t}"), ("x-purpose", "billing"), ("x-purpose", "billing")])
+    assert (status, json.loads(body)) == (200, BILLING_VIEW)
