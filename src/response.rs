@@ -173,6 +173,33 @@ pub fn plan(
     }
 }
 
+/// The response trailers to remove: the purpose's header rules apply to trailers as to
+/// headers (a trailer is a header sent after the body, and an upstream may send there what
+/// it sends as a header elsewhere). Only a body that passes as it is reaches its trailers:
+/// a filtered body followed by trailers fails closed. None in a dry run.
+pub fn trailers_to_remove(
+    config: &CompiledConfig,
+    allowed: &Allowed,
+    trailers: &[(String, String)],
+) -> Vec<String> {
+    let policy = &config.policies[allowed.policy];
+    if policy.mode == PolicyMode::DryRun {
+        return Vec::new();
+    }
+    match policy.purposes.get(&allowed.purpose) {
+        Some(purpose) => trailers
+            .iter()
+            .filter(|(name, _)| purpose.headers.removes(name))
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect(),
+        // Not a purpose of the policy (the plan failed closed already): nothing is kept.
+        None => trailers
+            .iter()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect(),
+    }
+}
+
 /// The `cache-control` that keeps a response out of shared caches, from the upstream's
 /// values (all of them: one may say `no-store`): `private` in place of what allowed a shared
 /// cache to store it (`public`, `s-maxage`, `proxy-revalidate`), the rest kept; `None` when
@@ -290,6 +317,27 @@ mod tests {
             plan.remove_headers,
             vec!["x-patient-count", "content-length", "etag"]
         );
+    }
+
+    #[test]
+    fn header_rules_apply_to_trailers() {
+        let trailers = headers(&[("X-Patient-Secret", "s"), ("x-checksum", "ok")]);
+        assert_eq!(
+            trailers_to_remove(&config(), &allowed("billing"), &trailers),
+            vec!["x-patient-secret"]
+        );
+        assert!(trailers_to_remove(&config(), &allowed("care"), &trailers).is_empty());
+        assert_eq!(
+            trailers_to_remove(&config(), &allowed("nope"), &trailers).len(),
+            2
+        );
+        let tried = CompiledConfig::load(
+            br#"{"policies": {"p": {"mode": "dry_run", "purposes": {
+                "billing": {"headers": {"remove": ["x-patient-*"]}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        assert!(trailers_to_remove(&tried, &allowed("billing"), &trailers).is_empty());
     }
 
     #[test]

@@ -263,3 +263,73 @@ def test_two_different_purposes_are_refused(envoy, upstream, token):
     status, _, body = send_twice(envoy.port, [
         ("authorization", f"Bearer {t}"), ("x-purpose", "billing"), ("x-purpose", "billing")])
     assert (status, json.loads(body)) == (200, BILLING_VIEW)
+# --- Trailers -----------------------------------------------------------------------------
+
+
+def raw_request(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str],
+                                                                         bytes, dict[str, str]]:
+    """An HTTP/1.1 GET read off the socket: status, headers, body (de-chunked), trailers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=HTTP_TIMEOUT) as s:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        s.sendall(f"GET {path} HTTP/1.1\r\nhost: api\r\nte: trailers\r\n"
+                  f"connection: close\r\n{head}\r\n".encode())
+        data = b""
+        while True:
+            part = s.recv(65536)
+            if not part:
+                break
+            data += part
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    body, trailers = b"", {}
+    if hdrs.get("transfer-encoding") == "chunked":
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                break
+            body += rest[:size]
+            rest = rest[size + 2:]
+        for line in rest.decode().split("\r\n"):
+            if line:
+                k, _, v = line.partition(":")
+                trailers[k.lower()] = v.strip()
+    else:
+        body = rest
+    return status, hdrs, body, trailers
+
+
+def trailers_on(cfg: dict[str, Any]) -> dict[str, Any]:
+    """HTTP/1 trailers passed on from the upstream and to the client."""
+    render.cluster(cfg)["typed_extension_protocol_options"] = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {"enable_trailers": True}},
+        }}
+    render.hcm(cfg)["http_protocol_options"] = {"enable_trailers": True}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trailers_envoy(envoy_factory, shipped, shipped_plugin_config, jwks, wasm, raw):
+    """Trailers on, and care (the body as it is) removing x-patient-* headers."""
+    conf = copy.deepcopy(shipped_plugin_config)
+    conf["policies"]["patients"]["purposes"]["care"]["headers"] = {"remove": ["x-patient-*"]}
+    cfg = render.render(shipped, api=("127.0.0.1", raw.port), wasm=wasm, jwks=jwks,
+                        plugin_config=conf)
+    return envoy_factory(trailers_on(cfg), "side-channels-trailers")
+
+
+def test_header_rules_apply_to_trailers(trailers_envoy, raw, token):
+    canary = f"trailer-{C}"
+    raw.set("/patients/1", with_trailers(200, [("content-type", "application/json")], BODY,
+                                         [("x-patient-secret", canary), ("x-checksum", "ok")]))
+    status, headers, body, trailers = raw_request(
+        trailers_envoy.port, "/patients/1",
+        {"authorization": f"Bearer {billing(token)}", "x-purpose": "care"})
+    assert (status, body) == (200, BODY), (status, headers, body)
+    assert trailers.get("x-checksum") == "ok", trailers
+    assert "x-patient-secret" not in trailers, trailers
+    assert canary not in json.dumps([headers, trailers])
