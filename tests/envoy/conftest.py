@@ -193,13 +193,15 @@ def envoy_env(pseudonym_key) -> dict[str, str | None]:
 
 @pytest.fixture(scope="session")
 def envoy_factory(envoy_bin, workdir, envoy_env) -> Callable[..., EnvoyProcess]:
-    """`envoy_factory(config, name, env=None)`: start another Envoy (stopped at the end of the
-    session); `env` changes its environment (a value of None removes a variable)."""
+    """`envoy_factory(config, name, env=None, keep_client_request_id=True)`: start another
+    Envoy (stopped at the end of the session); `env` changes its environment (a value of None
+    removes a variable); see harness.EnvoyProcess for `keep_client_request_id`."""
     started: list[EnvoyProcess] = []
 
-    def make(config: dict[str, Any], name: str,
-             env: dict[str, str | None] | None = None) -> EnvoyProcess:
-        envoy = start_envoy(envoy_bin, config, workdir, name, env={**envoy_env, **(env or {})})
+    def make(config: dict[str, Any], name: str, env: dict[str, str | None] | None = None,
+             keep_client_request_id: bool = True) -> EnvoyProcess:
+        envoy = start_envoy(envoy_bin, config, workdir, name, env={**envoy_env, **(env or {})},
+                            keep_client_request_id=keep_client_request_id)
         started.append(envoy)
         return envoy
 

@@ -333,3 +333,29 @@ def test_header_rules_apply_to_trailers(trailers_envoy, raw, token):
     assert trailers.get("x-checksum") == "ok", trailers
     assert "x-patient-secret" not in trailers, trailers
     assert canary not in json.dumps([headers, trailers])
+# --- Request ids --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_ids_envoy(envoy_factory, test_config, wasm):
+    """The shipped configuration as it is, request ids included."""
+    return envoy_factory(test_config(wasm=wasm), "side-channels-own-ids",
+                         keep_client_request_id=False)
+
+
+def test_the_request_id_is_the_proxys_own(own_ids_envoy, upstream, token):
+    """A client could otherwise repeat another request's x-request-id and have its own
+    request recorded under it: the shipped configuration gives each request an id of its
+    own, whatever the client sends."""
+    upstream.set("/patients/1", BODY)
+    client = f"client-{secrets.token_hex(6)}"
+    chosen = rid("chosen")
+    r = own_ids_envoy.get("/patients/1", purpose="billing",
+                          token=token("patients:read", ["billing"], client_id=client),
+                          headers={"x-request-id": chosen})
+    assert_billing_view(r)
+    record = records.audit_where(own_ids_envoy, "client", client)
+    assert record["request_id"] != chosen, record
+    assert len(record["request_id"]) == 36 and record["request_id"].count("-") == 4, record
+    [rec] = upstream.received("/patients/1")
+    assert rec.header("x-request-id") == record["request_id"], rec.headers
