@@ -359,3 +359,64 @@ def test_the_request_id_is_the_proxys_own(own_ids_envoy, upstream, token):
     assert len(record["request_id"]) == 36 and record["request_id"].count("-") == 4, record
     [rec] = upstream.received("/patients/1")
     assert rec.header("x-request-id") == record["request_id"], rec.headers
+# --- 1xx responses ------------------------------------------------------------------------
+
+
+def raw_exchange(port: int, path: str, headers: dict[str, str]) -> bytes:
+    """Everything Envoy writes back to one HTTP/1.1 GET, interim responses included."""
+    with socket.create_connection(("127.0.0.1", port), timeout=HTTP_TIMEOUT) as s:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        s.sendall(f"GET {path} HTTP/1.1\r\nhost: api\r\nconnection: close\r\n{head}\r\n".encode())
+        data = b""
+        while part := s.recv(65536):
+            data += part
+    return data
+
+
+@pytest.fixture(scope="module")
+def forwarding_1xx_envoy(envoy_factory, shipped, jwks, wasm, raw):
+    """What the shipped configuration must never do: proxy_100_continue."""
+    cfg = render.render(shipped, api=("127.0.0.1", raw.port), wasm=wasm, jwks=jwks)
+    render.hcm(cfg)["proxy_100_continue"] = True
+    return envoy_factory(cfg, "side-channels-1xx")
+
+
+@pytest.mark.parametrize("code", [100, 103])
+def test_interim_responses_bypass_the_filter_unless_envoy_drops_them(
+        raw_envoy, forwarding_1xx_envoy, raw, token, code):
+    """proxy-wasm has no callback for 1xx responses: their headers reach the client without
+    the purpose's header rules when Envoy forwards them (proxy_100_continue: true), which
+    the shipped configuration never sets; then Envoy answers `Expect: 100-continue` itself
+    and drops the upstream's interim responses."""
+    canary = f"interim-{C}"
+
+    def answer(req: RawRequest, conn: RawConn) -> None:
+        conn.send(f"HTTP/1.1 {code} Interim\r\nx-patient-note: {canary}\r\n\r\n".encode())
+        conn.respond(200, [("content-type", "application/json")], BODY)
+
+    raw.set("/patients/1", answer)
+    t = token("patients:read", ["research"])
+    headers = {"authorization": f"Bearer {t}", "x-purpose": "research"}
+    if code == 100:
+        headers["expect"] = "100-continue"
+    shipped_reply = raw_exchange(raw_envoy.port, "/patients/1", headers)
+    assert b"HTTP/1.1 200 OK" in shipped_reply, shipped_reply
+    assert canary.encode() not in shipped_reply, shipped_reply
+    forwarded = raw_exchange(forwarding_1xx_envoy.port, "/patients/1", headers)
+    assert canary.encode() in forwarded, "Envoy no longer forwards 1xx headers: update the docs"
+
+
+SHIPPED_ENVOY_CONFIGS = ["envoy/envoy.yaml", "envoy/examples/envoy-jwks.yaml"]
+
+
+@pytest.mark.parametrize("path", SHIPPED_ENVOY_CONFIGS)
+def test_shipped_configurations_never_forward_interim_responses(path):
+    cfg = render.load(render.SHIPPED.parents[1] / path)
+    assert render.hcm(cfg).get("proxy_100_continue") is False, (
+        f"{path} must say proxy_100_continue: false, with the reason")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/envoy-recipes.md"])
+def test_the_docs_say_never_to_forward_interim_responses(doc):
+    text = (render.SHIPPED.parents[1] / doc).read_text()
+    assert "proxy_100_continue" in text and "1xx" in text, doc
