@@ -420,3 +420,29 @@ def test_shipped_configurations_never_forward_interim_responses(path):
 def test_the_docs_say_never_to_forward_interim_responses(doc):
     text = (render.SHIPPED.parents[1] / doc).read_text()
     assert "proxy_100_continue" in text and "1xx" in text, doc
+# --- Keys that are data, in the audit record ----------------------------------------------
+
+
+def test_keys_that_are_data_never_reach_the_audit_record(envoy, upstream, token):
+    """research's `**.ssn` rule makes the engine look inside every object, so it counts what
+    it withholds there by path; a surname or an id used as a map key is body content, and
+    only keys the policy names (here `ssn`, `id`, `name`, ...) are written as they are."""
+    body = json.dumps({
+        "id": "P1",
+        "byName": {f"Martin{C}": {"ssn": f"ssn-{C}", "age": 41},
+                   f"Dupont{C}": {"ssn": f"ssn2-{C}"}},
+        "name": {f"Claire{C}": True},
+        f"x2840375{C}": {"ssn": "1"},
+    }).encode()
+    upstream.set("/patients/1", body)
+    request_id = rid("data-keys")
+    t = token("patients:read", ["research"], client_id="lab-1")
+    r = envoy.get("/patients/1", token=t, purpose="research",
+                  headers={"x-request-id": request_id})
+    assert r.status_code == 200, describe(r)
+    record = records.audit_of(envoy, request_id)
+    assert record["withheld"] == records.tally({"*.*.*": 1, "*.*.ssn": 2, "*.ssn": 1,
+                                                "name.*": 1}), record
+    assert record["transformed"] == records.tally({"id": 1}), record
+    for line in records.audit_lines(envoy):
+        assert C not in line, line
