@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import harness
 from harness import ROOT, EnvoyProcess, Upstream, start_envoy
+from rawupstream import RawUpstream
 
 import mint_token  # envoy/demo/mint_token.py (put on sys.path by harness)
 import render  # envoy/render.py
@@ -142,6 +143,24 @@ def upstream(upstream_server: Upstream) -> Upstream:
     """The session's test upstream, emptied before each test."""
     upstream_server.reset()
     return upstream_server
+
+
+@pytest.fixture(scope="module")
+def raw() -> RawUpstream:
+    """A raw-socket test upstream (rawupstream.py) for the module: one that can misbehave on
+    the wire. Modules that use it mark their tests `usefixtures("fresh_raw")`."""
+    server = RawUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fresh_raw(raw: RawUpstream):
+    """The module's raw upstream emptied before the test, and checked after it: the upstream
+    itself must not have failed."""
+    raw.reset_state()
+    yield
+    assert not raw.errors, f"the test upstream failed: {raw.errors}"
 
 
 def sample(name: str) -> bytes:

@@ -33,7 +33,7 @@ import requests
 
 import render
 from harness import HTTP_TIMEOUT, assert_problem, describe, pseudonym
-from rawupstream import RawConn, RawRequest, RawUpstream, cut_after, drip, with_trailers
+from rawupstream import RawConn, RawRequest, cut_after, drip, with_trailers
 
 CLIENT = "test-client"  # client_id of the session's tokens (conftest `token`)
 JSON = [("content-type", "application/json")]
@@ -90,18 +90,7 @@ def assert_no_canary(r: requests.Response | None, canaries: list[str], partial: 
 # --- Fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def raw() -> RawUpstream:
-    server = RawUpstream()
-    yield server
-    server.close()
-
-
-@pytest.fixture(autouse=True)
-def fresh(raw: RawUpstream):
-    raw.reset_state()
-    yield
-    assert not raw.errors, f"the test upstream failed: {raw.errors}"
+pytestmark = pytest.mark.usefixtures("fresh_raw")
 
 
 def with_trailers_enabled(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import pytest
 import records
 import render
 from harness import HTTP_TIMEOUT, assert_problem, describe
-from rawupstream import RawConn, RawRequest, RawUpstream, with_trailers
+from rawupstream import RawConn, RawRequest, with_trailers
 
 C = secrets.token_hex(5)  # in every canary of this module
 PATIENT = {"id": "P1", "name": {"family": f"family-{C}"}, "insurance": {"provider": "M"},
@@ -29,6 +29,8 @@ PATIENT = {"id": "P1", "name": {"family": f"family-{C}"}, "insurance": {"provide
 BODY = json.dumps(PATIENT).encode()
 BILLING_VIEW = {"id": "P1", "name": {"family": f"family-{C}"}, "insurance": {"provider": "M"}}
 WITHHELD = [f"ssn-{C}", "diabetic"]
+
+pytestmark = pytest.mark.usefixtures("fresh_raw")
 
 
 def rid(name: str) -> str:
@@ -119,20 +121,6 @@ def test_conditional_headers_do_not_reach_the_upstream_of_a_filtered_purpose(
     [rec] = upstream.received("/patients/1")
     for name, value in CONDITIONALS.items():
         assert rec.header(name) == value, rec.headers
-
-
-@pytest.fixture(scope="module")
-def raw() -> RawUpstream:
-    server = RawUpstream()
-    yield server
-    server.close()
-
-
-@pytest.fixture(autouse=True)
-def fresh_raw(raw: RawUpstream):
-    raw.reset_state()
-    yield
-    assert not raw.errors, f"the test upstream failed: {raw.errors}"
 
 
 @pytest.fixture(scope="module")
