@@ -226,7 +226,7 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
         path,
         method,
     };
-    let declared = header("x-purpose");
+    let declared = request::declared_purpose(&pairs, "x-purpose");
     f.metadata.host_calls.set(0);
     let caller = Caller {
         claims: &f.metadata,
