@@ -165,8 +165,8 @@ pub fn decide<'d>(
     let policy = &config.policies[index];
     let claims = identify(policy, config, caller);
     // The name the purpose checks consider: the declared one, the default only when none is
-    // declared. The record names it only when the policy defines it: a refused undeclared
-    // name is client input, and the default did not apply.
+    // declared (none when two conflict). The record names it only when the policy defines
+    // it: an undefined name is client input, and the default did not apply to it.
     let considered = match declared {
         Declared::Conflicting => None,
         _ => declared_purpose
