@@ -4,6 +4,7 @@
 //! `run.mjs`) and natively.
 //!
 //!   hmac-lanes [--rounds N] [--ms N] [--values N] [--check N]
+//!   hmac-lanes --only scalar|lanes|blake3 --set K --passes P     (for count.sh: that work only)
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use finalite_bench_hmac_lanes::check::{compare, every_length, Rng};
 use finalite_bench_hmac_lanes::lanes::SIMD128;
-use finalite_bench_hmac_lanes::{client_prefix, LaneMac, ScalarMac};
+use finalite_bench_hmac_lanes::{client_prefix, Blake3Prf, LaneMac, ScalarMac};
 
 /// The engine benchmark's pseudonymisation key and client.
 const KEY: &[u8; 32] = b"bench-key-0123456789abcdefghijkl";
@@ -25,6 +26,10 @@ struct Options {
     ms: f64,
     values: usize,
     check: usize,
+    /// `--only`: the side to run alone (no check, no timing), for instruction counts.
+    only: Option<String>,
+    set: usize,
+    passes: usize,
 }
 
 fn options() -> Result<Options, String> {
@@ -33,6 +38,9 @@ fn options() -> Result<Options, String> {
         ms: 40.0,
         values: 4096,
         check: 3000,
+        only: None,
+        set: 0,
+        passes: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -43,6 +51,9 @@ fn options() -> Result<Options, String> {
             "--ms" => o.ms = number()? as f64,
             "--values" => o.values = number()?.max(4) / 4 * 4,
             "--check" => o.check = number()?,
+            "--only" => o.only = Some(value.clone()),
+            "--set" => o.set = number()?,
+            "--passes" => o.passes = number()?,
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -123,6 +134,19 @@ fn time_scalar(mac: &ScalarMac, values: &[Vec<u8>], reps: usize) -> f64 {
     start.elapsed().as_nanos() as f64 / (reps * values.len()) as f64
 }
 
+/// Nanoseconds per value, keyed BLAKE3 one value at a time.
+fn time_blake3(prf: &Blake3Prf, values: &[Vec<u8>], reps: usize) -> f64 {
+    let start = Instant::now();
+    let mut sink = 0u8;
+    for _ in 0..reps {
+        for v in values {
+            sink ^= prf.prf(black_box(v))[0];
+        }
+    }
+    black_box(sink);
+    start.elapsed().as_nanos() as f64 / (reps * values.len()) as f64
+}
+
 /// Nanoseconds per value, four MACs at a time.
 fn time_lanes(mac: &LaneMac, values: &[Vec<u8>], reps: usize) -> f64 {
     let start = Instant::now();
@@ -155,6 +179,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(side) = &o.only {
+        let Some(set) = sets(o.values).into_iter().nth(o.set) else {
+            eprintln!("hmac-lanes: no set {}", o.set);
+            return ExitCode::from(2);
+        };
+        let ns = match side.as_str() {
+            "scalar" => time_scalar(&ScalarMac::new(KEY, set.client), &set.values, o.passes),
+            "lanes" => time_lanes(&LaneMac::new(KEY, set.client), &set.values, o.passes),
+            "blake3" => time_blake3(&Blake3Prf::new(KEY, set.client), &set.values, o.passes),
+            _ => {
+                eprintln!("hmac-lanes: --only takes scalar, lanes or blake3");
+                return ExitCode::from(2);
+            }
+        };
+        println!("{side}, {}: {ns:.0} ns/value", set.name);
+        return ExitCode::SUCCESS;
+    }
     println!(
         "hmac-lanes on {}: lanes as {}",
         std::env::consts::ARCH,
@@ -181,11 +222,16 @@ fn main() -> ExitCode {
         o.rounds, o.ms
     );
     println!();
-    println!("| values | two-block share | hmac + sha2, ns/value | 4 lanes, ns/value | lanes ÷ scalar (median of rounds) | range of rounds |");
-    println!("|---|---:|---:|---:|---:|---|");
+    println!(
+        "| values | two-block share | hmac + sha2, ns/value | 4 lanes, ns/value | \
+         lanes ÷ scalar (median of rounds) | range of rounds | keyed BLAKE3, ns/value | \
+         BLAKE3 ÷ scalar |"
+    );
+    println!("|---|---:|---:|---:|---:|---|---:|---:|");
     for set in sets(o.values) {
         let scalar = ScalarMac::new(KEY, set.client);
         let lanes = LaneMac::new(KEY, set.client);
+        let blake3 = Blake3Prf::new(KEY, set.client);
         for v in set.values.chunks_exact(4) {
             let got = lanes.mac4([&v[0][..], &v[1][..], &v[2][..], &v[3][..]]);
             for (value, mac) in v.iter().zip(got) {
@@ -209,32 +255,40 @@ fn main() -> ExitCode {
         for _ in 0..3 {
             time_scalar(&scalar, &set.values, reps);
             time_lanes(&lanes, &set.values, reps);
+            time_blake3(&blake3, &set.values, reps);
         }
-        let (mut s_ns, mut l_ns, mut ratios) = (vec![], vec![], vec![]);
+        let (mut s_ns, mut l_ns, mut b_ns, mut ratios, mut b_ratios) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for round in 0..o.rounds {
-            let (s, l) = if round % 2 == 0 {
-                let s = time_scalar(&scalar, &set.values, reps);
-                (s, time_lanes(&lanes, &set.values, reps))
-            } else {
-                let l = time_lanes(&lanes, &set.values, reps);
-                (time_scalar(&scalar, &set.values, reps), l)
-            };
+            // Each side goes first, second and third in turn.
+            let (mut s, mut l, mut b) = (0.0, 0.0, 0.0);
+            for side in 0..3 {
+                match (round + side) % 3 {
+                    0 => s = time_scalar(&scalar, &set.values, reps),
+                    1 => l = time_lanes(&lanes, &set.values, reps),
+                    _ => b = time_blake3(&blake3, &set.values, reps),
+                }
+            }
             s_ns.push(s);
             l_ns.push(l);
+            b_ns.push(b);
             ratios.push(l / s);
+            b_ratios.push(b / s);
         }
         let (lo, hi) = ratios
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         println!(
-            "| {} | {:.0}% | {:.0} | {:.0} | {:.3} | {:.3}-{:.3} |",
+            "| {} | {:.0}% | {:.0} | {:.0} | {:.3} | {:.3}-{:.3} | {:.0} | {:.3} |",
             set.name,
             two_blocks * 100.0,
             median(&mut s_ns),
             median(&mut l_ns),
             median(&mut ratios),
             lo,
-            hi
+            hi,
+            median(&mut b_ns),
+            median(&mut b_ratios)
         );
     }
     ExitCode::SUCCESS
