@@ -4,7 +4,7 @@
 # time in lanes, and keyed BLAKE3 one value at a time, on sets of values (the runner's
 # numbering: 0 the engine benchmark's ids, 1 UUIDs, 2 and 3 FHIR ids of 10-64 bytes with and
 # without a client). Counts move by a few percent in V8 and are not time, but unlike
-# timings they do not move with the machine's load. About 3 minutes per set.
+# timings they do not move with the machine's load. About 5 minutes per set.
 #
 #   benches/hmac-lanes/count.sh HMAC_LANES_WASM [SET...]
 set -euo pipefail
@@ -15,7 +15,7 @@ sets=("$@")
 if [ ${#sets[@]} -eq 0 ]; then
   sets=(0 2)
 fi
-values=1024
+values=4096
 here=$(cd "$(dirname "$0")" && pwd)
 
 collected() {
@@ -24,12 +24,13 @@ collected() {
     --values "$values" "$@" 2>&1 | sed -n 's/.*Collected : //p'
 }
 
-# (five passes over the set) - (one pass), per value: start-up and the set's making cancel.
+# (21 passes over the set) - (one pass), per value: start-up and the set's making cancel
+# (twenty passes: with fewer, the start-up's own variation shows in the difference).
 per_value() {
   local one many
   one=$(collected "$@" --passes 1)
-  many=$(collected "$@" --passes 5)
-  echo $(((many - one) / (4 * values)))
+  many=$(collected "$@" --passes 21)
+  echo $(((many - one) / (20 * values)))
 }
 
 echo "| set | hmac + sha2, V8 instructions per value | 4 lanes | keyed BLAKE3 | lanes ÷ scalar | BLAKE3 ÷ scalar |"

@@ -218,7 +218,7 @@ fn main() -> ExitCode {
         o.check
     );
     println!(
-        "{} rounds of about {} ms per side, each round pairing the two; medians",
+        "{} rounds of about {} ms per side, each timing the three in turn; medians",
         o.rounds, o.ms
     );
     println!();
