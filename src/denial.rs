@@ -29,6 +29,8 @@ pub enum DenialKind {
     PurposeNotAuthorised,
     /// The policy does not define the purpose.
     PurposeNotAccepted,
+    /// The request declares two different purposes.
+    PurposeAmbiguous,
     /// No policy covers the route.
     NoPolicy,
     /// The upstream response could not be filtered: none of it is sent.
@@ -40,7 +42,7 @@ pub enum DenialKind {
 }
 
 impl DenialKind {
-    pub const ALL: [DenialKind; 12] = [
+    pub const ALL: [DenialKind; 13] = [
         DenialKind::InvalidToken,
         DenialKind::ClientCertificateRequired,
         DenialKind::KeysUnavailable,
@@ -49,6 +51,7 @@ impl DenialKind {
         DenialKind::PurposeUndeclared,
         DenialKind::PurposeNotAuthorised,
         DenialKind::PurposeNotAccepted,
+        DenialKind::PurposeAmbiguous,
         DenialKind::NoPolicy,
         DenialKind::ResponseNotFilterable,
         DenialKind::OutsidePatientCompartment,
@@ -66,6 +69,7 @@ impl DenialKind {
             DenialKind::PurposeUndeclared => "purpose-undeclared",
             DenialKind::PurposeNotAuthorised => "purpose-not-authorised",
             DenialKind::PurposeNotAccepted => "purpose-not-accepted",
+            DenialKind::PurposeAmbiguous => "purpose-ambiguous",
             DenialKind::NoPolicy => "no-policy",
             DenialKind::ResponseNotFilterable => "response-not-filterable",
             DenialKind::OutsidePatientCompartment => "outside-patient-compartment",
@@ -77,6 +81,7 @@ impl DenialKind {
         match self {
             DenialKind::InvalidToken | DenialKind::ClientCertificateRequired => 401,
             DenialKind::KeysUnavailable => 503,
+            DenialKind::PurposeAmbiguous => 400,
             DenialKind::ResponseNotFilterable => 502,
             DenialKind::InsufficientScope
             | DenialKind::MethodNotCovered
@@ -92,6 +97,7 @@ impl DenialKind {
     /// The status's reason phrase, as the problem's `title`.
     pub fn title(self) -> &'static str {
         match self.status() {
+            400 => "Bad Request",
             401 => "Unauthorized",
             502 => "Bad Gateway",
             503 => "Service Unavailable",
@@ -296,6 +302,18 @@ impl Denial {
             )),
         }
         .into()
+    }
+}
+
+impl Denial {
+    /// Two different purposes declared: which one the upstream or another filter acts on is
+    /// not for finalite to guess, so neither is taken.
+    pub fn purpose_ambiguous(header: &str) -> Denial {
+        DenialKind::PurposeAmbiguous
+            .problem(format!(
+                "the request declares more than one purpose: send one {header} header"
+            ))
+            .into()
     }
 }
 
