@@ -7,6 +7,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::decision::RequestDecision;
+use crate::denial::DenialKind;
 use crate::json::filter::{FilterStats, PathTally};
 use crate::policy::CompiledConfig;
 use crate::request::Verdict;
@@ -48,14 +50,27 @@ impl Outcome {
         }
     }
 
-    /// The outcome of a request refusal, from its problem type.
-    pub fn of_denial(slug: &str) -> Outcome {
-        match slug {
-            "insufficient-scope" | "method-not-covered" => Outcome::DeniedScope,
-            s if s.starts_with("purpose-") => Outcome::DeniedPurpose,
-            "no-policy" => Outcome::DeniedRoute,
-            "response-not-filterable" => Outcome::FailedClosed,
-            _ => Outcome::DeniedToken,
+    /// The outcome of a refusal of this kind.
+    pub fn of(kind: DenialKind) -> Outcome {
+        match kind {
+            DenialKind::InvalidToken
+            | DenialKind::ClientCertificateRequired
+            | DenialKind::KeysUnavailable => Outcome::DeniedToken,
+            DenialKind::InsufficientScope | DenialKind::MethodNotCovered => Outcome::DeniedScope,
+            DenialKind::PurposeUndeclared
+            | DenialKind::PurposeNotAuthorised
+            | DenialKind::PurposeNotAccepted => Outcome::DeniedPurpose,
+            DenialKind::NoPolicy => Outcome::DeniedRoute,
+            DenialKind::ResponseNotFilterable => Outcome::FailedClosed,
+        }
+    }
+
+    /// The outcome of a request's decision.
+    pub fn of_decision(decision: &RequestDecision) -> Outcome {
+        match decision {
+            RequestDecision::Deny(denial) => Outcome::of(denial.kind()),
+            RequestDecision::PassUnfiltered => Outcome::PassedUnfiltered,
+            RequestDecision::Allow(_) => Outcome::Allowed,
         }
     }
 }
@@ -448,24 +463,25 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_from_problem_types() {
-        assert_eq!(Outcome::of_denial("invalid-token"), Outcome::DeniedToken);
+    fn every_kind_has_its_outcome() {
+        let outcomes: Vec<(&str, Outcome)> = DenialKind::ALL
+            .into_iter()
+            .map(|k| (k.slug(), Outcome::of(k)))
+            .collect();
         assert_eq!(
-            Outcome::of_denial("client-certificate-required"),
-            Outcome::DeniedToken
-        );
-        assert_eq!(
-            Outcome::of_denial("insufficient-scope"),
-            Outcome::DeniedScope
-        );
-        assert_eq!(
-            Outcome::of_denial("purpose-not-accepted"),
-            Outcome::DeniedPurpose
-        );
-        assert_eq!(Outcome::of_denial("no-policy"), Outcome::DeniedRoute);
-        assert_eq!(
-            Outcome::of_denial("response-not-filterable"),
-            Outcome::FailedClosed
+            outcomes,
+            [
+                ("invalid-token", Outcome::DeniedToken),
+                ("client-certificate-required", Outcome::DeniedToken),
+                ("keys-unavailable", Outcome::DeniedToken),
+                ("insufficient-scope", Outcome::DeniedScope),
+                ("method-not-covered", Outcome::DeniedScope),
+                ("purpose-undeclared", Outcome::DeniedPurpose),
+                ("purpose-not-authorised", Outcome::DeniedPurpose),
+                ("purpose-not-accepted", Outcome::DeniedPurpose),
+                ("no-policy", Outcome::DeniedRoute),
+                ("response-not-filterable", Outcome::FailedClosed),
+            ]
         );
     }
 

@@ -8,28 +8,8 @@ use std::io::Write;
 
 use flate2::write::{GzDecoder, ZlibDecoder};
 
-use crate::json::{EngineError, FilterStats, Framing, JsonFilter};
-
-/// A `content-encoding` the pipeline can undo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentEncoding {
-    Identity,
-    Gzip,
-    /// HTTP's `deflate`: the zlib format (RFC 9110 section 8.4.1.2).
-    Deflate,
-}
-
-impl ContentEncoding {
-    /// `None` for an encoding that cannot be decoded (br, zstd, stacked encodings, unknown).
-    pub fn parse(header: Option<&str>) -> Option<ContentEncoding> {
-        match header.map(|h| h.trim().to_ascii_lowercase()).as_deref() {
-            None | Some("") | Some("identity") => Some(ContentEncoding::Identity),
-            Some("gzip") | Some("x-gzip") => Some(ContentEncoding::Gzip),
-            Some("deflate") => Some(ContentEncoding::Deflate),
-            _ => None,
-        }
-    }
-}
+use crate::json::{EngineError, FilterStats, JsonFilter};
+use crate::media_type::ContentEncoding;
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +84,8 @@ enum Decoder {
 pub struct BodyFilter {
     decoder: Decoder,
     encoded: u64,
+    /// The most bytes the body may have, as received and as decoded.
+    limit: u64,
     failed: Option<BodyError>,
 }
 
@@ -124,44 +106,9 @@ impl BodyFilter {
         BodyFilter {
             decoder,
             encoded: 0,
+            limit,
             failed: None,
         }
-    }
-
-    /// The pipeline a response plan asks for: the purpose's rules, the configuration's depth
-    /// and size limits, and the transforms' key (per reuser when so configured). What the
-    /// adapter runs in the proxy and `finalite filter` runs on a file.
-    ///
-    /// `limits.max_body_bytes` bounds what the filter holds: a buffered body, counted
-    /// decoded. A streamed body is filtered and handed on chunk by chunk, never held whole
-    /// (large exports are what streaming is for), so its total size is not limited.
-    pub fn for_spec(
-        spec: &crate::decision::FilterSpec,
-        config: &crate::policy::CompiledConfig,
-        client: Option<&str>,
-    ) -> BodyFilter {
-        let filter = JsonFilter::with_framing(
-            spec.rules.clone(),
-            config.max_depth,
-            config.transform_context(client),
-            spec.framing,
-        );
-        let limit = if spec.streaming {
-            u64::MAX
-        } else {
-            config.max_body_bytes
-        };
-        BodyFilter::new(filter, spec.encoding, limit)
-    }
-
-    /// A body filter for JSON or NDJSON, as the response plan says.
-    pub fn json(
-        filter_framing: Framing,
-        filter: impl FnOnce(Framing) -> JsonFilter,
-        encoding: ContentEncoding,
-        limit: u64,
-    ) -> BodyFilter {
-        BodyFilter::new(filter(filter_framing), encoding, limit)
     }
 
     /// Feeds the next chunk as received; filtered output accumulates (see [`take_output`]).
@@ -172,6 +119,13 @@ impl BodyFilter {
             return Err(error.clone());
         }
         self.encoded += chunk.len() as u64;
+        // The received bytes count too: the host holds them as long as the filter does, and
+        // a compressed stream can be larger than what it decodes to.
+        if self.encoded > self.limit {
+            let error = BodyError::TooLarge { limit: self.limit };
+            self.failed = Some(error.clone());
+            return Err(error);
+        }
         let result = match &mut self.decoder {
             Decoder::Identity(sink) => sink.write_all(chunk),
             Decoder::Gzip(decoder) => decoder.write_all(chunk),
@@ -209,11 +163,7 @@ impl BodyFilter {
         (self.encoded, self.sink().decoded)
     }
 
-    pub fn stats(&self) -> FilterStats {
-        self.sink().filter.stats()
-    }
-
-    /// [`BodyFilter::stats`] with the tallies moved out: once, when the body is done.
+    /// The engine's statistics, the tallies moved out: once, when the body is done.
     pub fn take_stats(&mut self) -> FilterStats {
         self.sink_mut().filter.take_stats()
     }
@@ -308,25 +258,6 @@ mod tests {
     const DOC: &[u8] = br#"{"id":"p1","name":"Martin","ssn":"1840375123456"}"#;
 
     #[test]
-    fn encodings() {
-        assert_eq!(
-            ContentEncoding::parse(None),
-            Some(ContentEncoding::Identity)
-        );
-        assert_eq!(
-            ContentEncoding::parse(Some(" GZIP ")),
-            Some(ContentEncoding::Gzip)
-        );
-        assert_eq!(
-            ContentEncoding::parse(Some("deflate")),
-            Some(ContentEncoding::Deflate)
-        );
-        assert_eq!(ContentEncoding::parse(Some("br")), None);
-        assert_eq!(ContentEncoding::parse(Some("zstd")), None);
-        assert_eq!(ContentEncoding::parse(Some("gzip, gzip")), None);
-    }
-
-    #[test]
     fn decodes_then_filters_at_any_chunking() {
         for chunk in [1, 3, 7, 1000] {
             assert_eq!(
@@ -360,6 +291,24 @@ mod tests {
     }
 
     #[test]
+    fn the_limit_counts_received_bytes_too() {
+        // Stored deflate blocks: the gzip stream is larger than the document it holds.
+        let mut e = GzEncoder::new(Vec::new(), Compression::none());
+        e.write_all(DOC).unwrap();
+        let stored = e.finish().unwrap();
+        assert!(stored.len() > DOC.len() + 20, "{}", stored.len());
+        let limit = DOC.len() as u64 + 10;
+        assert_eq!(
+            run(ContentEncoding::Gzip, &stored, 1000, limit),
+            Err(BodyError::TooLarge { limit })
+        );
+        assert_eq!(
+            run(ContentEncoding::Gzip, &stored, 1000, stored.len() as u64).unwrap(),
+            r#"{"id":"p1"}"#
+        );
+    }
+
+    #[test]
     fn corrupt_or_truncated_streams_are_refused() {
         let good = gzip(DOC);
         let truncated = &good[..good.len() - 6];
@@ -378,53 +327,6 @@ mod tests {
         assert!(matches!(
             run(ContentEncoding::Deflate, &gzip(DOC), 8, 1000),
             Err(BodyError::Decoding(_))
-        ));
-    }
-
-    #[test]
-    fn for_spec_applies_the_configured_limits() {
-        let config = crate::policy::CompiledConfig::load(
-            br#"{"limits": {"max_body_bytes": 20, "max_depth": 2},
-                 "policies": {"p": {"purposes": {"u": {"fields": {"id": "keep"}}}}}}"#,
-            &|_| None,
-        )
-        .unwrap();
-        let spec = crate::decision::FilterSpec {
-            rules: config.policies[0].purposes["u"].body.clone().unwrap(),
-            framing: Framing::Single,
-            encoding: ContentEncoding::Identity,
-            streaming: false,
-        };
-        let mut body = BodyFilter::for_spec(&spec, &config, None);
-        body.write(br#"{"id":1,"x":2}"#).unwrap();
-        body.finish().unwrap();
-        assert_eq!(body.take_output(), br#"{"id":1}"#);
-        let mut body = BodyFilter::for_spec(&spec, &config, None);
-        assert_eq!(body.write(DOC), Err(BodyError::TooLarge { limit: 20 }));
-        let mut body = BodyFilter::for_spec(&spec, &config, None);
-        assert!(matches!(
-            body.write(br#"{"a":{"b":{"c":1}}}"#),
-            Err(BodyError::Json(_))
-        ));
-        // Streamed: not held, so not limited in size (the depth limit still applies).
-        let streamed = crate::decision::FilterSpec {
-            streaming: true,
-            framing: Framing::Lines,
-            ..spec
-        };
-        let mut body = BodyFilter::for_spec(&streamed, &config, None);
-        let mut out = Vec::new();
-        for _ in 0..10 {
-            body.write(DOC).unwrap();
-            body.write(b"\n").unwrap();
-            out.extend(body.take_output());
-        }
-        body.finish().unwrap();
-        assert_eq!(out, b"{\"id\":\"p1\"}\n".repeat(10));
-        let mut body = BodyFilter::for_spec(&streamed, &config, None);
-        assert!(matches!(
-            body.write(br#"{"a":{"b":{"c":1}}}"#),
-            Err(BodyError::Json(_))
         ));
     }
 

@@ -1,125 +1,14 @@
-//! What the core tells the adapter to do: every status, header and body the adapter sends
-//! on its own is built here.
+//! What the core tells the adapter to do: the verdict on a request and the plan for its
+//! response. The refusals it answers on its own are the catalogue in [`crate::denial`].
 
 use std::sync::Arc;
 
-use crate::body::{BodyError, ContentEncoding};
 use crate::json::Framing;
-use crate::json::{EngineError, ErrorKind, LexErrorKind};
+use crate::media_type::ContentEncoding;
 use crate::policy::rules::FieldRules;
 
-/// An RFC 9457 problem; `slug` makes `type` (`urn:finalite:problem:SLUG`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub slug: &'static str,
-    pub title: &'static str,
-    pub status: u16,
-    pub detail: String,
-}
-
-impl Problem {
-    pub fn body(&self) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({
-            "type": format!("urn:finalite:problem:{}", self.slug),
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }))
-        .unwrap_or_default()
-    }
-
-    /// 502: the upstream body could not be filtered, so none of it is sent.
-    pub fn not_filterable(reason: impl Into<String>) -> Problem {
-        Problem {
-            slug: "response-not-filterable",
-            title: "Bad Gateway",
-            status: 502,
-            detail: format!(
-                "the upstream response could not be filtered: {}",
-                reason.into()
-            ),
-        }
-    }
-
-    /// The client sees the category of an engine error; the offset and path go to the log.
-    pub fn from_engine_error(error: &EngineError) -> Problem {
-        Problem::not_filterable(match &error.kind {
-            ErrorKind::Lex(LexErrorKind::TooDeep { limit }) => {
-                format!("the body nests deeper than the limit of {limit}")
-            }
-            ErrorKind::Transform(_) => {
-                "a value could not be transformed as the policy requires".to_string()
-            }
-            ErrorKind::Type(_) => {
-                "an object's type could not be read as the policy requires".to_string()
-            }
-            ErrorKind::Lex(LexErrorKind::KeyTooLong | LexErrorKind::ValueTooLong) => {
-                "the body holds a key or value too long to filter".to_string()
-            }
-            _ => "the body is not valid JSON".to_string(),
-        })
-    }
-
-    pub fn too_large(limit: u64) -> Problem {
-        Problem::not_filterable(format!(
-            "the body is larger than the limit of {limit} bytes"
-        ))
-    }
-
-    pub fn from_body_error(error: &BodyError) -> Problem {
-        match error {
-            BodyError::TooLarge { limit } => Problem::too_large(*limit),
-            BodyError::Decoding(_) => {
-                Problem::not_filterable("the compressed body could not be decoded")
-            }
-            BodyError::Json(error) => Problem::from_engine_error(error),
-        }
-    }
-}
-
-/// A refusal of the request, answered by the filter itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
-    pub problem: Problem,
-    /// RFC 6750 challenge, for 401 and scope refusals.
-    pub www_authenticate: Option<String>,
-    /// `Retry-After` in seconds, for a 503 the client may retry.
-    pub retry_after_seconds: Option<u32>,
-}
-
-impl Denial {
-    pub fn status(&self) -> u16 {
-        self.problem.status
-    }
-
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![
-            ("content-type", "application/problem+json".to_string()),
-            ("cache-control", "no-store".to_string()),
-        ];
-        if let Some(challenge) = &self.www_authenticate {
-            headers.push(("www-authenticate", challenge.clone()));
-        }
-        if let Some(seconds) = self.retry_after_seconds {
-            headers.push(("retry-after", seconds.to_string()));
-        }
-        headers
-    }
-
-    pub fn body(&self) -> Vec<u8> {
-        self.problem.body()
-    }
-}
-
-impl From<Problem> for Denial {
-    fn from(problem: Problem) -> Denial {
-        Denial {
-            problem,
-            www_authenticate: None,
-            retry_after_seconds: None,
-        }
-    }
-}
+/// Where refusals were first defined; callers outside the crate name them from here too.
+pub use crate::denial::{Denial, Problem};
 
 /// The verdict on a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,13 +48,74 @@ pub struct FilterSpec {
     pub rules: Arc<FieldRules>,
     pub framing: Framing,
     pub encoding: ContentEncoding,
-    /// Send each chunk as soon as it is filtered (the headers are not held).
-    pub streaming: bool,
+    pub delivery: Delivery,
+}
+
+/// How a filtered body reaches the client, and so what a failure can still do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The response headers wait until the whole body is filtered, so that a failure can
+    /// still become a clean 502; the body is held whole, within `limits.max_body_bytes`.
+    Buffered,
+    /// Each chunk is filtered and sent at once (large exports): the body is never held
+    /// whole, and a failure can only reset the stream.
+    Streamed,
+    /// Dry run: each chunk is filtered to be measured, and passed on unchanged; a failure
+    /// is recorded, never enforced. `streamed` is how enforcement would deliver the body,
+    /// whose size limit the measure keeps, so that it fails where enforcement would.
+    Measured { streamed: bool },
+}
+
+impl Delivery {
+    /// Whether the response headers are held until the body is filtered.
+    pub fn holds_headers(self) -> bool {
+        self == Delivery::Buffered
+    }
+
+    /// Whether each chunk is replaced by its filtered bytes as it passes.
+    pub fn replaces_chunks(self) -> bool {
+        self == Delivery::Streamed
+    }
+
+    /// What a failure of the body does.
+    pub fn on_failure(self) -> FailureEffect {
+        match self {
+            Delivery::Buffered => FailureEffect::Replace,
+            Delivery::Streamed => FailureEffect::Reset,
+            Delivery::Measured { .. } => FailureEffect::Record,
+        }
+    }
+
+    /// The most bytes, encoded or decoded, the body may have. A buffered body is held whole
+    /// (by the filter, and by the host before it), so it is bounded; a streamed one is
+    /// handed on chunk by chunk and never held, so it is not.
+    pub fn size_limit(self, max_body_bytes: u64) -> u64 {
+        match self {
+            Delivery::Buffered | Delivery::Measured { streamed: false } => max_body_bytes,
+            Delivery::Streamed | Delivery::Measured { streamed: true } => u64::MAX,
+        }
+    }
+}
+
+/// What a failure to filter a response does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureEffect {
+    /// Nothing of the response has gone out: the problem is answered instead (a 502).
+    Replace,
+    /// The headers, and maybe filtered chunks, have gone out: the stream is reset, so that
+    /// the client never takes a cut body for a complete one.
+    Reset,
+    /// Dry run: the failure is recorded, the upstream response goes on unchanged.
+    Record,
 }
 
 /// The plan for a response, decided from its headers.
 #[derive(Debug, Clone)]
 pub struct ResponsePlan {
+    /// Response headers to remove (none in a dry run, which changes nothing).
     pub remove_headers: Vec<String>,
     pub body: BodyPlan,
+    /// What [`BodyPlan::FailClosed`] does: replace the response, or record the failure in
+    /// a dry run.
+    pub on_failure: FailureEffect,
 }

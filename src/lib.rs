@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod decision;
+pub mod denial;
 pub mod error;
 pub mod json;
 pub mod media_type;

@@ -1,4 +1,4 @@
-//! Media types of responses: which ones the engine can read.
+//! Media types and content codings of responses: which bodies the engine can read.
 
 /// A parsed `content-type`: essence lower-cased, parameters kept for the charset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,9 +75,49 @@ impl MediaType {
     }
 }
 
+/// A `content-encoding` the pipeline can undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    Identity,
+    Gzip,
+    /// HTTP's `deflate`: the zlib format (RFC 9110 section 8.4.1.2).
+    Deflate,
+}
+
+impl ContentEncoding {
+    /// `None` for an encoding that cannot be decoded (br, zstd, stacked encodings, unknown).
+    pub fn parse(header: Option<&str>) -> Option<ContentEncoding> {
+        match header.map(|h| h.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("identity") => Some(ContentEncoding::Identity),
+            Some("gzip") | Some("x-gzip") => Some(ContentEncoding::Gzip),
+            Some("deflate") => Some(ContentEncoding::Deflate),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encodings() {
+        assert_eq!(
+            ContentEncoding::parse(None),
+            Some(ContentEncoding::Identity)
+        );
+        assert_eq!(
+            ContentEncoding::parse(Some(" GZIP ")),
+            Some(ContentEncoding::Gzip)
+        );
+        assert_eq!(
+            ContentEncoding::parse(Some("deflate")),
+            Some(ContentEncoding::Deflate)
+        );
+        assert_eq!(ContentEncoding::parse(Some("br")), None);
+        assert_eq!(ContentEncoding::parse(Some("zstd")), None);
+        assert_eq!(ContentEncoding::parse(Some("gzip, gzip")), None);
+    }
 
     fn format(text: &str) -> Option<BodyFormat> {
         MediaType::parse(text).map(|m| m.format())

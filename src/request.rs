@@ -1,11 +1,11 @@
 //! The request path: policy, caller identity, scopes, purpose.
 
 use crate::auth::claims::{BearerRefusal, ClaimSource, Claims};
-use crate::auth::jwt::TokenError;
 use crate::auth::scopes::MethodScopes;
 use crate::config::{AuthRequirement, PolicyMode, Unmatched};
-use crate::decision::{Allowed, Denial, Problem, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
-use crate::policy::purpose::{self, PurposeRefusal};
+use crate::decision::{Allowed, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
+use crate::denial::Denial;
+use crate::policy::purpose;
 use crate::policy::route::{RouteInfo, Selection};
 use crate::policy::{CompiledConfig, Policy};
 
@@ -22,7 +22,29 @@ pub struct Verdict {
     pub dry_run: bool,
 }
 
+/// What the adapter does with a request, the policy's mode applied to the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestAction<'a> {
+    /// Answer this refusal; the request goes no further.
+    Refuse(&'a Denial),
+    /// Dry run: the refusal is recorded (and logged by its type), the request goes on.
+    RecordRefusal(&'a Denial),
+    /// Let through, unfiltered.
+    Pass,
+    /// Let through; the response is planned for this purpose.
+    Filter(&'a Allowed),
+}
+
 impl Verdict {
+    pub fn action(&self) -> RequestAction<'_> {
+        match &self.decision {
+            RequestDecision::Deny(denial) if self.dry_run => RequestAction::RecordRefusal(denial),
+            RequestDecision::Deny(denial) => RequestAction::Refuse(denial),
+            RequestDecision::PassUnfiltered => RequestAction::Pass,
+            RequestDecision::Allow(allowed) => RequestAction::Filter(allowed),
+        }
+    }
+
     fn new(decision: RequestDecision) -> Verdict {
         Verdict {
             decision,
@@ -73,11 +95,13 @@ pub fn decide(
 ) -> Verdict {
     let index = match config.routes.select(route) {
         Selection::Policy(index) => index,
-        Selection::UnknownPolicy(_) => return Verdict::new(RequestDecision::Deny(no_policy())),
+        Selection::UnknownPolicy(_) => {
+            return Verdict::new(RequestDecision::Deny(Denial::no_policy()))
+        }
         Selection::None => {
             return Verdict::new(match config.unmatched {
                 Unmatched::Allow => RequestDecision::PassUnfiltered,
-                Unmatched::Deny => RequestDecision::Deny(no_policy()),
+                Unmatched::Deny => RequestDecision::Deny(Denial::no_policy()),
             })
         }
     };
@@ -110,7 +134,7 @@ pub fn decide(
                     client_id: claims.and_then(|c| c.client_id),
                 }),
                 Err(refusal) => {
-                    RequestDecision::Deny(purpose_denial(refusal, &config.purpose_header).into())
+                    RequestDecision::Deny(Denial::purpose(refusal, &config.purpose_header))
                 }
             },
         },
@@ -129,11 +153,11 @@ fn identify(
         AuthRequirement::Required => match Claims::read(caller.claims, &config.token.claims) {
             Some(claims) => Ok(Some(claims)),
             None => Err(match caller.claims.refusal() {
-                None => no_token(),
-                Some(BearerRefusal::Invalid(error)) => invalid_token(error),
+                None => Denial::no_token(),
+                Some(BearerRefusal::Invalid(error)) => Denial::invalid_token(error),
                 Some(BearerRefusal::KeysUnavailable {
                     retry_after_seconds,
-                }) => keys_unavailable(retry_after_seconds),
+                }) => Denial::keys_unavailable(retry_after_seconds),
             }),
         },
         AuthRequirement::Mtls => match caller.peer_uri_san.filter(|s| !s.is_empty()) {
@@ -151,14 +175,7 @@ fn identify(
                     .map(|c| c.purposes.clone())
                     .unwrap_or_default(),
             })),
-            None => Err(Problem {
-                slug: "client-certificate-required",
-                title: "Unauthorized",
-                status: 401,
-                detail: "this route requires a client certificate with a URI SAN (mutual TLS)"
-                    .into(),
-            }
-            .into()),
+            None => Err(Denial::client_certificate_required()),
         },
     }
 }
@@ -170,107 +187,11 @@ fn check_scopes(policy: &Policy, method: &str, claims: Option<&Claims>) -> Resul
     match policy.scopes.for_method(method) {
         MethodScopes::None => Ok(()),
         MethodScopes::Required(requirement) if requirement.is_met_by(&claims.scopes) => Ok(()),
-        MethodScopes::Required(requirement) => {
-            let scope = requirement.challenge();
-            Err(Denial {
-                problem: Problem {
-                    slug: "insufficient-scope",
-                    title: "Forbidden",
-                    status: 403,
-                    detail: format!("the caller lacks the scope this request needs: {scope}"),
-                },
-                www_authenticate: (policy.auth == AuthRequirement::Required)
-                    .then(|| format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"")),
-                retry_after_seconds: None,
-            })
-        }
-        MethodScopes::MethodNotCovered => Err(Problem {
-            slug: "method-not-covered",
-            title: "Forbidden",
-            status: 403,
-            detail: format!("this route's policy grants no scope for the method {method}"),
-        }
-        .into()),
-    }
-}
-
-/// No verified token, and no reason known (jwt_authn saw none, or refused it before us).
-fn no_token() -> Denial {
-    Denial {
-        problem: Problem {
-            slug: "invalid-token",
-            title: "Unauthorized",
-            status: 401,
-            detail: "this route requires a valid bearer token".into(),
-        },
-        www_authenticate: Some("Bearer error=\"invalid_token\"".into()),
-        retry_after_seconds: None,
-    }
-}
-
-/// A token finalite refused: the challenge says which check failed, never echoing the token.
-fn invalid_token(error: TokenError) -> Denial {
-    Denial {
-        problem: Problem {
-            slug: "invalid-token",
-            title: "Unauthorized",
-            status: 401,
-            detail: format!(
-                "this route requires a valid bearer token: {}",
-                error.description()
-            ),
-        },
-        www_authenticate: Some(error.www_authenticate()),
-        retry_after_seconds: None,
-    }
-}
-
-/// No key set is known yet (the first fetch of `jwks_uri` has not succeeded): never an
-/// unverified pass.
-fn keys_unavailable(retry_after_seconds: u32) -> Denial {
-    Denial {
-        problem: Problem {
-            slug: "keys-unavailable",
-            title: "Service Unavailable",
-            status: 503,
-            detail: "the keys that verify bearer tokens are not available yet; retry shortly"
-                .into(),
-        },
-        www_authenticate: None,
-        retry_after_seconds: Some(retry_after_seconds.max(1)),
-    }
-}
-
-fn no_policy() -> Denial {
-    Problem {
-        slug: "no-policy",
-        title: "Forbidden",
-        status: 403,
-        detail: "no policy covers this route".into(),
-    }
-    .into()
-}
-
-fn purpose_denial(refusal: PurposeRefusal, header: &str) -> Problem {
-    let (slug, detail) = match refusal {
-        PurposeRefusal::Undeclared => (
-            "purpose-undeclared",
-            format!("no purpose declared: send the {header} header"),
-        ),
-        PurposeRefusal::NotAuthorised(name) => (
-            "purpose-not-authorised",
-            format!("the caller is not authorised for the purpose {name:?}"),
-        ),
-        PurposeRefusal::NotAccepted(name) => (
-            "purpose-not-accepted",
-            format!("the purpose {name:?} is not accepted on this route"),
-        ),
-    };
-    Problem {
-        slug,
-        title: "Forbidden",
-        status: 403,
-        detail,
+        MethodScopes::Required(requirement) => Err(Denial::insufficient_scope(
+            &requirement.challenge(),
+            policy.auth == AuthRequirement::Required,
+        )),
+        MethodScopes::MethodNotCovered => Err(Denial::method_not_covered(method)),
     }
 }
 
@@ -551,6 +472,27 @@ mod mtls_and_audit_tests {
         );
         assert_eq!(v.purpose.as_deref(), Some("care"));
         assert!(v.dry_run);
+    }
+
+    #[test]
+    fn a_dry_run_records_refusals_and_lets_the_request_on() {
+        let refused = run(None, Some("care"));
+        match (&refused.decision, refused.action()) {
+            (RequestDecision::Deny(denial), RequestAction::RecordRefusal(recorded)) => {
+                assert_eq!(denial, recorded)
+            }
+            other => panic!("{other:?}"),
+        }
+        let allowed = run(
+            Some("spiffe://hospital.example/ns/care/sa/ehr"),
+            Some("care"),
+        );
+        assert!(matches!(allowed.action(), RequestAction::Filter(a) if a.purpose == "care"));
+        let enforced = Verdict {
+            dry_run: false,
+            ..refused.clone()
+        };
+        assert!(matches!(enforced.action(), RequestAction::Refuse(_)));
     }
 
     #[test]

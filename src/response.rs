@@ -1,9 +1,11 @@
 //! The response path: which headers go, and whether and how the body is filtered.
 
-use crate::body::ContentEncoding;
-use crate::decision::{Allowed, BodyPlan, FilterSpec, Problem, ResponsePlan};
-use crate::json::Framing;
-use crate::media_type::{BodyFormat, MediaType};
+use crate::body::BodyFilter;
+use crate::config::PolicyMode;
+use crate::decision::{Allowed, BodyPlan, Delivery, FailureEffect, FilterSpec, ResponsePlan};
+use crate::denial::Problem;
+use crate::json::{Framing, JsonFilter};
+use crate::media_type::{BodyFormat, ContentEncoding, MediaType};
 use crate::policy::CompiledConfig;
 
 /// Response headers that describe the upstream's exact bytes and are wrong once filtered.
@@ -19,21 +21,33 @@ pub fn carries_upstream_data(status: Option<u16>, code_details: Option<&str>) ->
     !(generated && status.is_some_and(|s| s >= 400))
 }
 
-/// Plans a response from its headers (`end_of_stream`: the response has no body).
+/// Plans a response from its headers (`end_of_stream`: the response has no body). Under a
+/// dry-run policy the plan changes nothing: no header is removed, the body is measured, and
+/// a failure is recorded.
 pub fn plan(
     config: &CompiledConfig,
     allowed: &Allowed,
     headers: &[(String, String)],
     end_of_stream: bool,
 ) -> ResponsePlan {
-    let Some(purpose) = config.policies[allowed.policy]
-        .purposes
-        .get(&allowed.purpose)
-    else {
+    let policy = &config.policies[allowed.policy];
+    let dry_run = policy.mode == PolicyMode::DryRun;
+    let on_failure = if dry_run {
+        FailureEffect::Record
+    } else {
+        FailureEffect::Replace
+    };
+    let Some(purpose) = policy.purposes.get(&allowed.purpose) else {
         return ResponsePlan {
             remove_headers: Vec::new(),
             body: BodyPlan::FailClosed(Problem::not_filterable("the purpose is unknown")),
+            on_failure,
         };
+    };
+    let delivery = match (dry_run, purpose.streaming) {
+        (true, streamed) => Delivery::Measured { streamed },
+        (false, true) => Delivery::Streamed,
+        (false, false) => Delivery::Buffered,
     };
     let mut remove_headers: Vec<String> = headers
         .iter()
@@ -82,7 +96,7 @@ pub fn plan(
                             rules: rules.clone(),
                             framing,
                             encoding,
-                            streaming: purpose.streaming,
+                            delivery,
                         }),
                         None => BodyPlan::FailClosed(Problem::not_filterable(format!(
                             "the media type {:?} cannot be filtered",
@@ -110,9 +124,42 @@ pub fn plan(
             }
         }
     }
+    if dry_run {
+        remove_headers.clear();
+    }
     ResponsePlan {
         remove_headers,
         body,
+        on_failure,
+    }
+}
+
+// The pipeline is built here, beside the plan that chooses it: the body module only runs
+// what it is given, and knows nothing of plans.
+impl BodyFilter {
+    /// The pipeline a response plan asks for: the purpose's rules, the configuration's depth
+    /// and size limits, and the transforms' key (per reuser when so configured). What the
+    /// adapter runs in the proxy and `finalite filter` runs on a file.
+    ///
+    /// `limits.max_body_bytes` bounds what is held: a buffered body, counted both as received
+    /// and decoded. A streamed body is filtered and handed on chunk by chunk, never held
+    /// whole (large exports are what streaming is for), so its total size is not limited.
+    pub fn for_spec(
+        spec: &FilterSpec,
+        config: &CompiledConfig,
+        client: Option<&str>,
+    ) -> BodyFilter {
+        let filter = JsonFilter::with_framing(
+            spec.rules.clone(),
+            config.max_depth,
+            config.transform_context(client),
+            spec.framing,
+        );
+        BodyFilter::new(
+            filter,
+            spec.encoding,
+            spec.delivery.size_limit(config.max_body_bytes),
+        )
     }
 }
 
@@ -243,11 +290,79 @@ mod tests {
             BodyPlan::Filter(spec) => {
                 assert_eq!(spec.framing, Framing::Lines);
                 assert_eq!(spec.encoding, ContentEncoding::Gzip);
-                assert!(!spec.streaming);
+                assert_eq!(spec.delivery, Delivery::Buffered);
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(p.remove_headers, vec!["content-length", "content-encoding"]);
+    }
+
+    #[test]
+    fn the_delivery_and_the_effect_of_a_failure_follow_the_mode() {
+        let config = CompiledConfig::load(
+            br#"{"policies": {
+                "enforced": {"purposes": {"b": {"fields": {"id": "keep"}, "headers": {"remove": ["x-*"]}},
+                                          "s": {"fields": {"id": "keep"}, "streaming": true}}},
+                "tried": {"mode": "dry_run", "purposes": {
+                    "b": {"fields": {"id": "keep"}, "headers": {"remove": ["x-*"]}},
+                    "s": {"fields": {"id": "keep"}, "streaming": true}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let json = headers(&[
+            ("content-type", "application/json"),
+            ("content-length", "12"),
+            ("x-patient", "1"),
+        ]);
+        let html = headers(&[("content-type", "text/html")]);
+        let cases = [
+            (0, "b", Delivery::Buffered, FailureEffect::Replace, 2),
+            (0, "s", Delivery::Streamed, FailureEffect::Replace, 1),
+            (
+                1,
+                "b",
+                Delivery::Measured { streamed: false },
+                FailureEffect::Record,
+                0,
+            ),
+            (
+                1,
+                "s",
+                Delivery::Measured { streamed: true },
+                FailureEffect::Record,
+                0,
+            ),
+        ];
+        for (policy, purpose, delivery, on_failure, removed) in cases {
+            let allowed = Allowed {
+                policy,
+                purpose: purpose.into(),
+                client_id: None,
+            };
+            let p = plan(&config, &allowed, &json, false);
+            match &p.body {
+                BodyPlan::Filter(spec) => assert_eq!(spec.delivery, delivery),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(p.remove_headers.len(), removed, "{:?}", p.remove_headers);
+            assert_eq!(p.on_failure, on_failure);
+            let p = plan(&config, &allowed, &html, false);
+            assert!(matches!(p.body, BodyPlan::FailClosed(_)));
+            assert_eq!(p.on_failure, on_failure);
+        }
+        assert_eq!(Delivery::Buffered.on_failure(), FailureEffect::Replace);
+        assert_eq!(Delivery::Streamed.on_failure(), FailureEffect::Reset);
+        assert_eq!(
+            Delivery::Measured { streamed: true }.on_failure(),
+            FailureEffect::Record
+        );
+        assert_eq!(Delivery::Buffered.size_limit(10), 10);
+        assert_eq!(Delivery::Measured { streamed: false }.size_limit(10), 10);
+        assert_eq!(Delivery::Streamed.size_limit(10), u64::MAX);
+        assert_eq!(
+            Delivery::Measured { streamed: true }.size_limit(10),
+            u64::MAX
+        );
     }
 
     #[test]
@@ -292,6 +407,58 @@ mod tests {
             )
             .body,
             BodyPlan::Filter(_)
+        ));
+    }
+
+    const DOC: &[u8] = br#"{"id":"p1","name":"Martin","ssn":"1840375123456"}"#;
+
+    #[test]
+    fn for_spec_applies_the_configured_limits() {
+        let config = CompiledConfig::load(
+            br#"{"limits": {"max_body_bytes": 20, "max_depth": 2},
+                 "policies": {"p": {"purposes": {"u": {"fields": {"id": "keep"}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let spec = FilterSpec {
+            rules: config.policies[0].purposes["u"].body.clone().unwrap(),
+            framing: Framing::Single,
+            encoding: ContentEncoding::Identity,
+            delivery: Delivery::Buffered,
+        };
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        body.write(br#"{"id":1,"x":2}"#).unwrap();
+        body.finish().unwrap();
+        assert_eq!(body.take_output(), br#"{"id":1}"#);
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        assert_eq!(
+            body.write(DOC),
+            Err(crate::body::BodyError::TooLarge { limit: 20 })
+        );
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        assert!(matches!(
+            body.write(br#"{"a":{"b":{"c":1}}}"#),
+            Err(crate::body::BodyError::Json(_))
+        ));
+        // Streamed: not held, so not limited in size (the depth limit still applies).
+        let streamed = FilterSpec {
+            delivery: Delivery::Streamed,
+            framing: Framing::Lines,
+            ..spec
+        };
+        let mut body = BodyFilter::for_spec(&streamed, &config, None);
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            body.write(DOC).unwrap();
+            body.write(b"\n").unwrap();
+            out.extend(body.take_output());
+        }
+        body.finish().unwrap();
+        assert_eq!(out, b"{\"id\":\"p1\"}\n".repeat(10));
+        let mut body = BodyFilter::for_spec(&streamed, &config, None);
+        assert!(matches!(
+            body.write(br#"{"a":{"b":{"c":1}}}"#),
+            Err(crate::body::BodyError::Json(_))
         ));
     }
 }

@@ -13,9 +13,10 @@
 use std::sync::Arc;
 
 use finalite::auth::claims::{ClaimSource, ClaimValue};
-use finalite::body::{BodyFilter, ContentEncoding};
+use finalite::body::BodyFilter;
 use finalite::decision::{Allowed, RequestDecision};
 use finalite::json::{EngineError, ErrorKind, Framing, JsonFilter, LexErrorKind};
+use finalite::media_type::ContentEncoding;
 use finalite::policy::action::{Action, Transform};
 use finalite::policy::path::FieldPath;
 use finalite::policy::route::RouteInfo;

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use finalite::body::BodyFilter;
-use finalite::decision::{Allowed, BodyPlan};
+use finalite::decision::{Allowed, BodyPlan, Delivery};
 use finalite::response;
 use finalite_cli::explain;
 use finalite_cli::render::{self, SampleReport};
@@ -339,7 +339,11 @@ fn filter(
         }
         BodyPlan::Filter(spec) => {
             let refused = |error: &dyn std::fmt::Display| {
-                let consequence = if spec.streaming {
+                let streams = matches!(
+                    spec.delivery,
+                    Delivery::Streamed | Delivery::Measured { streamed: true }
+                );
+                let consequence = if streams {
                     "this purpose streams: Envoy would reset the stream"
                 } else {
                     "Envoy would answer 502 with an application/problem+json body, none of the upstream's"

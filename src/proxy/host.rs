@@ -64,6 +64,19 @@ pub fn response_body(start: usize, len: usize) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// No verified token: what a request is taken to carry when nothing can verify one.
+pub struct NoToken;
+
+impl ClaimSource for NoToken {
+    fn has_verified_token(&self) -> bool {
+        false
+    }
+
+    fn claim(&self, _name: &str) -> Option<ClaimValue> {
+        None
+    }
+}
+
 /// Claims verified by Envoy's jwt_authn filter, from its `payload_in_metadata`.
 pub struct JwtAuthnClaims<'a> {
     pub metadata_key: &'a str,

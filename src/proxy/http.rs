@@ -7,28 +7,27 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
-use super::host::{self, JwtAuthnClaims};
+use super::host::{self, JwtAuthnClaims, NoToken};
 use super::metrics::Metrics;
 use crate::audit::{Outcome, Trace};
 use crate::auth::bearer::BearerClaims;
 use crate::auth::claims::ClaimSource;
 use crate::auth::verifier::Verifier;
 use crate::body::BodyFilter;
-use crate::decision::{Allowed, BodyPlan, Denial, FilterSpec, Problem, RequestDecision};
+use crate::config::TokenSource;
+use crate::decision::{Allowed, BodyPlan, Delivery, FailureEffect, FilterSpec};
+use crate::denial::{Denial, Problem};
 use crate::policy::route::RouteInfo;
 use crate::policy::CompiledConfig;
-use crate::request::{self, Caller};
+use crate::request::{self, Caller, RequestAction};
 use crate::response;
 
-/// How a body passes through the pipeline.
-enum Delivery {
-    /// Response headers held; `fed` bytes of the host's growing buffer went through, the
-    /// output kept in `out` until the end.
-    Buffered { fed: usize, out: Vec<u8> },
-    /// Each chunk replaced by its filtered bytes as it passes.
-    Streamed,
-    /// Dry run: each chunk measured and passed unchanged.
-    Measured,
+/// A buffered body's place in the host's growing buffer: `fed` bytes of it went through the
+/// filter, whose output is kept in `out` until the end.
+#[derive(Default)]
+struct Held {
+    fed: usize,
+    out: Vec<u8>,
 }
 
 enum Stage {
@@ -39,6 +38,7 @@ enum Stage {
     Filtering {
         body: Box<BodyFilter>,
         delivery: Delivery,
+        held: Held,
     },
 }
 
@@ -87,19 +87,57 @@ impl FinaliteHttp {
         Action::Pause
     }
 
-    /// Answers 502 in place of the upstream response; nothing of its body is sent.
-    fn fail_closed(&mut self, problem: Problem) -> Action {
+    /// The response could not be filtered: `effect`, as the core decided it (a 502 in its
+    /// place, a reset, or in a dry run only the record).
+    fn fail_closed(&mut self, problem: Problem, effect: FailureEffect) -> Action {
         log::warn!(
             "request {}: response withheld: {}",
             self.trace.request_label(),
             problem.detail
         );
         self.set_outcome(Outcome::FailedClosed);
-        if self.trace.dry_run {
-            self.stage = Stage::Done;
-            return Action::Continue;
+        match effect {
+            FailureEffect::Replace => self.send(&problem.into()),
+            FailureEffect::Reset => self.reset(),
+            FailureEffect::Record => {
+                self.stage = Stage::Done;
+                Action::Continue
+            }
         }
-        self.send(&problem.into())
+    }
+
+    /// A body passed chunk by chunk failed: the record says so, and `effect` is carried out.
+    fn body_failed(
+        &mut self,
+        body: &mut BodyFilter,
+        effect: FailureEffect,
+        reason: &str,
+    ) -> Action {
+        let label = self.trace.request_label();
+        match effect {
+            FailureEffect::Record => {
+                log::info!("request {label}: dry run: the body would have failed closed: {reason}")
+            }
+            // The headers are gone: only a reset keeps the client from taking a cut body for
+            // a complete one.
+            FailureEffect::Reset | FailureEffect::Replace => {
+                log::warn!("request {label}: streamed response reset: {reason}")
+            }
+        }
+        self.body_done(body, None);
+        self.set_outcome(Outcome::FailedClosed);
+        match effect {
+            FailureEffect::Record => Action::Continue,
+            FailureEffect::Reset | FailureEffect::Replace => self.reset(),
+        }
+    }
+
+    fn reset(&mut self) -> Action {
+        if let Err(status) = hostcalls::reset_http_response() {
+            log::error!("could not reset the stream: {status:?}");
+        }
+        self.stage = Stage::Done;
+        Action::Pause
     }
 
     fn set_outcome(&mut self, outcome: Outcome) {
@@ -109,20 +147,17 @@ impl FinaliteHttp {
 
     fn start_body(&mut self, spec: FilterSpec, client: Option<&str>) -> Action {
         let body = Box::new(BodyFilter::for_spec(&spec, &self.config, client));
-        let (delivery, action) = match (self.trace.dry_run, spec.streaming) {
-            (true, _) => (Delivery::Measured, Action::Continue),
-            (false, true) => (Delivery::Streamed, Action::Continue),
-            // Held until the body is filtered, so a failure can still become a 502.
-            (false, false) => (
-                Delivery::Buffered {
-                    fed: 0,
-                    out: Vec::new(),
-                },
-                Action::Pause,
-            ),
+        let delivery = spec.delivery;
+        self.stage = Stage::Filtering {
+            body,
+            delivery,
+            held: Held::default(),
         };
-        self.stage = Stage::Filtering { body, delivery };
-        action
+        if delivery.holds_headers() {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
     }
 
     fn body_done(&mut self, body: &mut BodyFilter, sent: Option<u64>) {
@@ -181,17 +216,20 @@ impl HttpContext for FinaliteHttp {
         let jwt_authn = JwtAuthnClaims {
             metadata_key: &self.config.token.metadata_key,
         };
-        let keys = self.keys.clone();
         // The token is read here only when finalite verifies it itself (`token.from: jwks`);
         // with jwt_authn, Envoy's verified claims are read instead.
-        let authorization = keys.is_some().then(|| header("authorization")).flatten();
+        let own_tokens = self.config.token.source == TokenSource::Jwks;
+        let authorization = own_tokens.then(|| header("authorization")).flatten();
+        let keys = self.keys.clone().filter(|_| own_tokens);
         let mut cache = keys.as_ref().map(|k| k.borrow_mut());
         let bearer = cache
             .as_deref_mut()
             .map(|cache| BearerClaims::new(authorization, cache, host::unix_now()));
-        let claims: &dyn ClaimSource = match &bearer {
-            Some(bearer) => bearer,
-            None => &jwt_authn,
+        let claims: &dyn ClaimSource = match (&bearer, own_tokens) {
+            (Some(bearer), _) => bearer,
+            (None, false) => &jwt_authn,
+            // Keys are made with the configuration: without them no token is verified.
+            (None, true) => &NoToken,
         };
         let caller = Caller {
             claims,
@@ -217,34 +255,30 @@ impl HttpContext for FinaliteHttp {
             set_state("finalite_dry_run", "true");
         }
 
-        match verdict.decision {
-            RequestDecision::Deny(denial) => {
-                self.set_outcome(Outcome::of_denial(denial.problem.slug));
-                if verdict.dry_run {
-                    // The slug, not the detail: the detail may quote client input (an
-                    // undeclared purpose name), which stays out of the log.
-                    log::info!(
-                        "request {}: dry run: would refuse with {} ({})",
-                        self.trace.request_label(),
-                        denial.status(),
-                        denial.problem.slug
-                    );
-                    self.stage = Stage::Done;
-                    return Action::Continue;
-                }
-                self.send(&denial)
-            }
-            RequestDecision::PassUnfiltered => {
-                self.set_outcome(Outcome::PassedUnfiltered);
+        self.set_outcome(Outcome::of_decision(&verdict.decision));
+        match verdict.action() {
+            RequestAction::Refuse(denial) => self.send(denial),
+            RequestAction::RecordRefusal(denial) => {
+                // The type, not the detail: the detail may quote client input (an
+                // undeclared purpose name), which stays out of the log.
+                log::info!(
+                    "request {}: dry run: would refuse with {} ({})",
+                    self.trace.request_label(),
+                    denial.status(),
+                    denial.problem.slug
+                );
                 self.stage = Stage::Done;
                 Action::Continue
             }
-            RequestDecision::Allow(allowed) => {
-                self.set_outcome(Outcome::Allowed);
+            RequestAction::Pass => {
+                self.stage = Stage::Done;
+                Action::Continue
+            }
+            RequestAction::Filter(allowed) => {
                 for name in request::headers_to_remove(pairs.as_deref()) {
                     host::remove_header(MapType::HttpRequestHeaders, name);
                 }
-                self.stage = Stage::Allowed(allowed);
+                self.stage = Stage::Allowed(allowed.clone());
                 Action::Continue
             }
         }
@@ -270,14 +304,12 @@ impl HttpContext for FinaliteHttp {
             return Action::Continue;
         }
         let plan = response::plan(&self.config, &allowed, &headers, end_of_stream);
-        if !self.trace.dry_run {
-            for name in &plan.remove_headers {
-                host::remove_header(MapType::HttpResponseHeaders, name);
-            }
+        for name in &plan.remove_headers {
+            host::remove_header(MapType::HttpResponseHeaders, name);
         }
         match plan.body {
             BodyPlan::Untouched => Action::Continue,
-            BodyPlan::FailClosed(problem) => self.fail_closed(problem),
+            BodyPlan::FailClosed(problem) => self.fail_closed(problem, plan.on_failure),
             BodyPlan::Filter(spec) => self.start_body(spec, allowed.client_id.as_deref()),
         }
     }
@@ -290,90 +322,71 @@ impl HttpContext for FinaliteHttp {
         }
         let Stage::Filtering {
             mut body,
-            mut delivery,
+            delivery,
+            mut held,
         } = std::mem::replace(&mut self.stage, Stage::Done)
         else {
             return Action::Continue;
         };
-        let result = match &mut delivery {
-            Delivery::Streamed => pass_chunk(&mut body, body_size, end_of_stream, true),
-            Delivery::Measured => pass_chunk(&mut body, body_size, end_of_stream, false),
-            Delivery::Buffered { fed, out } => {
-                // What came in so far, none of it out: what the record says if this fails
-                // closed (body_done overwrites it once the body is filtered).
-                self.trace.sizes = Some((body_size as u64, 0));
-                // The encoded size counts too: Envoy holds these bytes until the end.
-                if body_size as u64 > self.config.max_body_bytes {
-                    return self.fail_closed(Problem::too_large(self.config.max_body_bytes));
-                }
-                match buffer_chunk(&mut body, fed, out, body_size, end_of_stream) {
-                    Ok(Some(filtered)) => {
-                        if hostcalls::set_buffer(
-                            BufferType::HttpResponseBody,
-                            0,
-                            body_size,
-                            &filtered,
-                        )
+        if delivery.holds_headers() {
+            // What came in so far, none of it out: what the record says if this fails
+            // closed (body_done overwrites it once the body is filtered).
+            self.trace.sizes = Some((body_size as u64, 0));
+            return match buffer_chunk(&mut body, &mut held, body_size, end_of_stream) {
+                Ok(Some(filtered)) => {
+                    if hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &filtered)
                         .is_err()
-                        {
-                            return self.fail_closed(Problem::not_filterable(
-                                "the filtered body could not be written",
-                            ));
-                        }
-                        let sent = filtered.len() as u64;
-                        self.body_done(&mut body, Some(sent));
-                        return Action::Continue;
+                    {
+                        return self.fail_closed(
+                            Problem::not_filterable("the filtered body could not be written"),
+                            delivery.on_failure(),
+                        );
                     }
-                    Ok(None) => {
-                        self.stage = Stage::Filtering { body, delivery };
-                        return Action::Pause;
-                    }
-                    Err(problem) => return self.fail_closed(problem),
+                    let sent = filtered.len() as u64;
+                    self.body_done(&mut body, Some(sent));
+                    Action::Continue
                 }
-            }
-        };
-        match result {
+                Ok(None) => {
+                    self.stage = Stage::Filtering {
+                        body,
+                        delivery,
+                        held,
+                    };
+                    Action::Pause
+                }
+                Err(problem) => self.fail_closed(problem, delivery.on_failure()),
+            };
+        }
+        match pass_chunk(
+            &mut body,
+            body_size,
+            end_of_stream,
+            delivery.replaces_chunks(),
+        ) {
             Ok(()) if end_of_stream => {
-                let sent = matches!(delivery, Delivery::Streamed).then(|| body.bytes_out());
+                let sent = delivery.replaces_chunks().then(|| body.bytes_out());
                 self.body_done(&mut body, sent);
                 Action::Continue
             }
             Ok(()) => {
-                self.stage = Stage::Filtering { body, delivery };
+                self.stage = Stage::Filtering {
+                    body,
+                    delivery,
+                    held,
+                };
                 Action::Continue
             }
-            Err(reason) if matches!(delivery, Delivery::Measured) => {
-                log::info!(
-                    "request {}: dry run: the body would have failed closed: {reason}",
-                    self.trace.request_label()
-                );
-                self.body_done(&mut body, None);
-                self.set_outcome(Outcome::FailedClosed);
-                Action::Continue
-            }
-            Err(reason) => {
-                // The headers are gone: only a reset keeps the client from taking a cut body
-                // for a complete one.
-                log::warn!(
-                    "request {}: streamed response reset: {reason}",
-                    self.trace.request_label()
-                );
-                self.body_done(&mut body, None);
-                self.set_outcome(Outcome::FailedClosed);
-                if let Err(status) = hostcalls::reset_http_response() {
-                    log::error!("could not reset the stream: {status:?}");
-                }
-                Action::Pause
-            }
+            Err(reason) => self.body_failed(&mut body, delivery.on_failure(), &reason),
         }
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        if matches!(self.stage, Stage::Filtering { .. }) {
+        if let Stage::Filtering { delivery, .. } = self.stage {
             // The body ended without end_of_stream on its last chunk; it cannot be rewritten now.
-            return self.fail_closed(Problem::not_filterable(
-                "a body followed by trailers cannot be filtered",
-            ));
+            return self.fail_closed(
+                Problem::not_filterable("a body followed by trailers cannot be filtered"),
+                delivery.on_failure(),
+            );
         }
         Action::Continue
     }
@@ -403,11 +416,11 @@ impl HttpContext for FinaliteHttp {
 /// Buffered delivery: feeds the new bytes; at the end, returns the whole filtered body.
 fn buffer_chunk(
     body: &mut BodyFilter,
-    fed: &mut usize,
-    out: &mut Vec<u8>,
+    held: &mut Held,
     body_size: usize,
     end_of_stream: bool,
 ) -> Result<Option<Vec<u8>>, Problem> {
+    let Held { fed, out } = held;
     if body_size > *fed {
         let chunk = host::response_body(*fed, body_size - *fed)
             .ok_or_else(|| Problem::not_filterable("the body could not be read"))?;
@@ -430,7 +443,7 @@ fn buffer_chunk(
 }
 
 /// Streamed or measured delivery: the host's buffer holds only this chunk; it is replaced
-/// by its filtered bytes (`replace`) or left as is (dry run).
+/// by its filtered bytes (`replace`) or left as is (measured).
 fn pass_chunk(
     body: &mut BodyFilter,
     size: usize,

@@ -185,7 +185,7 @@ fn respond(config: &CompiledConfig, allowed: &finalite::decision::Allowed, bodie
 fn audit(config: &CompiledConfig, verdict: &request::Verdict) {
     let mut record = AuditRecord::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000), {
         match &verdict.decision {
-            RequestDecision::Deny(denial) => Outcome::of_denial(denial.problem.slug),
+            RequestDecision::Deny(denial) => Outcome::of(denial.kind()),
             RequestDecision::PassUnfiltered => Outcome::PassedUnfiltered,
             RequestDecision::Allow(_) => Outcome::Allowed,
         }
