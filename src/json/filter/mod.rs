@@ -245,12 +245,18 @@ impl JsonFilter {
             };
             self.on_event(event, chunk, out)?;
         }
+        self.chunk_done(chunk, out);
+        Ok(())
+    }
+
+    /// The chunk is read: a value being copied goes on in the next one.
+    #[inline(always)]
+    fn chunk_done(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         if let Some(from) = self.copy_from {
             out.extend_from_slice(&chunk[from..]);
             self.copy_from = Some(0);
         }
         self.lexer.end_chunk(chunk.len());
-        Ok(())
     }
 
     /// [`JsonFilter::run`] under typed rules: objects wait for their type (typed.rs), and
@@ -289,11 +295,7 @@ impl JsonFilter {
                 self.count_type_member();
             }
         }
-        if let Some(from) = self.copy_from {
-            out.extend_from_slice(&chunk[from..]);
-            self.copy_from = Some(0);
-        }
-        self.lexer.end_chunk(chunk.len());
+        self.chunk_done(chunk, out);
         Ok(())
     }
 
