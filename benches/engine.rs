@@ -6,7 +6,8 @@
 //! - `naive/POLICY`: parse to `serde_json::Value`, edit, serialise (the baseline to beat);
 //! - `scanner/POLICY`: a hand-written byte scanner applying the same rules without
 //!   validating anything (`finalite_test_support::scanner`): the cheap alternative's speed;
-//! - `finalite/POLICY`: the streaming engine with full validation, in 64 KiB chunks.
+//! - `finalite/POLICY`: the streaming engine with full validation, in 64 KiB chunks;
+//! - `finalite/typed-realistic`: the realistic policy written as rules by resource type.
 //!
 //! `cargo bench --bench engine` (or `make bench`); after criterion's own report, a table of
 //! medians with the ratios to memcpy and to the naive filter is printed, and written as
@@ -19,7 +20,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 use finalite_test_support::bench::{
-    bundle, naive, run_engine, scanner, EngineRules, Policy, POLICIES, SIZES,
+    bundle, naive, run_engine, scanner, typed_realistic_rules, EngineRules, Policy, POLICIES, SIZES,
 };
 
 const SEED: u64 = 7;
@@ -44,6 +45,11 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&doc)).expect("valid")
             })
+        });
+        // The realistic policy written as rules by resource type: what typed rules cost.
+        let typed = typed_realistic_rules();
+        group.bench_function("finalite/typed-realistic", |b| {
+            b.iter(|| run_engine(&typed, black_box(&doc), &mut out))
         });
         for (policy, name) in POLICIES {
             let rules = policy.rules();

@@ -10,6 +10,8 @@ can be compared with what the upstream wrote.
     GET /appointments       sample-data/appointments.json
     GET /open/admissions    sample-data/open-admissions.json
     GET /health             sample-data/health.json
+    GET /fhir/Bundle/father sample-data/fhir/Bundle-father.json (a FHIR R4 document Bundle:
+                            HL7's R4 example, package hl7.fhir.r4.examples 4.0.1, CC0)
     GET /exports/patients   a bulk export: ``count`` fictional patients (query ``?count=N``,
                             default 1000), one JSON object per line (application/x-ndjson),
                             generated on the fly and sent chunked, so that a large export can
@@ -46,6 +48,7 @@ ROUTES = {
     "/appointments": "appointments.json",
     "/open/admissions": "open-admissions.json",
     "/health": "health.json",
+    "/fhir/Bundle/father": "fhir/Bundle-father.json",
 }
 PATIENT = re.compile(r"^/patients/([0-9]+)$")
 

@@ -42,6 +42,8 @@ BILLING=$(mint --client-id billing-partner --scope "patients:read appointments:r
   --purposes billing)
 RESEARCH=$(mint --client-id research-lab --scope "patients:read exports:read purpose:research")
 OTHER_LAB=$(mint --client-id other-lab --scope "patients:read purpose:research")
+FHIR_RESEARCH=$(mint --client-id research-lab --scope "fhir:read purpose:research")
+FHIR_CARE=$(mint --client-id care-team --scope "fhir:read" --purposes care)
 
 URL="http://127.0.0.1:$PORT"
 cat <<EOF
@@ -64,6 +66,13 @@ curl -s '$URL/exports/patients?count=100000' -H 'x-purpose: research' \
 
 # Care team: everything, byte for byte as the API wrote it
 curl -s $URL/patients -H 'x-purpose: care' -H 'authorization: Bearer $CARE'
+
+# A FHIR document Bundle (HL7's R4 example), rules by resource type: research sees the
+# Patient pseudonymised with birth year and gender, the Encounter's status and class, the
+# Observation's codes; the Composition, Practitioner and medications are withheld whole
+curl -s $URL/fhir/Bundle/father -H 'x-purpose: research' -H 'authorization: Bearer $FHIR_RESEARCH'
+# ... and the care team reads the same Bundle whole
+curl -s $URL/fhir/Bundle/father -H 'x-purpose: care' -H 'authorization: Bearer $FHIR_CARE'
 
 # Appointments for care: clinical notes withheld everywhere
 curl -s $URL/appointments -H 'x-purpose: care' -H 'authorization: Bearer $CARE'

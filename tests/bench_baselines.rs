@@ -13,7 +13,8 @@
 use serde_json::Value;
 
 use finalite_test_support::bench::{
-    self as common, bundle, naive, run_engine, scanner, EngineRules, POLICIES, SIZES,
+    self as common, bundle, naive, run_engine, scanner, typed_realistic_rules, EngineRules, Policy,
+    POLICIES, SIZES,
 };
 
 const SEED: u64 = 7;
@@ -108,4 +109,20 @@ fn the_scanner_gives_up_on_a_cut_body() {
     }
     let deep = "[".repeat(200) + &"]".repeat(200);
     assert!(scanner::filter(deep.as_bytes(), &rules).is_err());
+}
+
+#[test]
+fn typed_rules_send_what_the_realistic_policy_sends() {
+    // The typed benchmark case measures the same output, written per resource type.
+    for (size, label) in SIZES {
+        let doc = bundle(size, SEED);
+        let (mut untyped, mut typed) = (Vec::new(), Vec::new());
+        run_engine(&Policy::Realistic.rules(), &doc, &mut untyped);
+        run_engine(&typed_realistic_rules(), &doc, &mut typed);
+        assert_eq!(
+            parsed(&typed, false),
+            parsed(&untyped, false),
+            "{label}: typed and untyped realistic rules differ"
+        );
+    }
 }

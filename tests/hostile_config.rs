@@ -118,24 +118,47 @@ fn purpose(miss: bool) -> impl Strategy<Value = Value> {
             0..2,
         ),
         prop::option::of(any::<bool>()),
+        prop::option::of(prop::collection::btree_map(
+            mostly(miss, &["Patient", "Bundle", "a", "é"], &[""]),
+            (
+                prop::option::of(prop_oneof![Just("keep"), Just("drop")]),
+                prop::collection::btree_map(path(miss), action(miss), 0..4),
+            ),
+            0..4,
+        )),
     )
-        .prop_map(|(default, fields, headers, passthrough, streaming)| {
-            let mut purpose = Map::new();
-            if let Some(default) = default {
-                purpose.insert("default".into(), default);
-            }
-            purpose.insert("fields".into(), json!(fields));
-            if let Some(headers) = headers {
-                purpose.insert("headers".into(), headers);
-            }
-            if !passthrough.is_empty() {
-                purpose.insert("passthrough_media_types".into(), json!(passthrough));
-            }
-            if let Some(streaming) = streaming {
-                purpose.insert("streaming".into(), json!(streaming));
-            }
-            Value::Object(purpose)
-        })
+        .prop_map(
+            |(default, fields, headers, passthrough, streaming, types)| {
+                let mut purpose = Map::new();
+                if let Some(types) = types {
+                    let types: BTreeMap<String, Value> = types
+                        .into_iter()
+                        .map(|(name, (default, fields))| {
+                            let mut rules = json!({"fields": fields});
+                            if let Some(default) = default {
+                                rules["default"] = json!(default);
+                            }
+                            (name, rules)
+                        })
+                        .collect();
+                    purpose.insert("types".into(), json!(types));
+                }
+                if let Some(default) = default {
+                    purpose.insert("default".into(), default);
+                }
+                purpose.insert("fields".into(), json!(fields));
+                if let Some(headers) = headers {
+                    purpose.insert("headers".into(), headers);
+                }
+                if !passthrough.is_empty() {
+                    purpose.insert("passthrough_media_types".into(), json!(passthrough));
+                }
+                if let Some(streaming) = streaming {
+                    purpose.insert("streaming".into(), json!(streaming));
+                }
+                Value::Object(purpose)
+            },
+        )
 }
 
 fn scopes(miss: bool) -> impl Strategy<Value = Vec<String>> {
@@ -187,6 +210,7 @@ fn policy(miss: bool) -> impl Strategy<Value = Value> {
             0..3,
         ),
         prop::option::of(any::<bool>()),
+        mostly(miss, &["resourceType", "t", "type", "kind"], &[""]),
     )
         .prop_map(
             move |(
@@ -198,6 +222,7 @@ fn policy(miss: bool) -> impl Strategy<Value = Value> {
                 mode,
                 mut clients,
                 streaming,
+                type_key,
             )| {
                 // Repair what the validation would refuse across fields (scopes need a token,
                 // mTLS needs clients, purposes named elsewhere must exist).
@@ -253,6 +278,11 @@ fn policy(miss: bool) -> impl Strategy<Value = Value> {
                 policy.insert("clients".into(), json!(clients));
                 if let Some(streaming) = streaming {
                     policy.insert("streaming".into(), json!(streaming));
+                }
+                // Typed rules need the policy's type key (a miss may leave it out).
+                let typed = purposes.values().any(|p| p.get("types").is_some());
+                if typed && (!miss || type_key != "kind") {
+                    policy.insert("type_key".into(), json!(type_key));
                 }
                 Value::Object(policy)
             },

@@ -116,6 +116,11 @@ fn path() -> impl Strategy<Value = String> {
         2 => Just("*"),
         2 => Just("**"),
     ];
+    joined(segment)
+}
+
+/// One to three segments joined into a path, without `**.**`.
+fn joined(segment: impl Strategy<Value = &'static str>) -> impl Strategy<Value = String> {
     prop::collection::vec(segment, 1..=3).prop_map(|mut segments| {
         segments.dedup_by(|a, b| *a == "**" && *b == "**");
         segments.join(".")
@@ -1003,10 +1008,7 @@ fn typed_path() -> impl Strategy<Value = String> {
         1 => Just("*"),
         1 => Just("**"),
     ];
-    prop::collection::vec(segment, 1..=3).prop_map(|mut segments| {
-        segments.dedup_by(|a, b| *a == "**" && *b == "**");
-        segments.join(".")
-    })
+    joined(segment)
 }
 
 /// The engine's output parsed without regard to member order; `None` when refused.

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use finalite::config::{Config, HeaderRulesConfig, ScopeRequirementConfig};
+use finalite::config::{Config, PurposeConfig, ScopeRequirementConfig};
 use finalite::json::{EngineError, JsonFilter};
 use finalite::policy::action::{Action, Transform};
 use finalite::policy::headers::HeaderRules;
@@ -96,8 +96,20 @@ pub struct PurposeView {
     pub streaming: bool,
     /// Rules as written, sorted by path, each with its effect.
     pub rules: Vec<RuleView>,
+    /// With typed rules (the policy's `type_key`): each type's rules, by type name; an
+    /// object of a type not listed is withheld whole.
+    pub types: Vec<TypeView>,
     pub headers: HeadersView,
     pub passthrough_media_types: Vec<String>,
+}
+
+/// The rules of one object type, relative to the typed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeView {
+    pub name: String,
+    /// What happens to a member of the typed object no rule names.
+    pub default: Effect,
+    pub rules: Vec<RuleView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +161,7 @@ pub fn describe(config: &Config, compiled: &CompiledConfig) -> Vec<PolicyView> {
                 .values()
                 .filter_map(|purpose| {
                     let written = written.purposes.get(&purpose.name)?;
-                    Some(describe_purpose(purpose, &written.fields, &written.headers))
+                    Some(describe_purpose(purpose, written))
                 })
                 .collect();
             Some(PolicyView {
@@ -173,12 +185,8 @@ pub fn describe(config: &Config, compiled: &CompiledConfig) -> Vec<PolicyView> {
         .collect()
 }
 
-fn describe_purpose(
-    purpose: &Purpose,
-    fields: &std::collections::BTreeMap<String, serde_json::Value>,
-    headers: &Option<HeaderRulesConfig>,
-) -> PurposeView {
-    let rules = fields
+fn rule_views(fields: &std::collections::BTreeMap<String, serde_json::Value>) -> Vec<RuleView> {
+    fields
         .iter()
         .filter_map(|(path, action)| {
             let action = Action::parse(action).ok()?;
@@ -186,6 +194,24 @@ fn describe_purpose(
                 path: path.clone(),
                 effect: Effect::of(&action),
             })
+        })
+        .collect()
+}
+
+fn describe_purpose(purpose: &Purpose, written: &PurposeConfig) -> PurposeView {
+    let headers = &written.headers;
+    let rules = rule_views(&written.fields);
+    let types = written
+        .types
+        .iter()
+        .flatten()
+        .map(|(name, rules)| TypeView {
+            name: name.clone(),
+            default: match rules.default.as_ref().and_then(|d| d.as_str()) {
+                Some("keep") => Effect::Kept,
+                _ => Effect::Withheld,
+            },
+            rules: rule_views(&rules.fields),
         })
         .collect();
     let default = match &purpose.body {
@@ -207,6 +233,7 @@ fn describe_purpose(
         body_untouched: purpose.body.is_none(),
         streaming: purpose.streaming,
         rules,
+        types,
         headers,
         passthrough_media_types: purpose
             .passthrough_media_types

@@ -177,6 +177,23 @@ pub fn text(source: &str, policies: &[PolicyView], sample: Option<&SampleReport>
                 let _ = writeln!(out, "    rules:");
                 table(&mut out, "      ", &rows);
             }
+            if !purpose.types.is_empty() {
+                let _ = writeln!(out, "    types (any other type: withheld whole):");
+                for typed in &purpose.types {
+                    let _ = writeln!(
+                        out,
+                        "      {}: other members {}",
+                        typed.name,
+                        default_words(&typed.default)
+                    );
+                    let rows: Vec<(String, String)> = typed
+                        .rules
+                        .iter()
+                        .map(|r| (r.path.clone(), r.effect.to_string()))
+                        .collect();
+                    table(&mut out, "        ", &rows);
+                }
+            }
             if let Some(sample) = sample {
                 if let Some(fields) = sample.for_purpose(&policy.name, &purpose.name) {
                     let _ = writeln!(out, "    sample {}:", sample.name);
@@ -275,6 +292,33 @@ pub fn markdown(source: &str, policies: &[PolicyView], sample: Option<&SampleRep
                 let _ = writeln!(out, "|---|---|");
                 for rule in &purpose.rules {
                     let _ = writeln!(out, "| {} | {} |", code(&rule.path), rule.effect);
+                }
+            }
+            if !purpose.types.is_empty() {
+                let _ = writeln!(out);
+                let _ = writeln!(
+                    out,
+                    "Rules by type (an object of any other type is withheld whole):"
+                );
+                let _ = writeln!(out);
+                let _ = writeln!(out, "| Type | Rule | Effect |");
+                let _ = writeln!(out, "|---|---|---|");
+                for typed in &purpose.types {
+                    let _ = writeln!(
+                        out,
+                        "| {} | (other members) | {} |",
+                        code(&typed.name),
+                        default_words(&typed.default)
+                    );
+                    for rule in &typed.rules {
+                        let _ = writeln!(
+                            out,
+                            "| {} | {} | {} |",
+                            code(&typed.name),
+                            code(&rule.path),
+                            rule.effect
+                        );
+                    }
                 }
             }
             if let Some(sample) = sample {

@@ -72,6 +72,78 @@ fn temp_file(name: &str, content: &str) -> PathBuf {
     path
 }
 
+/// A file of HL7's FHIR R4 examples (tests/envoy/fhir).
+fn hl7(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("tests/envoy/fhir").join(name)).unwrap()
+}
+
+#[test]
+fn filter_applies_rules_by_type_to_hl7_examples() {
+    // The outputs the README shows for the FHIR research scenario.
+    let config = "envoy/examples/scenario-5-fhir-research.json";
+    let args = [
+        "filter",
+        config,
+        "--policy",
+        "fhir",
+        "--purpose",
+        "research",
+    ];
+    let run = finalite(&args, &hl7("Encounter-home.json"), Some(KEY));
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+    assert_eq!(
+        run.stdout(),
+        r#"{"resourceType":"Encounter","contained":[{"resourceType":"Location"}],"status":"finished","class":{"code":"HH"}}"#
+    );
+    let mut with_client = args.to_vec();
+    with_client.extend(["--client", "lab"]);
+    let run = finalite(&with_client, &hl7("Bundle-father.json"), Some(KEY));
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+    assert_eq!(
+        run.stdout(),
+        r#"{"resourceType":"Bundle","type":"document","entry":[{"resource":{"resourceType":"Patient","id":"BQ72LA3WhXGoVoSAFZVAKESVMHtHkCwAf3OvDgP8Lmk","gender":"female","birthDate":"1955"}},{"resource":{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"}}},{"resource":{"resourceType":"Observation","code":{"coding":[{"code":"46241-6"}]},"subject":{"reference":"sBMSmT3Eup7Y3T_7kYNZCLgRzVKKhs1lZUcQjrWLNyA"}}}]}"#
+    );
+}
+
+#[test]
+fn explain_shows_the_rules_of_each_type() {
+    let run = finalite(
+        &["explain", "envoy/examples/scenario-5-fhir-research.json"],
+        b"",
+        Some(KEY),
+    );
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+    let text = run.stdout();
+    let start = text
+        .find("    types (any other type: withheld whole):")
+        .expect("types");
+    let patient = "      Patient: other members withheld (allowlist: only what a rule keeps or transforms is sent)
+        birthDate  transformed: reduced to its year
+        gender     kept
+        id         transformed: pseudonymised (keyed HMAC-SHA-256)
+";
+    assert!(text[start..].contains(patient), "{text}");
+    assert!(text[start..].contains(
+        "      Organization: other members kept (denylist: only what a rule withholds or transforms is touched)\n"
+    ));
+    let run = finalite(
+        &[
+            "explain",
+            "envoy/examples/scenario-5-fhir-research.json",
+            "--format",
+            "markdown",
+        ],
+        b"",
+        Some(KEY),
+    );
+    assert!(
+        run.stdout()
+            .contains("| `Patient` | `birthDate` | transformed: reduced to its year |"),
+        "{}",
+        run.stdout()
+    );
+}
+
 // --- check --------------------------------------------------------------------------------
 
 #[test]
@@ -81,6 +153,7 @@ fn check_accepts_every_example() {
         ("scenario-2-research.json", "1 policy: patients"),
         ("scenario-3-open-data.json", "1 policy: open-data"),
         ("scenario-4-closed-sharing-mtls.json", "1 policy: patients"),
+        ("scenario-5-fhir-research.json", "1 policy: fhir"),
     ] {
         let path = format!("envoy/examples/{file}");
         let run = finalite(&["check", &path], b"", Some(KEY));

@@ -40,7 +40,7 @@ const MAX_PURPOSES: usize = 6;
 const MAX_PATHS: usize = 8;
 /// Fixed documents, then per path: the leaves in an array (keys escaped), each leaf, one
 /// array of records.
-const FIXED: usize = 13;
+const FIXED: usize = 18;
 const DOCS_PER_PATH: usize = 13;
 
 /// Loads `bytes` as the host would hand them over and, when they load, runs requests and
@@ -376,6 +376,13 @@ impl Bodies {
             br#"{"a":[1,}"#,
             br#"{"a":"#,
             br#"{"a":"\ud800"}"#,
+            // Typed objects (type member first, last, escaped, nested, contained), and the
+            // refusals of typed rules: a type that is not a string, two type members.
+            br#"{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"id":"1","resourceType":"Patient","name":[{"family":"M"}]}},{"resource":{"resource\u0054ype":"Location","address":{"city":"Lyon"}}}]}"#,
+            br#"{"t":"a","contained":[{"t":"b","x":{"t":"c"}}],"t2":{"id":1,"type":"x","t":"d"}}"#,
+            br#"{"resourceType":5,"t":["a"],"type":null}"#,
+            br#"[{"resourceType":"Patient","resourceType":"Patient","t":"a","t":"b"},{"id":1}]"#,
+            br#"{"kind":"Observation","code":{"coding":[{"code":"1"}]},"resourceType":"Observation"}"#,
         ]
         .iter()
         .map(|b| b.to_vec())
@@ -383,31 +390,42 @@ impl Bodies {
         json.push(format!("{}1{}", "[{\"a\":".repeat(40), "}]".repeat(40)).into_bytes());
         debug_assert_eq!(json.len(), FIXED);
 
-        let mut paths: Vec<FieldPath> = Vec::new();
+        // Each configured path; a type's paths with the type member (`Some((key, type))`)
+        // put in the object they start from.
+        let mut paths: Vec<(FieldPath, Option<(String, String)>)> = Vec::new();
         'outer: for policy in raw.policies.values().take(MAX_POLICIES) {
             for purpose in policy.purposes.values().take(MAX_PURPOSES) {
-                for text in purpose.fields.keys() {
+                let typed = purpose.types.iter().flatten().flat_map(|(name, rules)| {
+                    let typing = policy.type_key.clone().map(|key| (key, name.clone()));
+                    rules.fields.keys().map(move |text| (text, typing.clone()))
+                });
+                for (text, typing) in purpose.fields.keys().map(|t| (t, None)).chain(typed) {
                     if paths.len() >= MAX_PATHS {
                         break 'outer;
                     }
                     if let Ok(path) = FieldPath::parse(text) {
-                        paths.push(path);
+                        paths.push((path, typing));
                     }
                 }
             }
         }
         let leaves = leaves();
-        for path in &paths {
+        for (path, typing) in &paths {
+            let nest = |leaf: Value| {
+                let mut doc = nest(&path.segments, leaf);
+                if let (Some((key, name)), Value::Object(map)) = (typing, &mut doc) {
+                    map.insert(key.clone(), json!(name));
+                }
+                doc
+            };
             let mut docs = Vec::new();
             for leaf in &leaves {
-                docs.push(nest(&path.segments, leaf.clone()));
+                docs.push(nest(leaf.clone()));
             }
-            let all = nest(&path.segments, json!("1999"));
+            let all = nest(json!("1999"));
             docs.push(Value::Array(vec![all.clone(), json!({"other": 1}), all]));
             // All leaves at once, in an array, keys spelled as escapes.
-            json.push(
-                escape_keys(&nest(&path.segments, Value::Array(leaves.clone()))).into_bytes(),
-            );
+            json.push(escape_keys(&nest(Value::Array(leaves.clone()))).into_bytes());
             for doc in docs {
                 json.push(serde_json::to_vec(&doc).unwrap());
             }

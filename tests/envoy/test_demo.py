@@ -113,6 +113,32 @@ def test_demo_open_data_and_health(demo_envoy):
     assert r.status_code == 200 and json.loads(r.content) == {"status": "ok"}
 
 
+def test_demo_fhir_bundle_for_research_and_care(demo_envoy, pseudonym_key):
+    """The demo's FHIR API (HL7's document Bundle) read by research, minimised per resource
+    type, and by the care team, whole: the curl lines `make run` prints."""
+    research = mint("--client-id", "research-lab", "--scope", "fhir:read purpose:research")
+    care = mint("--client-id", "care-team", "--scope", "fhir:read", "--purposes", "care")
+    bundle = sample("fhir/Bundle-father.json")
+    parsed = json.loads(bundle)
+    resources = {e["resource"]["resourceType"]: e["resource"] for e in parsed["entry"]}
+    r = demo_envoy.get("/fhir/Bundle/father", token=research, purpose="research")
+    assert r.status_code == 200, describe(r)
+    patient = resources["Patient"]
+    assert r.content.decode() == (
+        '{"resourceType":"Bundle","type":"document","entry":['
+        '{"resource":{"resourceType":"Patient","id":"%s","gender":"%s","birthDate":"%s"}},'
+        '{"resource":{"resourceType":"Encounter","status":"finished","class":{"code":"IMP"}}},'
+        '{"resource":{"resourceType":"Observation","code":{"coding":[{"code":"46241-6"}]},'
+        '"subject":{"reference":"%s"}}}]}'
+        % (pseudonym(pseudonym_key, patient["id"], "research-lab"), patient["gender"],
+           patient["birthDate"][:4],
+           pseudonym(pseudonym_key, resources["Observation"]["subject"]["reference"],
+                     "research-lab")))
+    r = demo_envoy.get("/fhir/Bundle/father", token=care, purpose="care")
+    assert r.status_code == 200, describe(r)
+    assert r.content == bundle
+
+
 def test_demo_without_token(demo_envoy):
     r = demo_envoy.get("/patients/1", purpose="billing")
     assert_problem(r, 401, "invalid-token", "Unauthorized")

@@ -90,7 +90,7 @@ def test_shipped_jwt_provider(shipped):
     assert idp["payload_in_metadata"] == "idp"
     assert idp["forward"] is True
     prefixes = [rule["match"]["prefix"] for rule in jwt["rules"]]
-    assert prefixes == ["/patients", "/appointments", "/exports/"]
+    assert prefixes == ["/patients", "/appointments", "/exports/", "/fhir/"]
     for rule in jwt["rules"]:
         assert rule["requires"] == {"requires_any": {"requirements": [
             {"provider_name": "idp"}, {"allow_missing_or_failed": {}}]}}

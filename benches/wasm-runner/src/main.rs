@@ -6,14 +6,16 @@
 //!   wasm-runner --write DIR               writes the bundles (and an 8 MiB one) as JSON files
 //!
 //! CASE: memcpy, validate, lexer, finalite/denylist, finalite/realistic, finalite/drop-most,
-//! naive/realistic, scanner/realistic (or another policy); SIZE: 1KiB, 64KiB, 1MiB. `lexer` (the engine's lexer alone, every event
+//! naive/realistic, scanner/realistic (or another policy), finalite/typed-realistic (the
+//! realistic policy written as rules by resource type); SIZE: 1KiB, 64KiB, 1MiB. `lexer` (the engine's lexer alone, every event
 //! read and nothing written) is counted by `benches/count.sh`, not timed by default.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use finalite_test_support::bench::{
-    self as common, bundle, naive, run_engine, scanner, EngineRules, Policy, POLICIES, SIZES,
+    self as common, bundle, naive, run_engine, scanner, typed_realistic_rules, EngineRules, Policy,
+    POLICIES, SIZES,
 };
 
 const SEED: u64 = 7;
@@ -51,6 +53,10 @@ fn case(name: &str) -> Case {
             lexer.finish().expect("valid");
             events
         });
+    }
+    if name == "finalite/typed-realistic" {
+        let rules = typed_realistic_rules();
+        return Box::new(move |doc| run_engine(&rules, doc, &mut out));
     }
     let (kind, policy) = name.split_once('/').expect("KIND/POLICY");
     let policy = POLICIES

@@ -245,17 +245,24 @@ impl JsonFilter {
             };
             self.on_event(event, chunk, out)?;
         }
+        self.chunk_done(chunk, out);
+        Ok(())
+    }
+
+    /// The chunk is read: a value being copied goes on in the next one.
+    #[inline(always)]
+    fn chunk_done(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         if let Some(from) = self.copy_from {
             out.extend_from_slice(&chunk[from..]);
             self.copy_from = Some(0);
         }
         self.lexer.end_chunk(chunk.len());
-        Ok(())
     }
 
     /// [`JsonFilter::run`] under typed rules: objects wait for their type (typed.rs), and
     /// members are read through the events only, so that a second type member is refused
     /// before anything after it is written.
+    #[inline(never)]
     fn run_typed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), EngineError> {
         let mut pos = 0;
         loop {
@@ -283,12 +290,12 @@ impl JsonFilter {
                 ));
             }
             self.on_event(event, chunk, out)?;
+            // Only a typed object's own type member has this rank.
+            if event == Event::Key && self.pending.2 == TYPE_MEMBER_RANK {
+                self.count_type_member();
+            }
         }
-        if let Some(from) = self.copy_from {
-            out.extend_from_slice(&chunk[from..]);
-            self.copy_from = Some(0);
-        }
-        self.lexer.end_chunk(chunk.len());
+        self.chunk_done(chunk, out);
         Ok(())
     }
 
@@ -339,7 +346,7 @@ impl JsonFilter {
                     || match action {
                         Action::Null => false,
                         Action::Transform(_) => !object,
-                        Action::Keep => self.typed || self.rules.may_descend(state),
+                        Action::Keep => self.rules.may_descend(state) || self.typed,
                         Action::Drop => self.rules.may_descend(state),
                     };
                 if descend {
@@ -393,7 +400,7 @@ impl JsonFilter {
                     self.numbered_depth = self.numbered_depth.min(self.frames.len());
                     self.keys.truncate(key_start);
                     if typed {
-                        self.path = self.typed_paths.pop().unwrap_or_default();
+                        self.end_typed_path();
                     } else {
                         self.path.truncate(path_len);
                     }
@@ -442,10 +449,14 @@ impl JsonFilter {
                 Some((action, rank)) if rank >= top.rank => (state, *action, rank),
                 _ => (state, top.action, top.rank),
             };
-            if self.pending.2 == TYPE_MEMBER_RANK {
-                self.count_type_member();
-            }
         }
+    }
+
+    /// A typed object ends: the path of what encloses it is the path again.
+    #[cold]
+    #[inline(never)]
+    fn end_typed_path(&mut self) {
+        self.path = self.typed_paths.pop().unwrap_or_default();
     }
 
     /// A typed object's type member: the first is its type, a second makes it ambiguous.
@@ -564,6 +575,9 @@ impl JsonFilter {
         }
     }
 
+    // Inlined into the event loop, as before typed rules called it from elsewhere too: a
+    // call per container showed in the instruction counts.
+    #[inline(always)]
     fn push_frame(
         &mut self,
         object: bool,

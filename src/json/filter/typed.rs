@@ -75,6 +75,7 @@ pub(super) struct Replay {
 impl JsonFilter {
     /// An object the rules go into, under typed rules: decided at once when its type is
     /// already known (it was noted while an enclosing object was held), held otherwise.
+    #[inline(never)]
     pub(super) fn start_typed_object(
         &mut self,
         at: usize,
