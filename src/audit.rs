@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::decision::RequestDecision;
 use crate::denial::DenialKind;
 use crate::json::filter::{FilterStats, PathTally};
+use crate::policy::compartment;
 use crate::policy::rules::FieldRules;
 use crate::policy::{CompiledConfig, Policy};
 use crate::request::Verdict;
@@ -163,8 +164,10 @@ impl Trace {
 /// A key can be data (a surname or an id used as a map key, met when a `**` rule makes the
 /// engine look inside an object), and the record must not carry body content: a key stays
 /// only when it is a literal segment of some rule path of the policy (of any of its
-/// purposes: a name the operator wrote, which any purpose could meet), `*` stays `*`, and
-/// every other key becomes `*`. Paths that become the same are counted together.
+/// purposes: a name the operator wrote, which any purpose could meet) or a type its typed
+/// rules list (or, when objects are typed by `resourceType`, a FHIR R4 resource type: a
+/// public vocabulary), `*` stays `*`, and every other key becomes `*`. Paths that become
+/// the same are counted together.
 fn redact(tally: PathTally, policy: &Policy) -> PathTally {
     let rules: Vec<&FieldRules> = policy
         .purposes
@@ -183,7 +186,11 @@ fn redact(tally: PathTally, policy: &Policy) -> PathTally {
         } else {
             segment.to_string()
         };
-        rules.iter().any(|r| r.names_key(key.as_bytes()))
+        rules.iter().any(|r| {
+            r.names_key(key.as_bytes())
+                || r.names_type(key.as_bytes())
+                || (r.type_key() == Some(b"resourceType") && compartment::is_resource_type(&key))
+        })
     };
     if tally
         .counts
@@ -612,6 +619,47 @@ mod tests {
                 assert!(!path.contains(data), "{path}");
             }
         }
+    }
+
+    #[test]
+    fn type_names_stay_when_listed_or_fhir_resource_types() {
+        let typed = |type_key: &str| {
+            let config = format!(
+                r#"{{"policies": {{"p": {{"type_key": "{type_key}", "purposes": {{"r": {{
+                    "types": {{"Patient": {{"fields": {{"gender": "keep"}}}}}}}}}}}}}}}}"#
+            );
+            CompiledConfig::load(config.as_bytes(), &|_| None).unwrap()
+        };
+        let tally = || {
+            PathTally::from_counts(
+                [
+                    ("Patient.address.city", 1),
+                    ("Practitioner", 2),
+                    ("Martin", 1),
+                    ("Patient.Martin", 1),
+                ]
+                .into_iter()
+                .map(|(p, c)| (p.to_string(), c)),
+                0,
+            )
+        };
+        let paths = |config: &CompiledConfig| -> Vec<String> {
+            redact(tally(), &config.policies[0])
+                .counts
+                .into_iter()
+                .map(|(p, c)| format!("{p}={c}"))
+                .collect()
+        };
+        // FHIR: listed types and R4 resource types are named, any other key is data.
+        assert_eq!(
+            paths(&typed("resourceType")),
+            ["*=1", "Patient.*=1", "Patient.*.*=1", "Practitioner=2"]
+        );
+        // Another type key: only the types the policy lists.
+        assert_eq!(
+            paths(&typed("kind")),
+            ["*=3", "Patient.*=1", "Patient.*.*=1"]
+        );
     }
 
     #[test]

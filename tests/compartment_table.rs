@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use finalite::policy::compartment::PATIENT_COMPARTMENT;
+use finalite::policy::compartment::{PATIENT_COMPARTMENT, RESOURCE_TYPES};
 use serde_json::Value;
 
 fn read(dir: &Path, name: &str) -> Value {
@@ -36,6 +36,13 @@ fn the_compartment_table_is_the_published_definition() {
             );
         }
     }
+    let codes: Vec<&str> = definition["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(RESOURCE_TYPES, codes.as_slice());
     let mut derived: Vec<(String, Vec<String>)> = Vec::new();
     for resource in definition["resource"].as_array().unwrap() {
         let resource_type = resource["code"].as_str().unwrap();

@@ -365,6 +365,18 @@ impl FieldRules {
         self.symbols.contains_key(key)
     }
 
+    /// Whether these rules list the type `name` (under typed rules).
+    pub fn names_type(&self, name: &[u8]) -> bool {
+        self.typing
+            .as_ref()
+            .is_some_and(|t| t.types.contains_key(name))
+    }
+
+    /// The member that types objects, under typed rules.
+    pub fn type_key(&self) -> Option<&[u8]> {
+        self.typing.as_ref().map(|t| &*t.key)
+    }
+
     /// The rule that names this field, with its rank, if one does.
     #[inline]
     pub fn own_rule(&self, state: StateId) -> Option<(&Action, Rank)> {
