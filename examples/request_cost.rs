@@ -223,7 +223,7 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
         path,
         method,
     };
-    let declared = header("x-purpose");
+    let declared = request::declared_purpose(&pairs, "x-purpose");
     f.metadata.host_calls.set(0);
     let caller = Caller {
         claims: &f.metadata,
@@ -244,7 +244,7 @@ fn request_headers(f: &Fixture, calls: &mut HostCalls) -> Request {
         panic!("the harness's request is allowed");
     };
     // The request headers to remove, each only if present (wrk sends neither).
-    calls.0 += request::headers_to_remove(Some(&pairs)).count() as u32;
+    calls.0 += request::headers_to_remove(&f.config, &allowed, Some(&pairs)).count() as u32;
     Request { allowed, trace }
 }
 
@@ -268,7 +268,7 @@ fn on_response_headers(f: &Fixture, request: &Request, calls: &mut HostCalls) ->
         .and_then(|(_, value)| value.parse().ok());
     assert!(response::carries_upstream_data(status, None));
     let plan = response::plan(&f.config, &request.allowed, &headers, false);
-    calls.0 += plan.remove_headers.len() as u32;
+    calls.0 += (plan.remove_headers.len() + plan.set_headers.len()) as u32;
     let BodyPlan::Filter(spec) = plan.body else {
         panic!("the harness's response is filtered");
     };

@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::decision::RequestDecision;
 use crate::denial::DenialKind;
 use crate::json::filter::{FilterStats, PathTally};
-use crate::policy::CompiledConfig;
+use crate::policy::rules::FieldRules;
+use crate::policy::{CompiledConfig, Policy};
 use crate::request::Verdict;
 
 /// What happened to the request, in the words of the audit and the metrics.
@@ -56,10 +57,14 @@ impl Outcome {
             DenialKind::InvalidToken
             | DenialKind::ClientCertificateRequired
             | DenialKind::KeysUnavailable => Outcome::DeniedToken,
-            DenialKind::InsufficientScope | DenialKind::MethodNotCovered => Outcome::DeniedScope,
+            DenialKind::InsufficientScope
+            | DenialKind::MethodNotCovered
+            | DenialKind::OutsidePatientCompartment
+            | DenialKind::FhirInteractionNotAllowed => Outcome::DeniedScope,
             DenialKind::PurposeUndeclared
             | DenialKind::PurposeNotAuthorised
-            | DenialKind::PurposeNotAccepted => Outcome::DeniedPurpose,
+            | DenialKind::PurposeNotAccepted
+            | DenialKind::PurposeAmbiguous => Outcome::DeniedPurpose,
             DenialKind::NoPolicy => Outcome::DeniedRoute,
             DenialKind::ResponseNotFilterable => Outcome::FailedClosed,
         }
@@ -136,14 +141,96 @@ impl Trace {
         record.purpose = self.purpose;
         record.dry_run = self.dry_run;
         record.status = status;
-        record.withheld = self.stats.withheld;
-        record.transformed = self.stats.transformed;
+        let (withheld, transformed) = match policy {
+            Some(policy) => (
+                redact(self.stats.withheld, policy),
+                redact(self.stats.transformed, policy),
+            ),
+            None => (self.stats.withheld, self.stats.transformed),
+        };
+        record.withheld = withheld;
+        record.transformed = transformed;
         if let Some((received, sent)) = self.sizes {
             record.bytes_in = received;
             record.bytes_out = sent;
         }
         Some(record)
     }
+}
+
+/// The tally with each key of its paths that no rule of the policy names replaced by `*`.
+///
+/// A key can be data (a surname or an id used as a map key, met when a `**` rule makes the
+/// engine look inside an object), and the record must not carry body content: a key stays
+/// only when it is a literal segment of some rule path of the policy (of any of its
+/// purposes: a name the operator wrote, which any purpose could meet), `*` stays `*`, and
+/// every other key becomes `*`. Paths that become the same are counted together.
+fn redact(tally: PathTally, policy: &Policy) -> PathTally {
+    let rules: Vec<&FieldRules> = policy
+        .purposes
+        .values()
+        .filter_map(|purpose| purpose.body.as_deref())
+        .collect();
+    let named = |segment: &str| -> bool {
+        if segment == "*" || segment.is_empty() {
+            return true;
+        }
+        let key = if segment.starts_with('"') {
+            match serde_json::from_str::<String>(segment) {
+                Ok(key) => key,
+                Err(_) => return false,
+            }
+        } else {
+            segment.to_string()
+        };
+        rules.iter().any(|r| r.names_key(key.as_bytes()))
+    };
+    if tally
+        .counts
+        .iter()
+        .all(|(path, _)| path_segments(path).all(&named))
+    {
+        return tally;
+    }
+    let counts = tally.counts.into_iter().map(|(path, count)| {
+        let redacted: Vec<&str> = path_segments(&path)
+            .map(|segment| if named(segment) { segment } else { "*" })
+            .collect();
+        (redacted.join("."), count)
+    });
+    PathTally::from_counts(counts, tally.overflow)
+}
+
+/// The segments of a path in policy syntax as written (`a`, `*`, a quoted `"a.b"`), split
+/// on the dots outside quotes.
+fn path_segments(path: &str) -> impl Iterator<Item = &str> {
+    let bytes = path.as_bytes();
+    let mut start = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut at = start;
+        if bytes.get(at) == Some(&b'"') {
+            at += 1;
+            while at < bytes.len() && bytes[at] != b'"' {
+                at += if bytes[at] == b'\\' { 2 } else { 1 };
+            }
+            at = (at + 1).min(bytes.len());
+        }
+        while at < bytes.len() && bytes[at] != b'.' {
+            at += 1;
+        }
+        // `at` is at a dot, a quote's end or the end: ASCII, so a character boundary.
+        let segment = path.get(start..at).unwrap_or_default();
+        if at >= bytes.len() {
+            done = true;
+        } else {
+            start = at + 1;
+        }
+        Some(segment)
+    })
 }
 
 /// One audit record.
@@ -450,6 +537,121 @@ mod tests {
     }
 
     #[test]
+    fn path_segments_split_on_dots_outside_quotes() {
+        fn split(p: &str) -> Vec<&str> {
+            path_segments(p).collect()
+        }
+        assert_eq!(split("a.b.c"), ["a", "b", "c"]);
+        assert_eq!(split(""), [""]);
+        assert_eq!(split("*"), ["*"]);
+        assert_eq!(split(r#""a.b".c"#), [r#""a.b""#, "c"]);
+        assert_eq!(split(r#"x."q\".d".*"#), ["x", r#""q\".d""#, "*"]);
+        assert_eq!(split(r#"x."unterminated"#), ["x", r#""unterminated"#]);
+    }
+
+    #[test]
+    fn keys_that_are_data_are_written_as_stars() {
+        let config = CompiledConfig::load(
+            br#"{"policies": {"p": {"purposes": {
+                "care": {"default": "keep", "fields": {"**.notes": "drop"}},
+                "billing": {"fields": {"id": "keep", "name": "keep", "\"a.b\".c": "keep"}},
+                "research": {"fields": {"id": {"truncate": 2}, "**.ssn": "drop",
+                                        "byName.*.code": "keep"}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let policy = &config.policies[0];
+        let tally = PathTally::from_counts(
+            [
+                ("name.family", 2),
+                ("name.given", 1),
+                ("phone", 1),
+                ("ssn", 1),
+                // Keys that are data: a surname and an id as map keys.
+                ("byName.Martin.code", 1),
+                ("byName.Martin.display", 1),
+                ("byName.Dubois.display", 2),
+                ("byId.*", 4),
+                ("\"a.b\".c", 1),
+                ("\"a.b\".Martin", 1),
+                ("notes", 1),
+                ("", 1),
+            ]
+            .into_iter()
+            .map(|(p, c)| (p.to_string(), c)),
+            3,
+        );
+        let redacted = redact(tally.clone(), policy);
+        let counts: Vec<(&str, u64)> = redacted
+            .counts
+            .iter()
+            .map(|(p, c)| (p.as_str(), *c))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("", 1),
+                ("\"a.b\".*", 1),
+                ("\"a.b\".c", 1),
+                ("*", 1),
+                ("*.*", 4),
+                ("byName.*.*", 3),
+                ("byName.*.code", 1),
+                ("name.*", 3),
+                ("notes", 1),
+                ("ssn", 1),
+            ]
+        );
+        assert_eq!(redacted.overflow, 3);
+        assert_eq!(redacted.total(), tally.total());
+        // No body key survives.
+        for (path, _) in &redacted.counts {
+            for data in [
+                "Martin", "Dubois", "family", "given", "phone", "display", "byId",
+            ] {
+                assert!(!path.contains(data), "{path}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_names_only_the_keys_the_policy_names() {
+        let config = CompiledConfig::load(
+            br#"{"policies": {"p": {"purposes": {"u": {"fields": {"id": "keep", "**.ssn": "drop"}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let stats = FilterStats {
+            withheld: PathTally::from_counts(
+                [("Dupont.ssn".to_string(), 1), ("Dupont.age".to_string(), 1)],
+                0,
+            ),
+            transformed: PathTally::from_counts([("2840375123456".to_string(), 1)], 0),
+            ..FilterStats::default()
+        };
+        let trace = Trace {
+            outcome: Some(Outcome::Allowed),
+            policy: Some(0),
+            stats,
+            ..Trace::default()
+        };
+        let record = trace.into_record(UNIX_EPOCH, &config, Some(200)).unwrap();
+        let line = record.to_json_line();
+        assert!(
+            line.contains(r#""withheld":{"count":2,"more":0,"paths":{"*.*":1,"*.ssn":1}}"#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""transformed":{"count":1,"more":0,"paths":{"*":1}}"#),
+            "{line}"
+        );
+        assert!(
+            !line.contains("Dupont") && !line.contains("2840375123456"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn times_are_rfc3339_utc() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(
@@ -479,8 +681,11 @@ mod tests {
                 ("purpose-undeclared", Outcome::DeniedPurpose),
                 ("purpose-not-authorised", Outcome::DeniedPurpose),
                 ("purpose-not-accepted", Outcome::DeniedPurpose),
+                ("purpose-ambiguous", Outcome::DeniedPurpose),
                 ("no-policy", Outcome::DeniedRoute),
                 ("response-not-filterable", Outcome::FailedClosed),
+                ("outside-patient-compartment", Outcome::DeniedScope),
+                ("fhir-interaction-not-allowed", Outcome::DeniedScope),
             ]
         );
     }

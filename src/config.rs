@@ -260,7 +260,36 @@ pub struct PolicyConfig {
     /// that a purpose's `types` can give each type rules of its own.
     #[serde(default)]
     pub type_key: Option<String>,
+    /// The policy fronts a FHIR server: its base path, and whether SMART scopes are
+    /// enforced.
+    #[serde(default)]
+    pub fhir: Option<FhirConfig>,
     pub purposes: BTreeMap<String, PurposeConfig>,
+}
+
+/// A policy in front of a FHIR server.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirConfig {
+    /// The FHIR base path (`/fhir`); `/` for a server at the root.
+    #[serde(default = "default_fhir_base")]
+    pub base: String,
+    /// Enforce SMART App Launch scopes (v1 and v2) on the request's interaction and on the
+    /// resources the response holds.
+    #[serde(default)]
+    pub smart_scopes: bool,
+    /// The token claim holding the launch patient's id (for `patient/` scopes).
+    #[serde(default = "default_patient_claim")]
+    pub patient_claim: String,
+}
+
+fn default_fhir_base() -> String {
+    "/".to_string()
+}
+
+fn default_patient_claim() -> String {
+    "patient".to_string()
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]

@@ -31,6 +31,17 @@ pub struct Allowed {
 /// uncompressed documents.
 pub const REQUEST_HEADERS_TO_REMOVE: &[&str] = &["accept-encoding", "range"];
 
+/// The validators of a conditional request, removed before it goes upstream when the purpose
+/// filters the body: the upstream would compare them with its own, unfiltered bytes, and its
+/// 304 or 412 would tell the reuser whether a guess of the withheld fields was right.
+pub const CONDITIONAL_HEADERS: &[&str] = &[
+    "if-none-match",
+    "if-match",
+    "if-range",
+    "if-modified-since",
+    "if-unmodified-since",
+];
+
 /// What to do with a response body.
 #[derive(Debug, Clone)]
 pub enum BodyPlan {
@@ -114,6 +125,8 @@ pub enum FailureEffect {
 pub struct ResponsePlan {
     /// Response headers to remove (none in a dry run, which changes nothing).
     pub remove_headers: Vec<String>,
+    /// Response headers to set, replacing every value the upstream gave (none in a dry run).
+    pub set_headers: Vec<(&'static str, String)>,
     pub body: BodyPlan,
     /// What [`BodyPlan::FailClosed`] does: replace the response, or record the failure in
     /// a dry run.

@@ -29,14 +29,20 @@ pub enum DenialKind {
     PurposeNotAuthorised,
     /// The policy does not define the purpose.
     PurposeNotAccepted,
+    /// The request declares two different purposes.
+    PurposeAmbiguous,
     /// No policy covers the route.
     NoPolicy,
     /// The upstream response could not be filtered: none of it is sent.
     ResponseNotFilterable,
+    /// SMART `patient/` scopes, and a resource of another patient asked for by id.
+    OutsidePatientCompartment,
+    /// SMART scopes are enforced and the request is no interaction a scope can allow.
+    FhirInteractionNotAllowed,
 }
 
 impl DenialKind {
-    pub const ALL: [DenialKind; 10] = [
+    pub const ALL: [DenialKind; 13] = [
         DenialKind::InvalidToken,
         DenialKind::ClientCertificateRequired,
         DenialKind::KeysUnavailable,
@@ -45,8 +51,11 @@ impl DenialKind {
         DenialKind::PurposeUndeclared,
         DenialKind::PurposeNotAuthorised,
         DenialKind::PurposeNotAccepted,
+        DenialKind::PurposeAmbiguous,
         DenialKind::NoPolicy,
         DenialKind::ResponseNotFilterable,
+        DenialKind::OutsidePatientCompartment,
+        DenialKind::FhirInteractionNotAllowed,
     ];
 
     /// The problem type's last segment (`urn:finalite:problem:SLUG`): clients match on it.
@@ -60,8 +69,11 @@ impl DenialKind {
             DenialKind::PurposeUndeclared => "purpose-undeclared",
             DenialKind::PurposeNotAuthorised => "purpose-not-authorised",
             DenialKind::PurposeNotAccepted => "purpose-not-accepted",
+            DenialKind::PurposeAmbiguous => "purpose-ambiguous",
             DenialKind::NoPolicy => "no-policy",
             DenialKind::ResponseNotFilterable => "response-not-filterable",
+            DenialKind::OutsidePatientCompartment => "outside-patient-compartment",
+            DenialKind::FhirInteractionNotAllowed => "fhir-interaction-not-allowed",
         }
     }
 
@@ -69,19 +81,23 @@ impl DenialKind {
         match self {
             DenialKind::InvalidToken | DenialKind::ClientCertificateRequired => 401,
             DenialKind::KeysUnavailable => 503,
+            DenialKind::PurposeAmbiguous => 400,
             DenialKind::ResponseNotFilterable => 502,
             DenialKind::InsufficientScope
             | DenialKind::MethodNotCovered
             | DenialKind::PurposeUndeclared
             | DenialKind::PurposeNotAuthorised
             | DenialKind::PurposeNotAccepted
-            | DenialKind::NoPolicy => 403,
+            | DenialKind::NoPolicy
+            | DenialKind::OutsidePatientCompartment
+            | DenialKind::FhirInteractionNotAllowed => 403,
         }
     }
 
     /// The status's reason phrase, as the problem's `title`.
     pub fn title(self) -> &'static str {
         match self.status() {
+            400 => "Bad Request",
             401 => "Unauthorized",
             502 => "Bad Gateway",
             503 => "Service Unavailable",
@@ -286,6 +302,18 @@ impl Denial {
             )),
         }
         .into()
+    }
+}
+
+impl Denial {
+    /// Two different purposes declared: which one the upstream or another filter acts on is
+    /// not for finalite to guess, so neither is taken.
+    pub fn purpose_ambiguous(header: &str) -> Denial {
+        DenialKind::PurposeAmbiguous
+            .problem(format!(
+                "the request declares more than one purpose: send one {header} header"
+            ))
+            .into()
     }
 }
 

@@ -1,10 +1,12 @@
 //! The request path: policy, caller identity, scopes, purpose.
 
-use crate::auth::claims::{BearerRefusal, ClaimSource, Claims};
+use crate::auth::claims::{BearerRefusal, ClaimSource, ClaimValue, Claims};
 use crate::auth::scopes::MethodScopes;
+use crate::auth::smart;
 use crate::config::{AuthRequirement, PolicyMode, Unmatched};
-use crate::decision::{Allowed, RequestDecision, REQUEST_HEADERS_TO_REMOVE};
-use crate::denial::Denial;
+use crate::decision::{Allowed, RequestDecision, CONDITIONAL_HEADERS, REQUEST_HEADERS_TO_REMOVE};
+use crate::denial::{Denial, DenialKind};
+use crate::policy::fhir::{self, Access, FhirSettings, Interaction};
 use crate::policy::purpose;
 use crate::policy::route::{RouteInfo, Selection};
 use crate::policy::{CompiledConfig, Policy};
@@ -56,6 +58,43 @@ impl Verdict {
     }
 }
 
+/// The purpose a request declares in its purpose header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declared<'a> {
+    /// No purpose header (or an empty one).
+    None,
+    One(&'a str),
+    /// The header is sent more than once with different values: refused, since the upstream
+    /// (or another filter) may act on another value than the one finalite checked.
+    Conflicting,
+}
+
+impl<'a> From<Option<&'a str>> for Declared<'a> {
+    fn from(value: Option<&'a str>) -> Declared<'a> {
+        value.map_or(Declared::None, Declared::One)
+    }
+}
+
+/// What the request's header map declares in the header `name` (lowercase): every value
+/// is read, and values that differ (spaces around them aside; a value that is not UTF-8
+/// differs from any) conflict.
+pub fn declared_purpose<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Declared<'a> {
+    let mut values = headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v);
+    let Some(first) = values.next() else {
+        return Declared::None;
+    };
+    let trimmed = |v: &'a Vec<u8>| std::str::from_utf8(v).ok().map(str::trim);
+    let first_text = trimmed(first);
+    if values.any(|v| first_text.is_none() || trimmed(v) != first_text) {
+        return Declared::Conflicting;
+    }
+    match first_text {
+        Some(text) => Declared::One(text),
+        // Not UTF-8: it cannot name a purpose (as if undeclared, then checked as such).
+        None => Declared::None,
+    }
+}
+
 /// The first value of the request header `name` (the one a host's single-header read
 /// returns), or `None` when absent or not UTF-8 (such a value cannot name a purpose).
 /// `headers` is the map as the host hands it over in one call; `name` is lowercase, as the
@@ -66,13 +105,27 @@ pub fn first_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<
 }
 
 /// The headers of an allowed request to remove before it goes upstream: those of
-/// `REQUEST_HEADERS_TO_REMOVE` it carries, or all of them when its header map could not be
-/// read (fail closed).
-pub fn headers_to_remove(
-    headers: Option<&[(String, Vec<u8>)]>,
-) -> impl Iterator<Item = &'static str> + '_ {
+/// `REQUEST_HEADERS_TO_REMOVE`, and of `CONDITIONAL_HEADERS` when the purpose filters the
+/// body, that it carries; or all of them when its header map could not be read (fail
+/// closed).
+pub fn headers_to_remove<'a>(
+    config: &CompiledConfig,
+    allowed: &Allowed,
+    headers: Option<&'a [(String, Vec<u8>)]>,
+) -> impl Iterator<Item = &'static str> + 'a {
+    let filters_body = config
+        .policies
+        .get(allowed.policy)
+        .and_then(|policy| policy.purposes.get(&allowed.purpose))
+        .is_none_or(|purpose| purpose.body.is_some());
+    let conditional: &[&str] = if filters_body {
+        CONDITIONAL_HEADERS
+    } else {
+        &[]
+    };
     REQUEST_HEADERS_TO_REMOVE
         .iter()
+        .chain(conditional)
         .copied()
         .filter(move |name| headers.is_none_or(|headers| headers.iter().any(|(n, _)| n == name)))
 }
@@ -87,12 +140,17 @@ pub struct Caller<'a> {
 }
 
 /// Decides a request from what the host tells about it.
-pub fn decide(
+pub fn decide<'d>(
     config: &CompiledConfig,
     route: &RouteInfo<'_>,
-    declared_purpose: Option<&str>,
+    declared: impl Into<Declared<'d>>,
     caller: &Caller<'_>,
 ) -> Verdict {
+    let declared = declared.into();
+    let declared_purpose = match declared {
+        Declared::One(name) => Some(name),
+        Declared::None | Declared::Conflicting => None,
+    };
     let index = match config.routes.select(route) {
         Selection::Policy(index) => index,
         Selection::UnknownPolicy(_) => {
@@ -106,16 +164,35 @@ pub fn decide(
         }
     };
     let policy = &config.policies[index];
+    let smart = policy
+        .fhir
+        .as_ref()
+        .filter(|f| f.smart_scopes)
+        .map(|f| (f, fhir::interaction(f, route.method, route.path)));
+    if let Some((_, Interaction::Public)) = &smart {
+        // The capability statement and the SMART configuration: public, and free of
+        // personal data.
+        let mut verdict = Verdict::new(RequestDecision::PassUnfiltered);
+        verdict.policy = Some(index);
+        return verdict;
+    }
     let claims = identify(policy, config, caller);
-    let defined = |name: Option<&str>| {
-        name.map(str::trim)
-            .filter(|n| policy.purposes.contains_key(*n))
-            .map(str::to_string)
+    // The name the purpose checks consider: the declared one, the default only when none is
+    // declared (none when two conflict). The record names it only when the policy defines
+    // it: an undefined name is client input, and the default did not apply to it.
+    let considered = match declared {
+        Declared::Conflicting => None,
+        _ => declared_purpose
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .or(policy.default_purpose.as_deref()),
     };
     let mut verdict = Verdict {
         decision: RequestDecision::PassUnfiltered,
         policy: Some(index),
-        purpose: defined(declared_purpose).or_else(|| policy.default_purpose.clone()),
+        purpose: considered
+            .filter(|name| policy.purposes.contains_key(*name))
+            .map(str::to_string),
         client: claims
             .as_ref()
             .ok()
@@ -125,8 +202,15 @@ pub fn decide(
     };
     verdict.decision = match claims {
         Err(denial) => RequestDecision::Deny(denial),
-        Ok(claims) => match check_scopes(policy, route.method, claims.as_ref()) {
+        Ok(claims) => match check_scopes(policy, route.method, claims.as_ref()).and_then(|()| {
+            smart.as_ref().map_or(Ok(()), |(settings, interaction)| {
+                check_smart(settings, interaction, claims.as_ref(), caller.claims)
+            })
+        }) {
             Err(denial) => RequestDecision::Deny(denial),
+            Ok(()) if declared == Declared::Conflicting => {
+                RequestDecision::Deny(Denial::purpose_ambiguous(&config.purpose_header))
+            }
             Ok(()) => match purpose::resolve(declared_purpose, policy, claims.as_ref()) {
                 Ok(name) => RequestDecision::Allow(Allowed {
                     policy: index,
@@ -195,6 +279,31 @@ fn check_scopes(policy: &Policy, method: &str, claims: Option<&Claims>) -> Resul
     }
 }
 
+/// SMART scopes on the request's FHIR interaction (the response is checked again, resource
+/// by resource).
+fn check_smart(
+    settings: &FhirSettings,
+    interaction: &Interaction,
+    claims: Option<&Claims>,
+    source: &dyn ClaimSource,
+) -> Result<(), Denial> {
+    let scopes = claims.map(|c| c.scopes.as_slice()).unwrap_or_default();
+    let patient = match source.claim(&settings.patient_claim) {
+        Some(ClaimValue::String(id)) if !id.is_empty() => Some(id),
+        _ => None,
+    };
+    match fhir::access(interaction, &smart::grants(scopes), patient.as_deref()) {
+        Access::Allowed => Ok(()),
+        Access::NeedsScope(scope) => Err(Denial::insufficient_scope(&scope, true)),
+        Access::OutsideCompartment => Err(DenialKind::OutsidePatientCompartment
+            .problem("the caller's patient/ scopes grant only the launch patient's compartment")
+            .into()),
+        Access::Unsupported(why) => Err(DenialKind::FhirInteractionNotAllowed
+            .problem(format!("{why}; this route enforces SMART scopes"))
+            .into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,17 +329,111 @@ mod tests {
         assert_eq!(first_header(&headers, "x-absent"), None);
     }
 
+    /// Allowed on the patients policy (the second by name).
+    fn allowed(purpose: &str) -> Allowed {
+        Allowed {
+            policy: 1,
+            purpose: purpose.into(),
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn two_different_purposes_conflict() {
+        let declared = |pairs: &[(&str, &[u8])]| {
+            let headers = header_map(pairs);
+            format!("{:?}", declared_purpose(&headers, "x-purpose"))
+        };
+        assert_eq!(declared(&[]), "None");
+        assert_eq!(declared(&[("x-purpose", b" billing")]), r#"One("billing")"#);
+        assert_eq!(
+            declared(&[
+                ("x-purpose", b"billing"),
+                ("x-other", b"x"),
+                ("x-purpose", b"billing ")
+            ]),
+            r#"One("billing")"#
+        );
+        for second in [&b"research"[..], b"", b"\xff"] {
+            assert_eq!(
+                declared(&[("x-purpose", b"billing"), ("x-purpose", second)]),
+                "Conflicting"
+            );
+        }
+        assert_eq!(
+            declared(&[("x-purpose", b"\xff"), ("x-purpose", b"\xff")]),
+            "Conflicting"
+        );
+        assert_eq!(declared(&[("x-purpose", b"\xff")]), "None");
+
+        let c = config("deny");
+        let verdict = super::decide(
+            &c,
+            &route("/patients", "GET"),
+            Declared::Conflicting,
+            &Caller {
+                claims: &token("patients:read", &["billing", "research"]),
+                peer_uri_san: None,
+            },
+        );
+        assert_eq!(verdict.purpose, None);
+        assert_eq!(slug(verdict.decision), (400, "purpose-ambiguous", None));
+        // A missing token is still a 401 first.
+        assert_eq!(
+            slug(
+                super::decide(
+                    &c,
+                    &route("/patients", "GET"),
+                    Declared::Conflicting,
+                    &Caller {
+                        claims: &Token(None),
+                        peer_uri_san: None,
+                    },
+                )
+                .decision
+            )
+            .0,
+            401
+        );
+    }
+
     #[test]
     fn only_the_headers_a_request_carries_are_removed_unless_unreadable() {
+        let c = config("deny");
+        let billing = allowed("billing");
         let headers = header_map(&[(":path", b"/"), ("range", b"bytes=0-9")]);
         assert_eq!(
-            headers_to_remove(Some(&headers)).collect::<Vec<_>>(),
+            headers_to_remove(&c, &billing, Some(&headers)).collect::<Vec<_>>(),
             ["range"]
         );
-        assert_eq!(headers_to_remove(Some(&[])).count(), 0);
+        assert_eq!(headers_to_remove(&c, &billing, Some(&[])).count(), 0);
         assert_eq!(
-            headers_to_remove(None).collect::<Vec<_>>(),
-            REQUEST_HEADERS_TO_REMOVE
+            headers_to_remove(&c, &billing, None).collect::<Vec<_>>(),
+            [REQUEST_HEADERS_TO_REMOVE, CONDITIONAL_HEADERS].concat()
+        );
+    }
+
+    #[test]
+    fn validators_go_only_when_the_purpose_filters_the_body() {
+        let c = config("deny");
+        let headers = header_map(&[
+            ("if-none-match", b"\"x\""),
+            ("if-modified-since", b"Mon, 07 Dec 2026 10:00:00 GMT"),
+            ("accept-encoding", b"gzip"),
+        ]);
+        assert_eq!(
+            headers_to_remove(&c, &allowed("billing"), Some(&headers)).collect::<Vec<_>>(),
+            ["accept-encoding", "if-none-match", "if-modified-since"]
+        );
+        // care sees the body as it is: the upstream's validators are about what it gets.
+        assert_eq!(
+            headers_to_remove(&c, &allowed("care"), Some(&headers)).collect::<Vec<_>>(),
+            ["accept-encoding"]
+        );
+        // A purpose the policy does not know: everything goes.
+        assert_eq!(
+            headers_to_remove(&c, &allowed("nope"), Some(&headers)).count(),
+            3
         );
     }
 
@@ -394,6 +597,41 @@ mod tests {
             ),
             RequestDecision::PassUnfiltered
         );
+    }
+
+    #[test]
+    fn a_refused_undefined_purpose_is_not_recorded_as_the_default() {
+        let open = RouteInfo {
+            route_name: Some("open"),
+            ..route("/stats", "GET")
+        };
+        let c = config("deny");
+        let recorded = |declared: Option<&str>| {
+            let verdict = super::decide(
+                &c,
+                &open,
+                declared,
+                &Caller {
+                    claims: &Token(None),
+                    peer_uri_san: None,
+                },
+            );
+            (verdict.purpose, slug_or_allowed(verdict.decision))
+        };
+        assert_eq!(recorded(Some("marketing")), (None, "purpose-not-accepted"));
+        assert_eq!(
+            recorded(Some(" open-data ")),
+            (Some("open-data".into()), "allowed")
+        );
+        assert_eq!(recorded(None), (Some("open-data".into()), "allowed"));
+        assert_eq!(recorded(Some("")), (Some("open-data".into()), "allowed"));
+    }
+
+    fn slug_or_allowed(decision: RequestDecision) -> &'static str {
+        match decision {
+            RequestDecision::Deny(d) => d.problem.slug,
+            _ => "allowed",
+        }
     }
 
     #[test]
@@ -847,6 +1085,156 @@ mod bearer_tests {
                 .problem
                 .slug,
             "no-policy"
+        );
+    }
+}
+
+#[cfg(test)]
+mod smart_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const CONFIG: &str = r#"{"policies": {"fhir": {
+        "match": [{"prefix": "/fhir"}],
+        "fhir": {"base": "/fhir", "smart_scopes": true},
+        "scopes": {"*": ["fhir"]},
+        "purposes": {"care": {"default": "keep"}}}}}"#;
+
+    struct Token(HashMap<&'static str, ClaimValue>);
+
+    impl ClaimSource for Token {
+        fn has_verified_token(&self) -> bool {
+            true
+        }
+        fn claim(&self, name: &str) -> Option<ClaimValue> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn token(scope: &str, patient: Option<&str>) -> Token {
+        let mut claims = HashMap::from([
+            (
+                "scope",
+                ClaimValue::String(format!("fhir purpose:care {scope}")),
+            ),
+            ("client_id", ClaimValue::String("app".into())),
+        ]);
+        if let Some(patient) = patient {
+            claims.insert("patient", ClaimValue::String(patient.into()));
+        }
+        Token(claims)
+    }
+
+    fn decide(method: &str, path: &str, token: Option<&Token>) -> RequestDecision {
+        let config = CompiledConfig::load(CONFIG.as_bytes(), &|_| None).unwrap();
+        let route = RouteInfo {
+            metadata_policy: None,
+            route_name: None,
+            path,
+            method,
+        };
+        struct NoToken;
+        impl ClaimSource for NoToken {
+            fn has_verified_token(&self) -> bool {
+                false
+            }
+            fn claim(&self, _: &str) -> Option<ClaimValue> {
+                None
+            }
+        }
+        let claims: &dyn ClaimSource = match token {
+            Some(token) => token,
+            None => &NoToken,
+        };
+        super::decide(
+            &config,
+            &route,
+            Some("care"),
+            &Caller {
+                claims,
+                peer_uri_san: None,
+            },
+        )
+        .decision
+    }
+
+    fn refusal(decision: RequestDecision) -> (u16, &'static str, Option<String>) {
+        match decision {
+            RequestDecision::Deny(d) => (d.status(), d.problem.slug, d.www_authenticate),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn search_and_read_need_their_letters() {
+        let t = token("user/Observation.rs", None);
+        assert!(matches!(
+            decide("GET", "/fhir/Observation?code=x", Some(&t)),
+            RequestDecision::Allow(_)
+        ));
+        assert!(matches!(
+            decide("GET", "/fhir/Observation/f001/_history/1", Some(&t)),
+            RequestDecision::Allow(_)
+        ));
+        assert_eq!(
+            refusal(decide("GET", "/fhir/Condition", Some(&t))),
+            (
+                403,
+                "insufficient-scope",
+                Some("Bearer error=\"insufficient_scope\", scope=\"user/Condition.s\"".into())
+            )
+        );
+        assert_eq!(
+            refusal(decide("DELETE", "/fhir/Observation/f001", Some(&t))).1,
+            "insufficient-scope"
+        );
+        assert_eq!(
+            refusal(decide("POST", "/fhir", Some(&t))).1,
+            "fhir-interaction-not-allowed"
+        );
+    }
+
+    #[test]
+    fn metadata_is_public_and_the_rest_needs_a_token() {
+        assert_eq!(
+            decide("GET", "/fhir/metadata", None),
+            RequestDecision::PassUnfiltered
+        );
+        assert_eq!(
+            decide("GET", "/fhir/.well-known/smart-configuration", None),
+            RequestDecision::PassUnfiltered
+        );
+        assert_eq!(refusal(decide("GET", "/fhir/Observation", None)).0, 401);
+    }
+
+    #[test]
+    fn the_patient_context_needs_its_claim_and_keeps_to_its_patient() {
+        let with = token("patient/Patient.rs patient/Observation.rs", Some("example"));
+        assert!(matches!(
+            decide("GET", "/fhir/Patient/example/$everything", Some(&with)),
+            RequestDecision::Allow(_)
+        ));
+        assert_eq!(
+            refusal(decide("GET", "/fhir/Patient/other", Some(&with))).1,
+            "outside-patient-compartment"
+        );
+        let without = token("patient/Observation.rs", None);
+        assert_eq!(
+            refusal(decide("GET", "/fhir/Observation", Some(&without))).1,
+            "insufficient-scope"
+        );
+    }
+
+    #[test]
+    fn the_scopes_table_still_applies() {
+        let mut t = token("user/Observation.rs", None);
+        t.0.insert(
+            "scope",
+            ClaimValue::String("purpose:care user/Observation.rs".into()),
+        );
+        assert_eq!(
+            refusal(decide("GET", "/fhir/Observation", Some(&t))).1,
+            "insufficient-scope"
         );
     }
 }

@@ -1,15 +1,23 @@
 //! The response path: which headers go, and whether and how the body is filtered.
 
 use crate::body::BodyFilter;
-use crate::config::PolicyMode;
+use crate::config::{AuthRequirement, PolicyMode};
 use crate::decision::{Allowed, BodyPlan, Delivery, FailureEffect, FilterSpec, ResponsePlan};
 use crate::denial::Problem;
 use crate::json::{Framing, JsonFilter};
 use crate::media_type::{BodyFormat, ContentEncoding, MediaType};
 use crate::policy::CompiledConfig;
 
-/// Response headers that describe the upstream's exact bytes and are wrong once filtered.
-const REPRESENTATION_HEADERS: &[&str] = &["content-length", "etag", "content-md5"];
+/// Response headers that describe the upstream's exact bytes: wrong once filtered, and worse,
+/// a digest of the unfiltered body lets a reuser check guesses of what was withheld.
+const REPRESENTATION_HEADERS: &[&str] = &[
+    "content-length",
+    "etag",
+    "content-md5",
+    "digest",
+    "content-digest",
+    "repr-digest",
+];
 
 /// Whether a response carries upstream data. An error reply the proxy wrote itself (Envoy:
 /// `response.code_details` other than `via_upstream`, such as an upstream connection
@@ -41,6 +49,7 @@ pub fn plan(
         return ResponsePlan {
             remove_headers: Vec::new(),
             body: BodyPlan::FailClosed(Problem::not_filterable("the purpose is unknown")),
+            set_headers: Vec::new(),
             on_failure,
         };
     };
@@ -60,7 +69,21 @@ pub fn plan(
             .find(|(n, _)| n.eq_ignore_ascii_case(wanted))
             .map(|(_, v)| v.as_str())
     };
+    let status = header(":status").and_then(|s| s.trim().parse::<u16>().ok());
     let body = match &purpose.body {
+        // The validators were not sent upstream (`CONDITIONAL_HEADERS`); a 304 anyway would
+        // still say that the client's validator matches the unfiltered body.
+        Some(_) if status == Some(304) => BodyPlan::FailClosed(Problem::not_filterable(
+            "a 304 (not modified) answer cannot be filtered",
+        )),
+        // A part of a representation (range was not sent upstream, so the upstream chose to
+        // answer one): not a document the engine can read, and its range and total length
+        // describe the unfiltered bytes.
+        Some(_) if status == Some(206) || header("content-range").is_some() => {
+            BodyPlan::FailClosed(Problem::not_filterable(
+                "a partial response (206, content-range) cannot be filtered",
+            ))
+        }
         _ if end_of_stream => BodyPlan::Untouched,
         None => BodyPlan::Untouched,
         Some(rules) => {
@@ -107,7 +130,7 @@ pub fn plan(
             }
         }
     };
-    // A bodiless answer (HEAD, 204, 304) to a purpose with body rules: the upstream's
+    // A bodiless answer (HEAD, 204) to a purpose with body rules: the upstream's
     // content-length and validators describe its unfiltered bytes, not what this purpose
     // would get from a GET (a filtered body, sent without them); they go too.
     let bodiless_filtered = end_of_stream && purpose.body.is_some();
@@ -124,14 +147,91 @@ pub fn plan(
             }
         }
     }
+    // A shared cache in front of the proxy must not serve one purpose's (or one client's)
+    // view to another caller: only open data with a single purpose is the same for all.
+    let views_differ = policy.auth != AuthRequirement::None || policy.purposes.len() > 1;
+    let mut set_headers = Vec::new();
+    if views_differ {
+        let upstream: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cache-control"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if let Some(value) = private_cache_control(&upstream) {
+            set_headers.push(("cache-control", value));
+        }
+    }
     if dry_run {
         remove_headers.clear();
+        set_headers.clear();
     }
     ResponsePlan {
         remove_headers,
+        set_headers,
         body,
         on_failure,
     }
+}
+
+/// The response trailers to remove: the purpose's header rules apply to trailers as to
+/// headers (a trailer is a header sent after the body, and an upstream may send there what
+/// it sends as a header elsewhere). Only a body that passes as it is reaches its trailers:
+/// a filtered body followed by trailers fails closed. None in a dry run.
+pub fn trailers_to_remove(
+    config: &CompiledConfig,
+    allowed: &Allowed,
+    trailers: &[(String, String)],
+) -> Vec<String> {
+    let policy = &config.policies[allowed.policy];
+    if policy.mode == PolicyMode::DryRun {
+        return Vec::new();
+    }
+    match policy.purposes.get(&allowed.purpose) {
+        Some(purpose) => trailers
+            .iter()
+            .filter(|(name, _)| purpose.headers.removes(name))
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect(),
+        // Not a purpose of the policy (the plan failed closed already): nothing is kept.
+        None => trailers
+            .iter()
+            .map(|(name, _)| name.to_ascii_lowercase())
+            .collect(),
+    }
+}
+
+/// The `cache-control` that keeps a response out of shared caches, from the upstream's
+/// values (all of them: one may say `no-store`): `private` in place of what allowed a shared
+/// cache to store it (`public`, `s-maxage`, `proxy-revalidate`), the rest kept; `None` when
+/// the upstream's already does (`no-store`, or exactly that).
+fn private_cache_control(upstream: &[&str]) -> Option<String> {
+    let directives: Vec<&str> = upstream
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let name = |d: &str| {
+        d.split('=')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    };
+    if directives.iter().any(|d| name(d) == "no-store") {
+        return None;
+    }
+    let kept = directives.iter().filter(|d| {
+        !matches!(
+            name(d).as_str(),
+            "public" | "private" | "s-maxage" | "proxy-revalidate"
+        )
+    });
+    let value = std::iter::once("private")
+        .chain(kept.copied())
+        .collect::<Vec<_>>()
+        .join(", ");
+    (upstream.len() != 1 || upstream[0] != value).then_some(value)
 }
 
 // The pipeline is built here, beside the plan that chooses it: the body module only runs
@@ -220,8 +320,137 @@ mod tests {
     }
 
     #[test]
+    fn header_rules_apply_to_trailers() {
+        let trailers = headers(&[("X-Patient-Secret", "s"), ("x-checksum", "ok")]);
+        assert_eq!(
+            trailers_to_remove(&config(), &allowed("billing"), &trailers),
+            vec!["x-patient-secret"]
+        );
+        assert!(trailers_to_remove(&config(), &allowed("care"), &trailers).is_empty());
+        assert_eq!(
+            trailers_to_remove(&config(), &allowed("nope"), &trailers).len(),
+            2
+        );
+        let tried = CompiledConfig::load(
+            br#"{"policies": {"p": {"mode": "dry_run", "purposes": {
+                "billing": {"headers": {"remove": ["x-patient-*"]}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        assert!(trailers_to_remove(&tried, &allowed("billing"), &trailers).is_empty());
+    }
+
+    #[test]
+    fn cache_control_keeps_views_out_of_shared_caches() {
+        let cases: [(&[&str], Option<&str>); 8] = [
+            (&["public, max-age=600"], Some("private, max-age=600")),
+            (
+                &["max-age=60, s-maxage=600, public"],
+                Some("private, max-age=60"),
+            ),
+            (&[], Some("private")),
+            (&["no-store"], None),
+            (&["public", "No-Store"], None),
+            (&["private, no-cache"], None),
+            (
+                &["Public, proxy-revalidate, must-revalidate"],
+                Some("private, must-revalidate"),
+            ),
+            (&["max-age=1", "public"], Some("private, max-age=1")),
+        ];
+        for (upstream, expected) in cases {
+            assert_eq!(
+                private_cache_control(upstream).as_deref(),
+                expected,
+                "{upstream:?}"
+            );
+        }
+        // Every purpose of a policy with a caller or several purposes; not open data.
+        let public = headers(&[
+            ("content-type", "application/json"),
+            ("cache-control", "public"),
+        ]);
+        for purpose in ["care", "billing"] {
+            let p = plan(&config(), &allowed(purpose), &public, false);
+            assert_eq!(
+                p.set_headers,
+                vec![("cache-control", "private".to_string())]
+            );
+        }
+        let open = CompiledConfig::load(
+            br#"{"policies": {"o": {"auth": "none", "default_purpose": "o",
+                 "purposes": {"o": {"fields": {"count": "keep"}}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        assert!(plan(&open, &allowed("o"), &public, false)
+            .set_headers
+            .is_empty());
+    }
+
+    #[test]
+    fn a_304_is_no_answer_for_a_filtered_purpose() {
+        let not_modified = headers(&[(":status", "304"), ("etag", "\"x\"")]);
+        assert_eq!(
+            detail(&plan(&config(), &allowed("billing"), &not_modified, true)),
+            "the upstream response could not be filtered: a 304 (not modified) answer cannot be filtered"
+        );
+        let p = plan(&config(), &allowed("care"), &not_modified, true);
+        assert!(matches!(p.body, BodyPlan::Untouched));
+        assert!(p.remove_headers.is_empty());
+    }
+
+    #[test]
+    fn a_partial_response_fails_closed_for_a_filtered_purpose() {
+        let expected = "the upstream response could not be filtered: a partial response (206, content-range) cannot be filtered";
+        for head in [
+            headers(&[(":status", "206"), ("content-type", "application/json")]),
+            headers(&[
+                (":status", "200"),
+                ("content-type", "application/json"),
+                ("Content-Range", "bytes 0-9/20"),
+            ]),
+            headers(&[(":status", "206"), ("content-type", "application/pdf")]),
+        ] {
+            assert_eq!(
+                detail(&plan(&config(), &allowed("billing"), &head, false)),
+                expected
+            );
+            let p = plan(&config(), &allowed("care"), &head, false);
+            assert!(matches!(p.body, BodyPlan::Untouched));
+        }
+    }
+
+    #[test]
+    fn digests_of_the_upstream_body_go_with_it() {
+        let upstream = headers(&[
+            ("content-type", "application/json"),
+            (
+                "Digest",
+                "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=",
+            ),
+            (
+                "content-digest",
+                "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+            ),
+            (
+                "repr-digest",
+                "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+            ),
+            ("content-md5", "Q2hlY2sgSW50ZWdyaXR5IQ=="),
+        ]);
+        let p = plan(&config(), &allowed("billing"), &upstream, false);
+        assert_eq!(
+            p.remove_headers,
+            vec!["content-md5", "digest", "content-digest", "repr-digest"]
+        );
+        let p = plan(&config(), &allowed("care"), &upstream, false);
+        assert!(p.remove_headers.is_empty());
+    }
+
+    #[test]
     fn bodiless_answers_lose_the_upstream_length_and_validators() {
-        // HEAD (or 204, 304): nothing to filter, but content-length and etag describe the
+        // HEAD (or 204): nothing to filter, but content-length and etag describe the
         // unfiltered body.
         let head = headers(&[
             ("content-type", "application/json"),

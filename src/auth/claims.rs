@@ -83,9 +83,16 @@ impl Claims {
     }
 }
 
+/// A claim's words: a string split on ASCII spaces only (RFC 6749 section 3.3: another
+/// space, such as U+00A0, is part of a scope, so it cannot turn one grant into two), or a
+/// list's elements each as it is.
 fn words(value: ClaimValue) -> Vec<String> {
     match value {
-        ClaimValue::String(s) => s.split_whitespace().map(str::to_string).collect(),
+        ClaimValue::String(s) => s
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect(),
         ClaimValue::List(list) => list.into_iter().filter(|s| !s.is_empty()).collect(),
     }
 }
@@ -182,6 +189,33 @@ mod tests {
         );
         assert_eq!(claims.purposes, vec!["billing", "care"]);
         assert_eq!(claims.client_id.as_deref(), Some("partner"));
+    }
+
+    #[test]
+    fn only_ascii_spaces_separate_words() {
+        let claims = Claims::read(
+            &Fake(Some(HashMap::from([
+                ("scope", s("a\u{a0}patients:read b\tc\u{2003}d  e")),
+                (
+                    "scp",
+                    ClaimValue::List(vec!["x y".into(), "".into(), "z\u{a0}w".into()]),
+                ),
+                ("purposes", s("care\u{a0}billing research")),
+            ]))),
+            &settings(),
+        )
+        .unwrap();
+        assert_eq!(
+            claims.scopes,
+            vec![
+                "a\u{a0}patients:read",
+                "b\tc\u{2003}d",
+                "e",
+                "x y",
+                "z\u{a0}w"
+            ]
+        );
+        assert_eq!(claims.purposes, vec!["care\u{a0}billing", "research"]);
     }
 
     #[test]

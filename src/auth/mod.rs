@@ -9,6 +9,7 @@ pub mod jwa;
 pub mod jwks;
 pub mod jwt;
 pub mod scopes;
+pub mod smart;
 pub mod verifier;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

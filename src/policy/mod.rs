@@ -2,6 +2,8 @@
 //! only looks up.
 
 pub mod action;
+pub mod compartment;
+pub mod fhir;
 pub mod headers;
 pub mod path;
 pub mod purpose;
@@ -17,12 +19,13 @@ use crate::auth::claims::ClaimNames;
 use crate::auth::scopes::{ScopeRequirement, ScopeTable};
 use crate::auth::verifier::Verification;
 use crate::config::{
-    AuthRequirement, ClientConfig, Config, HeaderRulesConfig, PolicyConfig, PolicyMode,
+    AuthRequirement, ClientConfig, Config, FhirConfig, HeaderRulesConfig, PolicyConfig, PolicyMode,
     PurposeConfig, ScopeRequirementConfig, TokenSource, Unmatched,
 };
 use crate::error::{ConfigError, KeyPath};
 use crate::media_type::MediaType;
 use action::{Action, Transform};
+use fhir::FhirSettings;
 use headers::{HeaderPattern, HeaderRules};
 use path::FieldPath;
 use route::{Matcher, PathMatch, RouteTable};
@@ -72,6 +75,8 @@ pub struct Policy {
     pub scopes: ScopeTable,
     pub default_purpose: Option<String>,
     pub purposes: BTreeMap<String, Purpose>,
+    /// Set when the policy fronts a FHIR server.
+    pub fhir: Option<FhirSettings>,
 }
 
 /// What one purpose sees of a response.
@@ -352,7 +357,13 @@ fn compile_policy(
                 "{purpose_name:?} is not a usable purpose name (no spaces or commas)"
             )));
         }
-        let typing = (policy.type_key.as_deref(), max_type_lookahead);
+        // A policy in front of a FHIR server types objects by `resourceType` unless it says
+        // otherwise.
+        let type_key = policy
+            .type_key
+            .as_deref()
+            .or(policy.fhir.as_ref().map(|_| "resourceType"));
+        let typing = (type_key, max_type_lookahead);
         let mut compiled = compile_purpose(purpose_name, purpose, &purpose_key, typing)?;
         compiled.streaming = purpose.streaming.or(policy.streaming).unwrap_or(false);
         purposes.insert(purpose_name.clone(), compiled);
@@ -381,6 +392,10 @@ fn compile_policy(
             }
         }
     }
+    let fhir = match &policy.fhir {
+        Some(fhir) => Some(compile_fhir(fhir, policy.auth, &key.field("fhir"))?),
+        None => None,
+    };
     Ok(Policy {
         name: name.to_string(),
         hash: policy_hash(policy),
@@ -390,6 +405,35 @@ fn compile_policy(
         scopes,
         default_purpose: policy.default_purpose.clone(),
         purposes,
+        fhir,
+    })
+}
+
+fn compile_fhir(
+    fhir: &FhirConfig,
+    auth: AuthRequirement,
+    key: &KeyPath,
+) -> Result<FhirSettings, ConfigError> {
+    let base = &fhir.base;
+    if !base.starts_with('/') || base.contains(['?', '#', ' ']) || base.contains("//") {
+        return Err(key.field("base").error(format!(
+            "{base:?} is not a base path (it starts with \"/\", without query or fragment)"
+        )));
+    }
+    if fhir.smart_scopes && auth != AuthRequirement::Required {
+        return Err(key
+            .field("smart_scopes")
+            .error("SMART scopes come from a token: set \"auth\": \"required\" on this policy"));
+    }
+    if fhir.patient_claim.is_empty() {
+        return Err(key
+            .field("patient_claim")
+            .error("names no claim; leave it out for \"patient\""));
+    }
+    Ok(FhirSettings {
+        base: base.trim_end_matches('/').to_string(),
+        smart_scopes: fhir.smart_scopes,
+        patient_claim: fhir.patient_claim.clone(),
     })
 }
 

@@ -25,6 +25,13 @@ pub fn headers(map: MapType) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Sets a header, replacing every value it had.
+pub fn set_header(map: MapType, name: &str, value: &str) {
+    if let Err(status) = hostcalls::set_map_value(map, name, Some(value)) {
+        log::warn!("could not set header {name}: {status:?}");
+    }
+}
+
 pub fn remove_header(map: MapType, name: &str) {
     if let Err(status) = hostcalls::set_map_value(map, name, None) {
         log::warn!("could not remove header {name}: {status:?}");

@@ -35,6 +35,8 @@ enum Stage {
     Done,
     /// Request allowed; the response is planned when its headers arrive.
     Allowed(Allowed),
+    /// The body passes as it is; its trailers, if any, get the purpose's header rules.
+    Passing(Allowed),
     Filtering {
         body: Box<BodyFilter>,
         delivery: Delivery,
@@ -212,7 +214,7 @@ impl HttpContext for FinaliteHttp {
             path,
             method,
         };
-        let declared = header(&self.config.purpose_header);
+        let declared = request::declared_purpose(request_headers, &self.config.purpose_header);
         let jwt_authn = JwtAuthnClaims {
             metadata_key: &self.config.token.metadata_key,
         };
@@ -275,7 +277,7 @@ impl HttpContext for FinaliteHttp {
                 Action::Continue
             }
             RequestAction::Filter(allowed) => {
-                for name in request::headers_to_remove(pairs.as_deref()) {
+                for name in request::headers_to_remove(&self.config, allowed, pairs.as_deref()) {
                     host::remove_header(MapType::HttpRequestHeaders, name);
                 }
                 self.stage = Stage::Allowed(allowed.clone());
@@ -307,8 +309,14 @@ impl HttpContext for FinaliteHttp {
         for name in &plan.remove_headers {
             host::remove_header(MapType::HttpResponseHeaders, name);
         }
+        for (name, value) in &plan.set_headers {
+            host::set_header(MapType::HttpResponseHeaders, name, value);
+        }
         match plan.body {
-            BodyPlan::Untouched => Action::Continue,
+            BodyPlan::Untouched => {
+                self.stage = Stage::Passing(allowed);
+                Action::Continue
+            }
             BodyPlan::FailClosed(problem) => self.fail_closed(problem, plan.on_failure),
             BodyPlan::Filter(spec) => self.start_body(spec, allowed.client_id.as_deref()),
         }
@@ -319,6 +327,9 @@ impl HttpContext for FinaliteHttp {
         #[cfg(feature = "test-panic")]
         if self.test_panic {
             panic!("x-finalite-test-panic: panicking in on_http_response_body, as asked");
+        }
+        if !matches!(self.stage, Stage::Filtering { .. }) {
+            return Action::Continue;
         }
         let Stage::Filtering {
             mut body,
@@ -381,14 +392,22 @@ impl HttpContext for FinaliteHttp {
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        if let Stage::Filtering { delivery, .. } = self.stage {
-            // The body ended without end_of_stream on its last chunk; it cannot be rewritten now.
-            return self.fail_closed(
+        match std::mem::replace(&mut self.stage, Stage::Done) {
+            // The body ended without end_of_stream on its last chunk; it cannot be rewritten
+            // now.
+            Stage::Filtering { delivery, .. } => self.fail_closed(
                 Problem::not_filterable("a body followed by trailers cannot be filtered"),
                 delivery.on_failure(),
-            );
+            ),
+            Stage::Passing(allowed) => {
+                let trailers = host::headers(MapType::HttpResponseTrailers);
+                for name in response::trailers_to_remove(&self.config, &allowed, &trailers) {
+                    host::remove_header(MapType::HttpResponseTrailers, &name);
+                }
+                Action::Continue
+            }
+            Stage::Done | Stage::Allowed(_) => Action::Continue,
         }
-        Action::Continue
     }
 
     fn on_log(&mut self) {

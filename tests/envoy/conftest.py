@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import harness
 from harness import ROOT, EnvoyProcess, Upstream, start_envoy
+from rawupstream import RawUpstream
 
 import mint_token  # envoy/demo/mint_token.py (put on sys.path by harness)
 import render  # envoy/render.py
@@ -144,6 +145,24 @@ def upstream(upstream_server: Upstream) -> Upstream:
     return upstream_server
 
 
+@pytest.fixture(scope="module")
+def raw() -> RawUpstream:
+    """A raw-socket test upstream (rawupstream.py) for the module: one that can misbehave on
+    the wire. Modules that use it mark their tests `usefixtures("fresh_raw")`."""
+    server = RawUpstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fresh_raw(raw: RawUpstream):
+    """The module's raw upstream emptied before the test, and checked after it: the upstream
+    itself must not have failed."""
+    raw.reset_state()
+    yield
+    assert not raw.errors, f"the test upstream failed: {raw.errors}"
+
+
 def sample(name: str) -> bytes:
     """A file of envoy/sample-data, as bytes."""
     return (SAMPLE_DATA / name).read_bytes()
@@ -193,13 +212,15 @@ def envoy_env(pseudonym_key) -> dict[str, str | None]:
 
 @pytest.fixture(scope="session")
 def envoy_factory(envoy_bin, workdir, envoy_env) -> Callable[..., EnvoyProcess]:
-    """`envoy_factory(config, name, env=None)`: start another Envoy (stopped at the end of the
-    session); `env` changes its environment (a value of None removes a variable)."""
+    """`envoy_factory(config, name, env=None, keep_client_request_id=True)`: start another
+    Envoy (stopped at the end of the session); `env` changes its environment (a value of None
+    removes a variable); see harness.EnvoyProcess for `keep_client_request_id`."""
     started: list[EnvoyProcess] = []
 
-    def make(config: dict[str, Any], name: str,
-             env: dict[str, str | None] | None = None) -> EnvoyProcess:
-        envoy = start_envoy(envoy_bin, config, workdir, name, env={**envoy_env, **(env or {})})
+    def make(config: dict[str, Any], name: str, env: dict[str, str | None] | None = None,
+             keep_client_request_id: bool = True) -> EnvoyProcess:
+        envoy = start_envoy(envoy_bin, config, workdir, name, env={**envoy_env, **(env or {})},
+                            keep_client_request_id=keep_client_request_id)
         started.append(envoy)
         return envoy
 

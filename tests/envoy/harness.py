@@ -205,9 +205,14 @@ class EnvoyProcess:
     ALL: list["EnvoyProcess"] = []  # every Envoy started in this session, for failure reports
 
     def __init__(self, binary: Path | str, config: dict[str, Any], workdir: Path, name: str,
-                 env: Mapping[str, str | None] | None = None):
+                 env: Mapping[str, str | None] | None = None,
+                 keep_client_request_id: bool = True):
         """`env`: variables set (or, when None, removed) in Envoy's environment on top of this
-        process's, e.g. FINALITE_PSEUDONYM_KEY, which the VM reads through host_env_keys."""
+        process's, e.g. FINALITE_PSEUDONYM_KEY, which the VM reads through host_env_keys.
+
+        `keep_client_request_id`: the tests follow each request by the x-request-id they
+        send, so a test Envoy keeps it (`preserve_external_request_id`); the shipped
+        configuration gives every request an id of its own (test_side_channels.py)."""
         self.binary = str(binary)
         self.name = name
         self.env = dict(env or {})
@@ -216,6 +221,8 @@ class EnvoyProcess:
         self.admin_port = free_port()
         self.config = render.render(config, listen=("127.0.0.1", self.port),
                                     admin=("127.0.0.1", self.admin_port))
+        if keep_client_request_id:
+            render.hcm(self.config)["preserve_external_request_id"] = True
         self.config_path = render.write(self.config, self.workdir / f"{name}.yaml")
         self.log_path = self.workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -348,12 +355,12 @@ class EnvoyProcess:
 
 
 def start_envoy(binary: Path | str, config: dict[str, Any], workdir: Path, name: str,
-                timeout: float = 30.0, env: Mapping[str, str | None] | None = None
-                ) -> EnvoyProcess:
+                timeout: float = 30.0, env: Mapping[str, str | None] | None = None,
+                keep_client_request_id: bool = True) -> EnvoyProcess:
     """Start an Envoy and wait until it is ready; fail the test with its log if it is not."""
     import pytest
 
-    envoy = EnvoyProcess(binary, config, workdir, name, env).start()
+    envoy = EnvoyProcess(binary, config, workdir, name, env, keep_client_request_id).start()
     if not envoy.wait_ready(timeout):
         envoy.stop()
         pytest.fail(f"Envoy did not become ready within {timeout}s.\n{envoy.describe()}",

@@ -7,8 +7,9 @@ Both end up in the file the harness captures Envoy's output in:
 - the shipped access log (envoy/envoy.yaml) writes one JSON object per line to stdout, which
   Envoy flushes about once a second: readers poll.
 
-Records are found by the request id the test sent in `x-request-id` (Envoy keeps a client's
-x-request-id on requests from loopback) or by another value the test chose (a client id).
+Records are found by the request id the test sent in `x-request-id` (test Envoys keep a
+client's id, see harness.EnvoyProcess; the shipped configuration does not) or by another
+value the test chose (a client id).
 """
 
 from __future__ import annotations

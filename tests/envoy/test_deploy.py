@@ -1,7 +1,7 @@
 """What ships besides the module: the docker-compose demo, the Istio resources and the OCI
-image. No Docker engine or cluster here: each is checked against what it must agree with
-(envoy/envoy.yaml, the Envoy the tests run, the module), and with the tools that work offline
-(`docker-compose config`).
+image, each checked against what it must agree with (envoy/envoy.yaml, the Envoy the tests
+run, the module), and with the tools that work offline (`docker-compose config`). The compose
+file is also run on Docker, by tests/compose (`make compose-test`); there is no cluster here.
 """
 
 from __future__ import annotations

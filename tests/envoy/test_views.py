@@ -321,10 +321,10 @@ def test_upstream_is_not_asked_for_a_range(envoy, sample_patients, token, purpos
     assert not rec.has_header("range"), rec.headers
 
 
-def test_a_purpose_header_sent_twice_declares_its_first_value(envoy, sample_patients, token):
-    """Two purpose headers: the first declares the purpose (what Envoy's single-header read
-    returns; finalite reads the request's whole header map in one host call and keeps that
-    rule). The token allows both, so only the order decides."""
+def test_a_purpose_header_sent_twice_must_say_the_same(envoy, sample_patients, token):
+    """Two purpose headers: the same value twice declares it; two different values are
+    refused (400 purpose-ambiguous), whatever their order and although the token allows
+    both (test_side_channels.py checks the record)."""
     def view(first: str, second: str) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=10)
         try:
@@ -339,7 +339,8 @@ def test_a_purpose_header_sent_twice_declares_its_first_value(envoy, sample_pati
         finally:
             conn.close()
 
-    assert view("billing", "research") == (200, BILLING[1].encode())
-    status, body = view("research", "billing")
-    assert status == 200
-    assert json.loads(body)["birthDate"] == "1984" and "name" not in json.loads(body), body
+    assert view("billing", "billing") == (200, BILLING[1].encode())
+    for first, second in (("billing", "research"), ("research", "billing")):
+        status, body = view(first, second)
+        assert status == 400, body
+        assert json.loads(body)["type"] == "urn:finalite:problem:purpose-ambiguous", body
