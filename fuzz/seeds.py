@@ -20,8 +20,11 @@ ACTIONS = ["keep", "drop", "null", "year", "truncate2", "truncate1", "mask1", "m
 DEPTHS = [1, 2, 3, 4, 6, 16, 64, 64]
 
 
-def header(keep, rules, lines=False, depth=64, chunks=(0, 0, 0, 0)):
+def header(keep, rules, lines=False, depth=64, chunks=(0, 0, 0, 0), typed=None):
+    """`typed`: None, or the default keep of type Patient (the rules are then Patient's)."""
     flags = (1 if keep else 0) | (2 if lines else 0) | (DEPTHS.index(depth) << 2)
+    if typed is not None:
+        flags |= 0x20 | (0x40 if typed else 0)
     out = [flags, *chunks, len(rules)]
     for path, action in rules + [("a", "keep")] * (4 - len(rules)):
         out += [PATHS.index(path), ACTIONS.index(action)]
@@ -70,6 +73,16 @@ DIFFERENTIAL = [
     (header(True, [("a", "null"), ("b.**.a", "keep")]), '{"a":{"x":1},"b":[{"a":[1]}],"a":[]}'),
     (header(False, [("a", "truncate1"), ("b", "pseudonymize")]),
      '{"a":["xy",{"b":1},["zz",[]],true,null,12],"b":[{"c":1}]}'),
+    # Typed rules: the type member first, last, escaped, nested, not a string, twice.
+    (header(False, [("id", "keep"), ("a.b", "null")], typed=False),
+     '{"resourceType":"Bundle","entry":[{"resource":{"id":"1","ssn":"x","resourceType":"Patient",'
+     '"a":{"b":1,"c":2}}},{"resource":{"resource\\u0054ype":"Practitioner","id":"2"}}]}'),
+    (header(True, [("**.ssn", "drop")], typed=True, chunks=(3, 1, 0, 5)),
+     '[{"ssn":1,"x":{"resourceType":"Patient","ssn":2}},{"resourceType":"Pati\\u0065nt","id":3}]'),
+    (header(False, [("id", "keep")], typed=True, lines=True),
+     '{"id":1,"resourceType":"Patient"}\n{"resourceType":7}\n'),
+    (header(True, [], typed=False),
+     '{"resourceType":"Patient","id":1,"resourceType":"Patient"}'),
 ]
 
 CONFIGS = [

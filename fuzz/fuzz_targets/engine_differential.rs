@@ -109,7 +109,9 @@ fuzz_target!(|data: &[u8]| {
     let expected: Result<Vec<Option<J>>, reference::Refused> = if case.lines {
         policy.project_lines(case.document, &context)
     } else {
-        policy.project(case.document, &context).map(|j| vec![Some(j)])
+        policy
+            .project(case.document, &context)
+            .map(|j| vec![Some(j)])
     };
 
     let Some(rules) = &purpose.body else {
