@@ -496,7 +496,7 @@ mod tests {
         }
     }
 
-    fn slug(decision: RequestDecision) -> (u16, &'static str, Option<String>) {
+    pub(super) fn slug(decision: RequestDecision) -> (u16, &'static str, Option<String>) {
         match decision {
             RequestDecision::Deny(d) => (d.status(), d.problem.slug, d.www_authenticate),
             other => panic!("not denied: {other:?}"),
@@ -1091,6 +1091,7 @@ mod bearer_tests {
 
 #[cfg(test)]
 mod smart_tests {
+    use super::tests::slug as refusal;
     use super::*;
     use std::collections::HashMap;
 
@@ -1156,13 +1157,6 @@ mod smart_tests {
             },
         )
         .decision
-    }
-
-    fn refusal(decision: RequestDecision) -> (u16, &'static str, Option<String>) {
-        match decision {
-            RequestDecision::Deny(d) => (d.status(), d.problem.slug, d.www_authenticate),
-            other => panic!("not refused: {other:?}"),
-        }
     }
 
     #[test]
