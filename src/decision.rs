@@ -1,5 +1,6 @@
 //! What the core tells the adapter to do: the verdict on a request and the plan for its
-//! response. The refusals it answers on its own are the catalogue in [`crate::denial`].
+//! response. The refusals it answers on its own are the catalogue of the private `denial`
+//! module, re-exported here.
 
 use std::sync::Arc;
 
@@ -7,8 +8,8 @@ use crate::json::Framing;
 use crate::media_type::ContentEncoding;
 use crate::policy::rules::FieldRules;
 
-/// Where refusals were first defined; callers outside the crate name them from here too.
-pub use crate::denial::{Denial, Problem};
+/// The refusal catalogue, defined privately in `denial`: callers outside the crate name it from here.
+pub use crate::denial::{Denial, DenialKind, Problem};
 
 /// The verdict on a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,10 +6,10 @@ pub mod compartment;
 pub mod fhir;
 pub mod headers;
 pub mod path;
-pub mod purpose;
+pub(crate) mod purpose;
 pub mod route;
 pub mod rules;
-pub mod token;
+pub(crate) mod token;
 pub mod transform;
 
 use std::collections::BTreeMap;
