@@ -655,7 +655,7 @@ mod mtls_and_audit_tests {
     use super::*;
     use crate::auth::claims::ClaimValue;
 
-    struct NoToken;
+    pub(super) struct NoToken;
 
     impl ClaimSource for NoToken {
         fn has_verified_token(&self) -> bool {
@@ -1091,6 +1091,7 @@ mod bearer_tests {
 
 #[cfg(test)]
 mod smart_tests {
+    use super::mtls_and_audit_tests::NoToken;
     use super::tests::slug as refusal;
     use super::*;
     use std::collections::HashMap;
@@ -1134,15 +1135,6 @@ mod smart_tests {
             path,
             method,
         };
-        struct NoToken;
-        impl ClaimSource for NoToken {
-            fn has_verified_token(&self) -> bool {
-                false
-            }
-            fn claim(&self, _: &str) -> Option<ClaimValue> {
-                None
-            }
-        }
         let claims: &dyn ClaimSource = match token {
             Some(token) => token,
             None => &NoToken,
