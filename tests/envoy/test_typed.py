@@ -10,29 +10,14 @@ Expected outputs are exact (pseudonyms recomputed with the session key).
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
+from fhir_examples import example, resource
 from harness import assert_json_bytes, assert_problem, describe, pseudonym
 
-FHIR = Path(__file__).parent / "fhir"
 CLIENT = "fhir-lab"
-CHECKSUMS = {
-    "Patient-example.json": "7cc6b3817264c22e722b6bc10e494d3441341032f8294db7ccec796ca7a0cf81",
-    "Observation-example.json": "95b2b641707cd473902670a65c20008282c09b7e71731d1010a3db6ce24fce7f",
-    "Location-1.json": "82864277af3dbd87d1dd7021697e3f53b7f2c731e56a06fdd7e74afb2b977d1b",
-    "Organization-1.json": "8116a0f1283be32e20e5b2496467b83b32b1c79b759217c5a1937c11c7e5e2bd",
-    "Practitioner-example.json": "f7bdedca23fe131d62bbf7efae8c4dca6c691fe1ab78aa55e81b5fea43a88655",
-    "Bundle-father.json": "f145307546d8982f6f69033728844e76a4713c1de63f8df88b24705c2aaadcaa",
-    "Encounter-home.json": "0ec39a404474d5b511d1e1830bad3b04c843eba7a3f7890019ddbded17705588",
-    "Bundle-bundle-response-simplesummary.json":
-        "b7ab59eb4c4c355e8399abf3ac9fc0c02b5158e7ce347861cfb647aefb7ff3da",
-    "SearchParameter-patient-extensions-Patient-age.json":
-        "6efb8bf884e68ca13bdc650282000e869f9c0dd273b2796d8a046b55f6109c87",
-}
 
 RESEARCH = {
     "fields": {"**.telecom": "drop"},
@@ -64,16 +49,6 @@ def typed(conf: dict, lookahead: int | None = None) -> None:
 @pytest.fixture(scope="module")
 def fhir_envoy(plugin_variant):
     return plugin_variant("fhir-typed", typed)
-
-
-def example(name: str) -> bytes:
-    data = (FHIR / name).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == CHECKSUMS[name], f"{name} is not HL7's file"
-    return data
-
-
-def resource(name: str) -> dict:
-    return json.loads(example(name))
 
 
 def research(envoy, token, path: str, **kw):
