@@ -12,6 +12,9 @@ can be compared with what the upstream wrote.
     GET /health             sample-data/health.json
     GET /fhir/Bundle/father sample-data/fhir/Bundle-father.json (a FHIR R4 document Bundle:
                             HL7's R4 example, package hl7.fhir.r4.examples 4.0.1, CC0)
+    GET /fhir/Observation   sample-data/fhir/Bundle-observations.json (a FHIR searchset of
+                            HL7's R4 example Observations of three patients and a Condition,
+                            for the SMART scopes demo; query parameters are ignored)
     GET /exports/patients   a bulk export: ``count`` fictional patients (query ``?count=N``,
                             default 1000), one JSON object per line (application/x-ndjson),
                             generated on the fly and sent chunked, so that a large export can
@@ -49,6 +52,7 @@ ROUTES = {
     "/open/admissions": "open-admissions.json",
     "/health": "health.json",
     "/fhir/Bundle/father": "fhir/Bundle-father.json",
+    "/fhir/Observation": "fhir/Bundle-observations.json",
 }
 PATIENT = re.compile(r"^/patients/([0-9]+)$")
 

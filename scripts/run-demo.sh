@@ -42,8 +42,14 @@ BILLING=$(mint --client-id billing-partner --scope "patients:read appointments:r
   --purposes billing)
 RESEARCH=$(mint --client-id research-lab --scope "patients:read exports:read purpose:research")
 OTHER_LAB=$(mint --client-id other-lab --scope "patients:read purpose:research")
-FHIR_RESEARCH=$(mint --client-id research-lab --scope "fhir:read purpose:research")
-FHIR_CARE=$(mint --client-id care-team --scope "fhir:read" --purposes care)
+FHIR_RESEARCH=$(mint --client-id research-lab --scope "fhir:read system/*.rs purpose:research")
+FHIR_CARE=$(mint --client-id care-team --scope "fhir:read user/*.rs" --purposes care)
+# Two SMART apps: a ward dashboard reading every patient's Observations, and a patient's app
+# launched for patient `example`, reading everything of hers.
+WARD_APP=$(mint --client-id ward-dashboard --scope "fhir:read user/Observation.rs" \
+  --purposes care)
+PATIENT_APP=$(mint --client-id patient-app --scope "fhir:read launch/patient patient/*.rs" \
+  --purposes care --claim patient=example)
 
 URL="http://127.0.0.1:$PORT"
 cat <<EOF
@@ -73,6 +79,17 @@ curl -s $URL/patients -H 'x-purpose: care' -H 'authorization: Bearer $CARE'
 curl -s $URL/fhir/Bundle/father -H 'x-purpose: research' -H 'authorization: Bearer $FHIR_RESEARCH'
 # ... and the care team reads the same Bundle whole
 curl -s $URL/fhir/Bundle/father -H 'x-purpose: care' -H 'authorization: Bearer $FHIR_CARE'
+
+# SMART scopes: one Observation search (HL7's examples: 3 patients, and a Condition the
+# server includes), two apps. The ward dashboard (user/Observation.rs) sees every
+# Observation, not the Condition; the patient app (patient/*.rs, patient=example) sees only
+# patient example's Observations and Condition. Neither sees the server's total.
+curl -s $URL/fhir/Observation -H 'x-purpose: care' -H 'authorization: Bearer $WARD_APP'
+curl -s $URL/fhir/Observation -H 'x-purpose: care' -H 'authorization: Bearer $PATIENT_APP'
+# ... the patient app asking for another patient (403 outside-patient-compartment), the ward
+# dashboard asking for Conditions (403 insufficient-scope: user/Condition.s)
+curl -si $URL/fhir/Patient/f001 -H 'x-purpose: care' -H 'authorization: Bearer $PATIENT_APP'
+curl -si $URL/fhir/Condition -H 'x-purpose: care' -H 'authorization: Bearer $WARD_APP'
 
 # Appointments for care: clinical notes withheld everywhere
 curl -s $URL/appointments -H 'x-purpose: care' -H 'authorization: Bearer $CARE'

@@ -10,6 +10,8 @@ never for production) and carries the claims finalite reads through Envoy's jwt_
     client_id  --client-id                  (the data reuser; finalite's token.client_claim)
     scope      --scope, space-separated     (e.g. "patients:read purpose:care")
     purposes   --purposes, repeatable       (finalite's token.purposes_claim)
+    NAME       --claim NAME=VALUE, repeatable (e.g. patient=example: the SMART launch patient,
+                                            finalite's fhir.patient_claim)
 
 Examples (with the project's venv, `make venv`):
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
                    help='space-separated scopes, e.g. "patients:read purpose:care"')
     p.add_argument("--purposes", action="append", default=None, metavar="PURPOSE",
                    help="an authorised purpose (repeat the option for several)")
+    p.add_argument("--claim", action="append", default=[], metavar="NAME=VALUE",
+                   help="another string claim, e.g. patient=example (repeat for several)")
     p.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     p.add_argument("--iss", default=ISSUER)
     p.add_argument("--aud", default=AUDIENCE)
@@ -105,13 +109,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--print-jwks", action="store_true",
                    help="print the JWKS of the key's public half and exit")
     args = p.parse_args(argv)
+    extra = {}
+    for claim in args.claim:
+        name, sep, value = claim.partition("=")
+        if not sep or not name:
+            p.error(f"--claim {claim!r}: expected NAME=VALUE")
+        extra[name] = value
     key = load_private_key(args.key)
     if args.print_jwks:
         json.dump(jwks(key, args.kid), sys.stdout)
         print()
         return
     print(mint(key, kid=args.kid, issuer=args.iss, audience=args.aud, client_id=args.client_id,
-               scope=args.scope, purposes=args.purposes, ttl=args.ttl))
+               scope=args.scope, purposes=args.purposes, ttl=args.ttl, extra=extra))
 
 
 if __name__ == "__main__":

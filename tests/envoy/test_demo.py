@@ -116,8 +116,9 @@ def test_demo_open_data_and_health(demo_envoy):
 def test_demo_fhir_bundle_for_research_and_care(demo_envoy, pseudonym_key):
     """The demo's FHIR API (HL7's document Bundle) read by research, minimised per resource
     type, and by the care team, whole: the curl lines `make run` prints."""
-    research = mint("--client-id", "research-lab", "--scope", "fhir:read purpose:research")
-    care = mint("--client-id", "care-team", "--scope", "fhir:read", "--purposes", "care")
+    research = mint("--client-id", "research-lab", "--scope",
+                    "fhir:read system/*.rs purpose:research")
+    care = mint("--client-id", "care-team", "--scope", "fhir:read user/*.rs", "--purposes", "care")
     bundle = sample("fhir/Bundle-father.json")
     parsed = json.loads(bundle)
     resources = {e["resource"]["resourceType"]: e["resource"] for e in parsed["entry"]}
@@ -137,6 +138,38 @@ def test_demo_fhir_bundle_for_research_and_care(demo_envoy, pseudonym_key):
     r = demo_envoy.get("/fhir/Bundle/father", token=care, purpose="care")
     assert r.status_code == 200, describe(r)
     assert r.content == bundle
+
+
+def test_demo_smart_apps_read_the_same_search(demo_envoy):
+    """The SMART lines `make run` prints: one Observation search, two apps, two views; and
+    their refusals."""
+    ward = mint("--client-id", "ward-dashboard", "--scope", "fhir:read user/Observation.rs",
+                "--purposes", "care")
+    patient_app = mint("--client-id", "patient-app", "--scope",
+                       "fhir:read launch/patient patient/*.rs", "--purposes", "care",
+                       "--claim", "patient=example")
+    search = json.loads(sample("fhir/Bundle-observations.json"))
+
+    def view(kept: set[str]) -> bytes:
+        bundle = {k: v for k, v in search.items() if k != "total"}
+        bundle["entry"] = [
+            e if "{resourceType}/{id}".format(**e["resource"]) in kept
+            else {k: v for k, v in e.items() if k != "resource"} for e in search["entry"]]
+        return json.dumps(bundle, separators=(",", ":")).encode() + b"\n"
+
+    r = demo_envoy.get("/fhir/Observation", token=ward, purpose="care")
+    assert r.status_code == 200, describe(r)
+    assert r.content == view({"Observation/example", "Observation/map-sitting",
+                              "Observation/bloodgroup", "Observation/f001"})
+    r = demo_envoy.get("/fhir/Observation", token=patient_app, purpose="care")
+    assert r.status_code == 200, describe(r)
+    assert r.content == view({"Observation/example", "Observation/map-sitting",
+                              "Condition/example"})
+    r = demo_envoy.get("/fhir/Patient/f001", token=patient_app, purpose="care")
+    assert_problem(r, 403, "outside-patient-compartment", "Forbidden")
+    r = demo_envoy.get("/fhir/Condition", token=ward, purpose="care")
+    assert_problem(r, 403, "insufficient-scope", "Forbidden",
+                   www_authenticate='Bearer error="insufficient_scope", scope="user/Condition.s"')
 
 
 def test_demo_without_token(demo_envoy):

@@ -1,0 +1,366 @@
+"""SMART App Launch scopes through a real Envoy, on HL7's FHIR R4 examples (tests/envoy/fhir).
+
+The shipped configuration's `fhir` policy enforces SMART scopes (`"fhir": {"base": "/fhir",
+"smart_scopes": true, "patient_claim": "patient"}`) behind Envoy's jwt_authn: the tokens are
+RS256 JWTs the provider verifies, carrying `scope`, `purposes` and, for `patient/` scopes,
+the launch patient in `patient`. Every app here reads for the `care` purpose (everything
+kept), so what a client gets is exactly the server's body less what the scopes withhold.
+
+The server's search results are Bundles put together from HL7's resources: Observations of
+three patients (`example`: vital signs and a laboratory result; `infant`: a laboratory blood
+group; `f001`: a glucose result without category) and a Condition of `example` that the
+server includes. Expected bodies are exact bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import pytest
+
+from fhir_examples import example, resource
+from harness import assert_json_bytes, assert_problem, describe
+from records import audit_of, check_record, tally
+
+LAB = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
+CONTENT_TYPE = "application/fhir+json"
+
+
+def rid(name: str) -> str:
+    return f"smart-{name}-{secrets.token_hex(6)}"
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def key(r: dict[str, Any]) -> str:
+    return f"{r['resourceType']}/{r['id']}"
+
+
+def entry(r: dict[str, Any], mode: str = "match") -> dict[str, Any]:
+    return {"fullUrl": f"https://ehr.example/fhir/{key(r)}", "resource": r,
+            "search": {"mode": mode}}
+
+
+def searchset(*entries: dict[str, Any]) -> dict[str, Any]:
+    """A searchset as a server writes it, `total` counting the matches."""
+    return {"resourceType": "Bundle", "id": "search-1", "type": "searchset",
+            "total": sum(e["search"]["mode"] == "match" for e in entries),
+            "entry": list(entries)}
+
+
+def granted(bundle: dict[str, Any], kept: set[str]) -> str:
+    """`bundle` as a client may see it: no `total`, and the resource of every entry not in
+    `kept` withheld (its entry's other members stay)."""
+    out = {k: v for k, v in bundle.items() if k != "total"}
+    out["entry"] = [e if key(e["resource"]) in kept else
+                    {k: v for k, v in e.items() if k != "resource"} for e in bundle["entry"]]
+    return compact(out)
+
+
+OBS_EXAMPLE = resource("Observation-example.json")  # Patient/example, vital-signs
+OBS_LAB = resource("Observation-map-sitting.json")  # Patient/example, laboratory
+OBS_INFANT = resource("Observation-bloodgroup.json")  # Patient/infant, laboratory
+OBS_F001 = resource("Observation-f001.json")  # Patient/f001, no category
+CONDITION = resource("Condition-example.json")  # Patient/example
+OBSERVATIONS = searchset(entry(OBS_EXAMPLE), entry(OBS_LAB), entry(OBS_INFANT), entry(OBS_F001),
+                         entry(CONDITION, "include"))
+
+
+def app(token, scope: str, patient: str | None = None, client: str = "smart-app") -> str:
+    """A SMART app's token: its SMART scopes, the policy's own `fhir:read`, the care purpose
+    and, if given, the launch patient."""
+    return token(f"fhir:read {scope}", ["care"], client_id=client,
+                 extra={"patient": patient} if patient else None)
+
+
+def get(envoy, path: str, token: str | None, request_id: str, **kw):
+    return envoy.get(path, token=token, purpose="care", headers={"x-request-id": request_id},
+                     **kw)
+
+
+def serve_search(upstream, path: str = "/fhir/Observation",
+                 bundle: dict[str, Any] = OBSERVATIONS) -> bytes:
+    body = compact(bundle).encode()
+    upstream.set(path, body, content_type=CONTENT_TYPE)
+    return body
+
+
+# --- Public endpoints -----------------------------------------------------------------------
+
+
+def test_metadata_and_smart_configuration_need_no_token(envoy, upstream):
+    capability = example("CapabilityStatement-phr.json")
+    configuration = compact({
+        "issuer": "https://idp.example",
+        "authorization_endpoint": "https://idp.example/authorize",
+        "token_endpoint": "https://idp.example/token",
+        "capabilities": ["launch-standalone", "client-public", "context-standalone-patient",
+                         "permission-v1", "permission-v2"],
+        "scopes_supported": ["openid", "launch/patient", "patient/*.rs", "user/*.rs"],
+    }).encode()
+    upstream.set("/fhir/metadata", capability, content_type=CONTENT_TYPE)
+    upstream.set("/fhir/.well-known/smart-configuration", configuration)
+    for path, body in (("/fhir/metadata", capability),
+                       ("/fhir/.well-known/smart-configuration", configuration)):
+        request_id = rid("public")
+        r = envoy.get(path, headers={"x-request-id": request_id})
+        assert r.status_code == 200, describe(r)
+        assert r.content == body
+        check_record(audit_of(envoy, request_id), request_id=request_id, route="fhir",
+                     policy="fhir", client=None, purpose=None, decision="passed_unfiltered",
+                     status=200)
+    # Public means only these two: the resources still need a token.
+    r = envoy.get("/fhir/Observation")
+    assert_problem(r, 401, "invalid-token", "Unauthorized",
+                   www_authenticate='Bearer error="invalid_token"')
+
+
+# --- Searches -------------------------------------------------------------------------------
+
+
+def test_a_user_scope_search_withholds_the_types_not_granted(envoy, upstream, token):
+    """user/Observation.rs (v2): every Observation, whoever its patient; the included
+    Condition withheld; `total` withheld (it counted what the server matched, not what the
+    client may see)."""
+    serve_search(upstream)
+    request_id = rid("user-v2")
+    r = get(envoy, "/fhir/Observation", app(token, "user/Observation.rs"), request_id)
+    assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_EXAMPLE), key(OBS_LAB),
+                                                key(OBS_INFANT), key(OBS_F001)}))
+    assert b"Condition" not in r.content
+    assert r.headers["content-type"] == CONTENT_TYPE
+
+
+@pytest.mark.parametrize("scope", ["user/Observation.read", "user/Observation.*",
+                                   "user/Observation.rs user/Condition.read"])
+def test_v1_scopes_read_as_v2(envoy, upstream, token, scope):
+    serve_search(upstream)
+    r = get(envoy, "/fhir/Observation", app(token, scope), rid("user-v1"))
+    kept = {key(OBS_EXAMPLE), key(OBS_LAB), key(OBS_INFANT), key(OBS_F001)}
+    if "Condition" in scope:
+        kept.add(key(CONDITION))
+    assert_json_bytes(r, granted(OBSERVATIONS, kept))
+
+
+def test_a_patient_scope_search_keeps_the_launch_patients_resources(envoy, upstream, token):
+    """patient/Observation.rs with patient=example: the Observations of `infant` and `f001`
+    are withheld, and the Condition (no grant on its type)."""
+    serve_search(upstream)
+    request_id = rid("patient")
+    r = get(envoy, "/fhir/Observation", app(token, "patient/Observation.rs", "example"),
+            request_id)
+    assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_EXAMPLE), key(OBS_LAB)}))
+    for other in (b"Patient/infant", b"Patient/f001", b"bloodgroup", b"P. van de Heuvel"):
+        assert other not in r.content, (other, describe(r))
+
+
+def test_a_patient_scope_search_on_patients_keeps_only_the_launch_patient(envoy, upstream,
+                                                                          token):
+    patients = searchset(entry(resource("Patient-example.json")),
+                         entry(resource("Patient-f001.json")))
+    serve_search(upstream, "/fhir/Patient", patients)
+    r = get(envoy, "/fhir/Patient", app(token, "patient/*.rs", "example"), rid("patients"))
+    assert_json_bytes(r, granted(patients, {"Patient/example"}))
+    # A user/ scope sees both.
+    r = get(envoy, "/fhir/Patient", app(token, "user/Patient.rs"), rid("patients-user"))
+    assert_json_bytes(r, granted(patients, {"Patient/example", "Patient/f001"}))
+
+
+@pytest.mark.parametrize("scope", [f"user/Observation.rs?category={LAB}",
+                                   "user/Observation.rs?category=laboratory"])
+def test_a_granular_scope_keeps_the_category_it_names(envoy, upstream, token, scope):
+    """A lab-only app: the laboratory Observations of every patient; the vital signs and the
+    Observation without a category withheld."""
+    serve_search(upstream)
+    r = get(envoy, "/fhir/Observation", app(token, scope), rid("granular"))
+    assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_LAB), key(OBS_INFANT)}))
+
+
+def test_a_granular_scope_in_patient_context(envoy, upstream, token):
+    serve_search(upstream)
+    r = get(envoy, "/fhir/Observation",
+            app(token, f"patient/Observation.rs?category={LAB}", "example"), rid("granular-pt"))
+    assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_LAB)}))
+
+
+def test_the_search_endpoint_and_type_history_need_s(envoy, upstream, token):
+    serve_search(upstream, "/fhir/Observation/_search")
+    r = get(envoy, "/fhir/Observation/_search", app(token, "patient/Observation.s", "example"),
+            rid("search"))
+    assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_EXAMPLE), key(OBS_LAB)}))
+    r = get(envoy, "/fhir/Observation/_search", app(token, "patient/Observation.r", "example"),
+            rid("search-r"))
+    assert_problem(r, 403, "insufficient-scope", "Forbidden",
+                   www_authenticate='Bearer error="insufficient_scope", '
+                                    'scope="patient/Observation.s"')
+
+
+# --- Reads ----------------------------------------------------------------------------------
+
+
+def test_read_and_vread_of_a_granted_resource_are_whole(envoy, upstream, token):
+    body = example("Observation-example.json")
+    for path in ("/fhir/Observation/example", "/fhir/Observation/example/_history/1"):
+        upstream.set(path, body, content_type=CONTENT_TYPE)
+        r = get(envoy, path, app(token, "patient/Observation.r", "example"), rid("read"))
+        assert r.status_code == 200, describe(r)
+        assert r.content == body
+
+
+def test_a_read_needs_r(envoy, upstream, token):
+    upstream.set("/fhir/Observation/example", example("Observation-example.json"))
+    request_id = rid("read-s")
+    r = get(envoy, "/fhir/Observation/example", app(token, "user/Observation.s"), request_id)
+    problem = assert_problem(r, 403, "insufficient-scope", "Forbidden",
+                             www_authenticate='Bearer error="insufficient_scope", '
+                                              'scope="user/Observation.r"')
+    assert problem["detail"] == "the caller lacks the scope this request needs: user/Observation.r"
+    assert upstream.received() == []
+    check_record(audit_of(envoy, request_id), request_id=request_id, route="fhir",
+                 policy="fhir", client="smart-app", purpose="care", decision="denied_scope",
+                 status=403)
+
+
+def test_contained_resources_not_granted_are_withheld(envoy, upstream, token):
+    """HL7's Encounter `home` contains a Location: a token granting Encounter alone reads the
+    Encounter without it."""
+    upstream.set("/fhir/Encounter/home", example("Encounter-home.json"),
+                 content_type=CONTENT_TYPE)
+    encounter = resource("Encounter-home.json")
+    r = get(envoy, "/fhir/Encounter/home", app(token, "user/Encounter.r"), rid("contained"))
+    assert r.status_code == 200, describe(r)
+    assert json.loads(r.content) == {k: v for k, v in encounter.items() if k != "contained"} \
+        | {"contained": []}, describe(r)
+    assert b"Client's home" not in r.content
+    r = get(envoy, "/fhir/Encounter/home", app(token, "user/Encounter.r user/Location.r"),
+            rid("contained-both"))
+    assert r.status_code == 200 and r.content == example("Encounter-home.json"), describe(r)
+
+
+# --- Patient context ------------------------------------------------------------------------
+
+
+def test_another_patients_resource_read_by_a_patient_scope_is_refused(envoy, upstream, token):
+    """The request names no patient (Observation/bloodgroup): the server answers with
+    `infant`'s Observation, and the launch patient is `example`: refused, nothing sent."""
+    upstream.set("/fhir/Observation/bloodgroup", example("Observation-bloodgroup.json"),
+                 content_type=CONTENT_TYPE)
+    r = get(envoy, "/fhir/Observation/bloodgroup",
+            app(token, "patient/Observation.rs", "example"), rid("other-obs"))
+    assert_problem(r, 403, "outside-patient-compartment", "Forbidden",
+                   absent=[b"bloodgroup", b"infant", b"Laboratory"])
+    # The infant's own app reads it whole.
+    r = get(envoy, "/fhir/Observation/bloodgroup", app(token, "patient/Observation.rs", "infant"),
+            rid("own-obs"))
+    assert r.status_code == 200 and r.content == example("Observation-bloodgroup.json"), \
+        describe(r)
+
+
+@pytest.mark.parametrize("path", ["/fhir/Patient/f001", "/fhir/Patient/f001/_history/1",
+                                  "/fhir/Patient/f001/$everything"])
+def test_another_patient_is_refused_before_the_server(envoy, upstream, token, path):
+    upstream.set(path, example("Patient-f001.json"))
+    request_id = rid("other-patient")
+    r = get(envoy, path, app(token, "patient/*.rs", "example"), request_id)
+    assert_problem(r, 403, "outside-patient-compartment", "Forbidden")
+    assert upstream.received() == []
+    check_record(audit_of(envoy, request_id), request_id=request_id, route="fhir",
+                 policy="fhir", client="smart-app", purpose="care", decision="denied_scope",
+                 status=403)
+
+
+def everything() -> dict[str, Any]:
+    """What a server's `Patient/example/$everything` might answer: the patient, her
+    Observations and Condition, the Practitioner and Organization they cite (types outside
+    the patient compartment), and an Observation of another patient it should not have."""
+    return searchset(entry(resource("Patient-example.json")), entry(OBS_EXAMPLE),
+                     entry(OBS_LAB), entry(CONDITION), entry(OBS_INFANT),
+                     entry(resource("Practitioner-example.json"), "include"),
+                     entry(resource("Organization-1.json"), "include"))
+
+
+def test_everything_keeps_the_launch_patients_compartment(envoy, upstream, token):
+    bundle = everything()
+    serve_search(upstream, "/fhir/Patient/example/$everything", bundle)
+    r = get(envoy, "/fhir/Patient/example/$everything", app(token, "patient/*.rs", "example"),
+            rid("everything"))
+    assert_json_bytes(r, granted(bundle, {"Patient/example", key(OBS_EXAMPLE), key(OBS_LAB),
+                                          key(CONDITION), "Practitioner/example",
+                                          "Organization/1"}))
+    # Fewer types granted: only those are kept.
+    r = get(envoy, "/fhir/Patient/example/$everything",
+            app(token, "patient/Patient.r patient/Observation.rs", "example"),
+            rid("everything-some"))
+    assert_json_bytes(r, granted(bundle, {"Patient/example", key(OBS_EXAMPLE), key(OBS_LAB)}))
+
+
+# --- Refusals -------------------------------------------------------------------------------
+
+
+def test_no_token_is_401(envoy, upstream):
+    serve_search(upstream)
+    r = envoy.get("/fhir/Observation", purpose="care")
+    assert_problem(r, 401, "invalid-token", "Unauthorized",
+                   www_authenticate='Bearer error="invalid_token"')
+    assert upstream.received() == []
+
+
+@pytest.mark.parametrize("scope,patient,needed", [
+    ("user/Observation.rs", None, "user/Condition.s"),
+    ("patient/Observation.rs", "example", "patient/Condition.s"),
+    ("system/Observation.rs", None, "system/Condition.s"),
+    # patient/ scopes grant nothing without a launch patient.
+    ("patient/*.rs", None, "patient/Condition.s"),
+    # Write scopes do not read.
+    ("user/Condition.cud", None, "user/Condition.s"),
+    # A parameter other than category: the scope grants nothing.
+    ("user/Condition.rs?clinical-status=active", None, "user/Condition.s"),
+])
+def test_a_missing_scope_is_403_naming_it(envoy, upstream, token, scope, patient, needed):
+    serve_search(upstream, "/fhir/Condition", searchset(entry(CONDITION)))
+    r = get(envoy, "/fhir/Condition", app(token, scope, patient), rid("missing"))
+    problem = assert_problem(r, 403, "insufficient-scope", "Forbidden",
+                             www_authenticate='Bearer error="insufficient_scope", '
+                                              f'scope="{needed}"')
+    assert problem["detail"] == f"the caller lacks the scope this request needs: {needed}"
+    assert upstream.received() == []
+
+
+def test_the_policy_scopes_table_applies_as_well(envoy, upstream, token):
+    serve_search(upstream)
+    t = token("user/Observation.rs", ["care"], client_id="smart-app")
+    r = get(envoy, "/fhir/Observation", t, rid("no-fhir-read"))
+    assert_problem(r, 403, "insufficient-scope", "Forbidden",
+                   www_authenticate='Bearer error="insufficient_scope", scope="fhir:read"')
+    assert upstream.received() == []
+
+
+@pytest.mark.parametrize("path", ["/fhir/Observation/$lastn", "/fhir/Patient/example/Observation",
+                                  "/fhir/_history"])
+def test_interactions_scopes_cannot_authorise_are_refused(envoy, upstream, token, path):
+    r = get(envoy, path, app(token, "user/*.*"), rid("unsupported"))
+    assert_problem(r, 403, "fhir-interaction-not-allowed", "Forbidden")
+    assert upstream.received() == []
+
+
+# --- Bulk data: NDJSON ----------------------------------------------------------------------
+
+
+def streaming(conf: dict[str, Any]) -> None:
+    conf["policies"]["fhir"]["streaming"] = True
+
+
+def test_ndjson_lines_not_granted_are_dropped_while_streaming(plugin_variant, upstream, token):
+    envoy = plugin_variant("smart-streaming", streaming)
+    lines = [compact(r) for r in (OBS_EXAMPLE, OBS_INFANT, OBS_LAB, CONDITION, OBS_F001)]
+    upstream.set("/fhir/Observation", ("\n".join(lines) + "\n").encode(),
+                 content_type="application/fhir+ndjson", chunk_size=700)
+    r = get(envoy, "/fhir/Observation?_format=application/fhir+ndjson",
+            app(token, "patient/Observation.rs", "example"), rid("ndjson"))
+    assert r.status_code == 200, describe(r)
+    assert "content-length" not in r.headers, "streamed"
+    assert r.content.decode() == compact(OBS_EXAMPLE) + "\n" + compact(OBS_LAB) + "\n"
