@@ -237,7 +237,8 @@ impl JsonFilter {
         };
         let hold = self.hold.as_mut().expect("holding");
         if hold.levels.is_empty() {
-            return Some(hold.own.take().unwrap_or(outcome));
+            // Kept in the hold: past the limit, the refusal says why it was held.
+            return Some(hold.own.clone().unwrap_or(outcome));
         }
         if needs_facts {
             hold.own = Some(outcome);
