@@ -61,7 +61,8 @@ impl Outcome {
             DenialKind::InsufficientScope
             | DenialKind::MethodNotCovered
             | DenialKind::OutsidePatientCompartment
-            | DenialKind::FhirInteractionNotAllowed => Outcome::DeniedScope,
+            | DenialKind::FhirInteractionNotAllowed
+            | DenialKind::ResourceNotGranted => Outcome::DeniedScope,
             DenialKind::PurposeUndeclared
             | DenialKind::PurposeNotAuthorised
             | DenialKind::PurposeNotAccepted
@@ -151,6 +152,7 @@ impl Trace {
         };
         record.withheld = withheld;
         record.transformed = transformed;
+        record.withheld_resources = self.stats.resources.map(redact_types);
         if let Some((received, sent)) = self.sizes {
             record.bytes_in = received;
             record.bytes_out = sent;
@@ -208,6 +210,26 @@ fn redact(tally: PathTally, policy: &Policy) -> PathTally {
     PathTally::from_counts(counts, tally.overflow)
 }
 
+/// The tally of withheld resources with every name that is not a FHIR R4 resource type
+/// written `*`: a type name from a body is data unless it is the public vocabulary.
+fn redact_types(tally: PathTally) -> PathTally {
+    if tally
+        .counts
+        .iter()
+        .all(|(t, _)| t == "*" || compartment::is_resource_type(t))
+    {
+        return tally;
+    }
+    let counts = tally.counts.into_iter().map(|(t, count)| {
+        if compartment::is_resource_type(&t) {
+            (t, count)
+        } else {
+            ("*".to_string(), count)
+        }
+    });
+    PathTally::from_counts(counts, tally.overflow)
+}
+
 /// The segments of a path in policy syntax as written (`a`, `*`, a quoted `"a.b"`), split
 /// on the dots outside quotes.
 fn path_segments(path: &str) -> impl Iterator<Item = &str> {
@@ -256,6 +278,11 @@ pub struct AuditRecord {
     pub status: Option<u16>,
     pub withheld: PathTally,
     pub transformed: PathTally,
+    /// Under SMART scopes: the resources withheld because no scope of the caller grants
+    /// them, counted by resource type (`*`: not a FHIR R4 resource type, or no type where
+    /// a resource stands). Apart from `withheld`, the fields the purpose's rules withhold.
+    /// `None` (and no member in the line) on a policy without SMART scopes.
+    pub withheld_resources: Option<PathTally>,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -275,6 +302,7 @@ impl AuditRecord {
             status: None,
             withheld: PathTally::default(),
             transformed: PathTally::default(),
+            withheld_resources: None,
             bytes_in: 0,
             bytes_out: 0,
         }
@@ -323,6 +351,10 @@ impl AuditRecord {
         push_tally(&mut out, &self.transformed);
         out.push_str(r#","withheld":"#);
         push_tally(&mut out, &self.withheld);
+        if let Some(resources) = &self.withheld_resources {
+            out.push_str(r#","withheld_resources":"#);
+            push_tally(&mut out, resources);
+        }
         out.push('}');
         out
     }
@@ -734,6 +766,7 @@ mod tests {
                 ("response-not-filterable", Outcome::FailedClosed),
                 ("outside-patient-compartment", Outcome::DeniedScope),
                 ("fhir-interaction-not-allowed", Outcome::DeniedScope),
+                ("resource-not-granted", Outcome::DeniedScope),
             ]
         );
     }
@@ -771,7 +804,7 @@ mod tests {
                 .collect();
             json!({"count": tally.total(), "paths": paths, "more": tally.overflow})
         };
-        json!({
+        let mut line = json!({
             "audit": "finalite",
             "time": rfc3339(record.time),
             "request_id": record.request_id.as_deref().filter(|id| is_safe_id(id)),
@@ -787,8 +820,11 @@ mod tests {
             "transformed": tally(&record.transformed),
             "bytes_in": record.bytes_in,
             "bytes_out": record.bytes_out,
-        })
-        .to_string()
+        });
+        if let Some(resources) = &record.withheld_resources {
+            line["withheld_resources"] = tally(resources);
+        }
+        line.to_string()
     }
 
     #[test]
@@ -821,6 +857,10 @@ mod tests {
             12,
         );
         full.transformed = PathTally::from_counts([("id".to_string(), 10)], 0);
+        full.withheld_resources = Some(PathTally::from_counts(
+            [("Condition".to_string(), 2), ("*".to_string(), 1)],
+            0,
+        ));
         let mut records = vec![full];
         for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
             let mut record = AuditRecord::new(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::json::Framing;
 use crate::media_type::ContentEncoding;
+use crate::policy::fhir::SmartAccess;
 use crate::policy::rules::FieldRules;
 
 /// The refusal catalogue, defined privately in `denial`: callers outside the crate name it from here.
@@ -26,6 +27,9 @@ pub struct Allowed {
     pub policy: usize,
     pub purpose: String,
     pub client_id: Option<String>,
+    /// On a policy that enforces SMART scopes: what the caller's token grants, which the
+    /// response is checked against resource by resource.
+    pub smart: Option<Arc<SmartAccess>>,
 }
 
 /// Request headers removed before the request goes upstream: the filter reads whole,
@@ -61,6 +65,8 @@ pub struct FilterSpec {
     pub framing: Framing,
     pub encoding: ContentEncoding,
     pub delivery: Delivery,
+    /// Under SMART scopes: the caller's grants, enforced on every resource of the body.
+    pub smart: Option<Arc<SmartAccess>>,
 }
 
 /// How a filtered body reaches the client, and so what a failure can still do.

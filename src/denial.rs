@@ -7,7 +7,7 @@
 
 use crate::auth::jwt::TokenError;
 use crate::body::BodyError;
-use crate::json::{EngineError, ErrorKind, LexErrorKind};
+use crate::json::{EngineError, ErrorKind, GrantErrorKind, LexErrorKind, TypeErrorKind};
 use crate::policy::purpose::PurposeRefusal;
 
 /// Why finalite answered on its own.
@@ -39,10 +39,13 @@ pub enum DenialKind {
     OutsidePatientCompartment,
     /// SMART scopes are enforced and the request is no interaction a scope can allow.
     FhirInteractionNotAllowed,
+    /// SMART scopes are enforced and the response is a resource they do not grant (of
+    /// another type, category or patient), or no resource at all: none of it is sent.
+    ResourceNotGranted,
 }
 
 impl DenialKind {
-    pub const ALL: [DenialKind; 13] = [
+    pub const ALL: [DenialKind; 14] = [
         DenialKind::InvalidToken,
         DenialKind::ClientCertificateRequired,
         DenialKind::KeysUnavailable,
@@ -56,6 +59,7 @@ impl DenialKind {
         DenialKind::ResponseNotFilterable,
         DenialKind::OutsidePatientCompartment,
         DenialKind::FhirInteractionNotAllowed,
+        DenialKind::ResourceNotGranted,
     ];
 
     /// The problem type's last segment (`urn:finalite:problem:SLUG`): clients match on it.
@@ -74,6 +78,7 @@ impl DenialKind {
             DenialKind::ResponseNotFilterable => "response-not-filterable",
             DenialKind::OutsidePatientCompartment => "outside-patient-compartment",
             DenialKind::FhirInteractionNotAllowed => "fhir-interaction-not-allowed",
+            DenialKind::ResourceNotGranted => "resource-not-granted",
         }
     }
 
@@ -90,7 +95,8 @@ impl DenialKind {
             | DenialKind::PurposeNotAccepted
             | DenialKind::NoPolicy
             | DenialKind::OutsidePatientCompartment
-            | DenialKind::FhirInteractionNotAllowed => 403,
+            | DenialKind::FhirInteractionNotAllowed
+            | DenialKind::ResourceNotGranted => 403,
         }
     }
 
@@ -148,7 +154,11 @@ impl Problem {
     }
 
     /// The client sees the category of an engine error; the offset and path go to the log.
+    /// A resource SMART scopes do not grant is a refusal (403), not a failure.
     pub fn from_engine_error(error: &EngineError) -> Problem {
+        if let ErrorKind::Grant(kind) = &error.kind {
+            return Problem::resource_not_granted(*kind);
+        }
         Problem::not_filterable(match &error.kind {
             ErrorKind::Lex(LexErrorKind::TooDeep { limit }) => {
                 format!("the body nests deeper than the limit of {limit}")
@@ -156,6 +166,9 @@ impl Problem {
             ErrorKind::Transform(_) => {
                 "a value could not be transformed as the policy requires".to_string()
             }
+            ErrorKind::Type(TypeErrorKind::GrantLookaheadExceeded { limit }) => format!(
+                "a resource whose SMART grant depends on its content is larger than the limit of {limit} bytes"
+            ),
             ErrorKind::Type(_) => {
                 "an object's type could not be read as the policy requires".to_string()
             }
@@ -163,6 +176,19 @@ impl Problem {
                 "the body holds a key or value too long to filter".to_string()
             }
             _ => "the body is not valid JSON".to_string(),
+        })
+    }
+
+    /// 403: the response is a resource the caller's SMART scopes do not grant, or is not a
+    /// resource; the detail does not say which resource it was.
+    pub fn resource_not_granted(kind: GrantErrorKind) -> Problem {
+        DenialKind::ResourceNotGranted.problem(match kind {
+            GrantErrorKind::RootNotGranted => {
+                "the caller's SMART scopes do not grant the resource this response holds"
+            }
+            GrantErrorKind::RootNotAResource | GrantErrorKind::RulesNotTyped => {
+                "the response is not a FHIR resource, so the caller's SMART scopes grant none of it"
+            }
         })
     }
 

@@ -1,12 +1,14 @@
 //! The request path: policy, caller identity, scopes, purpose.
 
+use std::sync::Arc;
+
 use crate::auth::claims::{BearerRefusal, ClaimSource, ClaimValue, Claims};
 use crate::auth::scopes::MethodScopes;
 use crate::auth::smart;
 use crate::config::{AuthRequirement, PolicyMode, Unmatched};
 use crate::decision::{Allowed, RequestDecision, CONDITIONAL_HEADERS, REQUEST_HEADERS_TO_REMOVE};
 use crate::denial::{Denial, DenialKind};
-use crate::policy::fhir::{self, Access, FhirSettings, Interaction};
+use crate::policy::fhir::{self, Access, FhirSettings, Interaction, SmartAccess};
 use crate::policy::purpose;
 use crate::policy::route::{RouteInfo, Selection};
 use crate::policy::{CompiledConfig, Policy};
@@ -203,19 +205,20 @@ pub fn decide<'d>(
     verdict.decision = match claims {
         Err(denial) => RequestDecision::Deny(denial),
         Ok(claims) => match check_scopes(policy, route.method, claims.as_ref()).and_then(|()| {
-            smart.as_ref().map_or(Ok(()), |(settings, interaction)| {
-                check_smart(settings, interaction, claims.as_ref(), caller.claims)
+            smart.as_ref().map_or(Ok(None), |(settings, interaction)| {
+                check_smart(settings, interaction, claims.as_ref(), caller.claims).map(Some)
             })
         }) {
             Err(denial) => RequestDecision::Deny(denial),
-            Ok(()) if declared == Declared::Conflicting => {
+            Ok(_) if declared == Declared::Conflicting => {
                 RequestDecision::Deny(Denial::purpose_ambiguous(&config.purpose_header))
             }
-            Ok(()) => match purpose::resolve(declared_purpose, policy, claims.as_ref()) {
+            Ok(access) => match purpose::resolve(declared_purpose, policy, claims.as_ref()) {
                 Ok(name) => RequestDecision::Allow(Allowed {
                     policy: index,
                     purpose: name.to_string(),
                     client_id: claims.and_then(|c| c.client_id),
+                    smart: access.map(Arc::new),
                 }),
                 Err(refusal) => {
                     RequestDecision::Deny(Denial::purpose(refusal, &config.purpose_header))
@@ -279,21 +282,22 @@ fn check_scopes(policy: &Policy, method: &str, claims: Option<&Claims>) -> Resul
     }
 }
 
-/// SMART scopes on the request's FHIR interaction (the response is checked again, resource
-/// by resource).
+/// SMART scopes on the request's FHIR interaction; when they allow it, the grants the
+/// response is checked against, resource by resource.
 fn check_smart(
     settings: &FhirSettings,
     interaction: &Interaction,
     claims: Option<&Claims>,
     source: &dyn ClaimSource,
-) -> Result<(), Denial> {
+) -> Result<SmartAccess, Denial> {
     let scopes = claims.map(|c| c.scopes.as_slice()).unwrap_or_default();
     let patient = match source.claim(&settings.patient_claim) {
         Some(ClaimValue::String(id)) if !id.is_empty() => Some(id),
         _ => None,
     };
-    match fhir::access(interaction, &smart::grants(scopes), patient.as_deref()) {
-        Access::Allowed => Ok(()),
+    let grants = smart::grants(scopes);
+    match fhir::access(interaction, &grants, patient.as_deref()) {
+        Access::Allowed => Ok(SmartAccess::new(grants, patient)),
         Access::NeedsScope(scope) => Err(Denial::insufficient_scope(&scope, true)),
         Access::OutsideCompartment => Err(DenialKind::OutsidePatientCompartment
             .problem("the caller's patient/ scopes grant only the launch patient's compartment")
@@ -335,6 +339,7 @@ mod tests {
             policy: 1,
             purpose: purpose.into(),
             client_id: None,
+            smart: None,
         }
     }
 
@@ -516,7 +521,8 @@ mod tests {
             RequestDecision::Allow(Allowed {
                 policy: 1,
                 purpose: "billing".into(),
-                client_id: Some("partner".into())
+                client_id: Some("partner".into()),
+                smart: None,
             })
         );
     }
@@ -890,7 +896,8 @@ mod bearer_tests {
             RequestDecision::Allow(Allowed {
                 policy: 1,
                 purpose: "billing".into(),
-                client_id: Some("partner".into())
+                client_id: Some("partner".into()),
+                smart: None,
             })
         );
         // `purpose:care` in the scope authorises care too.

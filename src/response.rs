@@ -70,7 +70,15 @@ pub fn plan(
             .map(|(_, v)| v.as_str())
     };
     let status = header(":status").and_then(|s| s.trim().parse::<u16>().ok());
+    let smart_scopes = policy.fhir.as_ref().is_some_and(|f| f.smart_scopes);
     let body = match &purpose.body {
+        // A request let through without its grants (not one `request::decide` allowed)
+        // cannot have its resources checked: nothing of the body is sent.
+        Some(_) if smart_scopes && allowed.smart.is_none() && !end_of_stream => {
+            BodyPlan::FailClosed(Problem::not_filterable(
+                "the policy enforces SMART scopes and the caller's grants are unknown",
+            ))
+        }
         // The validators were not sent upstream (`CONDITIONAL_HEADERS`); a 304 anyway would
         // still say that the client's validator matches the unfiltered body.
         Some(_) if status == Some(304) => BodyPlan::FailClosed(Problem::not_filterable(
@@ -120,6 +128,7 @@ pub fn plan(
                             framing,
                             encoding,
                             delivery,
+                            smart: allowed.smart.clone(),
                         }),
                         None => BodyPlan::FailClosed(Problem::not_filterable(format!(
                             "the media type {:?} cannot be filtered",
@@ -249,12 +258,15 @@ impl BodyFilter {
         config: &CompiledConfig,
         client: Option<&str>,
     ) -> BodyFilter {
-        let filter = JsonFilter::with_framing(
+        let mut filter = JsonFilter::with_framing(
             spec.rules.clone(),
             config.max_depth,
             config.transform_context(client),
             spec.framing,
         );
+        if let Some(access) = &spec.smart {
+            filter = filter.with_smart(access.clone());
+        }
         BodyFilter::new(
             filter,
             spec.encoding,
@@ -283,6 +295,7 @@ mod tests {
             policy: 0,
             purpose: purpose.into(),
             client_id: None,
+            smart: None,
         }
     }
 
@@ -567,6 +580,7 @@ mod tests {
                 policy,
                 purpose: purpose.into(),
                 client_id: None,
+                smart: None,
             };
             let p = plan(&config, &allowed, &json, false);
             match &p.body {
@@ -654,6 +668,7 @@ mod tests {
             framing: Framing::Single,
             encoding: ContentEncoding::Identity,
             delivery: Delivery::Buffered,
+            smart: None,
         };
         let mut body = BodyFilter::for_spec(&spec, &config, None);
         body.write(br#"{"id":1,"x":2}"#).unwrap();

@@ -489,6 +489,7 @@ fn scopes_and_purposes_allow() {
             policy: 1,
             purpose: "billing".into(),
             client_id: Some("partner".into()),
+            smart: None,
         })
     );
     // A `purpose:NAME` scope authorises the purpose too.

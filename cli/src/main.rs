@@ -318,6 +318,7 @@ fn filter(
         policy,
         purpose: purpose_name.to_string(),
         client_id: client.map(str::to_string),
+        smart: None,
     };
     let mut headers = vec![("content-type".to_string(), content_type.to_string())];
     if let Some(encoding) = content_encoding {

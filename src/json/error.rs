@@ -15,6 +15,36 @@ pub enum ErrorKind {
     Transform(String),
     /// With typed rules: an object's type could not be known.
     Type(TypeErrorKind),
+    /// Under SMART scopes: the document is a resource the caller's scopes do not grant.
+    Grant(GrantErrorKind),
+}
+
+/// Why a document is refused under SMART scopes: what it is cannot be sent to this caller
+/// at all (a resource inside it would be withheld instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantErrorKind {
+    /// The root is a resource the scopes do not grant.
+    RootNotGranted,
+    /// The root is not a resource: not an object, or one without a type member.
+    RootNotAResource,
+    /// The filter was asked to enforce SMART scopes with rules that do not type objects.
+    RulesNotTyped,
+}
+
+impl fmt::Display for GrantErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GrantErrorKind::RootNotGranted => {
+                "the response is a resource the caller's SMART scopes do not grant"
+            }
+            GrantErrorKind::RootNotAResource => {
+                "the response is not a FHIR resource (no resourceType), so no SMART scope grants it"
+            }
+            GrantErrorKind::RulesNotTyped => {
+                "SMART scopes cannot be enforced with rules that do not type objects"
+            }
+        })
+    }
 }
 
 /// Why typed rules could not tell an object's type: the engine never guesses one.
@@ -26,6 +56,10 @@ pub enum TypeErrorKind {
     TwoTypeMembers,
     /// More than the limit of an object's bytes were read without meeting its type member.
     LookaheadExceeded { limit: u64 },
+    /// Under SMART scopes: a resource granted only under conditions on its content (a
+    /// category, the patient compartment) is larger than the limit, so it cannot be held
+    /// whole to be decided.
+    GrantLookaheadExceeded { limit: u64 },
 }
 
 impl fmt::Display for TypeErrorKind {
@@ -40,6 +74,10 @@ impl fmt::Display for TypeErrorKind {
             TypeErrorKind::LookaheadExceeded { limit } => write!(
                 f,
                 "an object's type member is not within its first {limit} bytes (limits.max_type_lookahead_bytes)"
+            ),
+            TypeErrorKind::GrantLookaheadExceeded { limit } => write!(
+                f,
+                "a resource whose SMART grant depends on its content (category, patient compartment) is larger than {limit} bytes (limits.max_type_lookahead_bytes), so it cannot be held whole to be decided"
             ),
         }
     }
@@ -57,6 +95,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Lex(kind) => kind.fmt(f),
             ErrorKind::Transform(message) => f.write_str(message),
             ErrorKind::Type(kind) => kind.fmt(f),
+            ErrorKind::Grant(kind) => kind.fmt(f),
         }
     }
 }

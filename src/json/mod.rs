@@ -5,6 +5,6 @@ pub mod filter;
 pub mod lexer;
 pub mod tally;
 
-pub use error::{EngineError, ErrorKind, LexErrorKind, TypeErrorKind};
+pub use error::{EngineError, ErrorKind, GrantErrorKind, LexErrorKind, TypeErrorKind};
 pub use filter::{FilterStats, JsonFilter};
 pub use lexer::Framing;

@@ -189,6 +189,77 @@ pub fn resource_granted(
     })
 }
 
+/// What one request's caller may see of the resources a FHIR server returns: the SMART
+/// grants read from its token and its launch patient. Built on the request side, where the
+/// claims are read, and carried to the response filter, which asks it about each resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmartAccess {
+    /// The grants that can let a resource be read: `r` or `s`, and, for a `patient/` grant,
+    /// only with a launch patient (without one it grants nothing).
+    grants: Vec<ScopeGrant>,
+    patient: Option<String>,
+}
+
+/// What a resource's type alone says of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeVerdict {
+    /// Some grant allows every resource of the type.
+    Granted,
+    /// No grant allows the type: withheld whatever it holds.
+    Withheld,
+    /// Only grants with a condition on the resource (a category, the launch patient's
+    /// compartment) allow the type: its facts decide ([`SmartAccess::granted`]).
+    NeedsFacts,
+}
+
+impl SmartAccess {
+    pub fn new(grants: Vec<ScopeGrant>, patient: Option<String>) -> SmartAccess {
+        let patient = patient.filter(|p| !p.is_empty());
+        let grants = grants
+            .into_iter()
+            .filter(|g| {
+                g.permissions.contains(Permission::Read)
+                    || g.permissions.contains(Permission::Search)
+            })
+            .filter(|g| g.context != Context::Patient || patient.is_some())
+            .collect();
+        SmartAccess { grants, patient }
+    }
+
+    /// The verdict on a resource of type `resource_type` before anything else of it is read.
+    ///
+    /// A `Bundle` is an envelope (a search result, a document, a history): it is never
+    /// withheld for its type, and each resource in it is decided on its own. What could
+    /// tell of the withheld ones, its `total`, is withheld by the filter.
+    pub fn type_verdict(&self, resource_type: &str) -> TypeVerdict {
+        if resource_type == "Bundle" {
+            return TypeVerdict::Granted;
+        }
+        let readable = |g: &&ScopeGrant| {
+            g.allows(resource_type, Permission::Read) || g.allows(resource_type, Permission::Search)
+        };
+        let mut covering = self.grants.iter().filter(readable).peekable();
+        if covering.peek().is_none() {
+            return TypeVerdict::Withheld;
+        }
+        let compartment =
+            resource_type == "Patient" || compartment::reference_paths(resource_type).is_some();
+        if covering
+            .any(|g| g.categories.is_empty() && (g.context != Context::Patient || !compartment))
+        {
+            TypeVerdict::Granted
+        } else {
+            TypeVerdict::NeedsFacts
+        }
+    }
+
+    /// Whether a resource with these facts is granted ([`resource_granted`]).
+    pub fn granted(&self, facts: &ResourceFacts) -> bool {
+        facts.resource_type == "Bundle"
+            || resource_granted(facts, &self.grants, self.patient.as_deref())
+    }
+}
+
 fn in_compartment(facts: &ResourceFacts, patient: &str) -> bool {
     if facts.resource_type == "Patient" {
         return facts.id.as_deref() == Some(patient);

@@ -349,6 +349,14 @@ fn compile_policy(
             )));
         }
     }
+    let smart_scopes = policy.fhir.as_ref().is_some_and(|f| f.smart_scopes);
+    if let (true, Some(type_key)) = (smart_scopes, &policy.type_key) {
+        if type_key != "resourceType" {
+            return Err(key.field("type_key").error(format!(
+                "SMART scopes decide FHIR resources, typed by \"resourceType\", not {type_key:?}: remove type_key"
+            )));
+        }
+    }
     let mut purposes = BTreeMap::new();
     for (purpose_name, purpose) in &policy.purposes {
         let purpose_key = key.field("purposes").name(purpose_name);
@@ -363,7 +371,11 @@ fn compile_policy(
             .type_key
             .as_deref()
             .or(policy.fhir.as_ref().map(|_| "resourceType"));
-        let typing = (type_key, max_type_lookahead);
+        let typing = Typing {
+            type_key,
+            max_lookahead: max_type_lookahead,
+            smart_scopes,
+        };
         let mut compiled = compile_purpose(purpose_name, purpose, &purpose_key, typing)?;
         compiled.streaming = purpose.streaming.or(policy.streaming).unwrap_or(false);
         purposes.insert(purpose_name.clone(), compiled);
@@ -478,12 +490,25 @@ fn compile_fields(
     Ok(rules)
 }
 
+/// How a purpose's objects are typed: the policy's type member, the lookahead limit, and
+/// whether SMART scopes are enforced (then every purpose types objects and reads the body).
+struct Typing<'a> {
+    type_key: Option<&'a str>,
+    max_lookahead: u64,
+    smart_scopes: bool,
+}
+
 fn compile_purpose(
     name: &str,
     purpose: &PurposeConfig,
     key: &KeyPath,
-    (type_key, max_type_lookahead): (Option<&str>, u64),
+    typing: Typing<'_>,
 ) -> Result<Purpose, ConfigError> {
+    let Typing {
+        type_key,
+        max_lookahead: max_type_lookahead,
+        smart_scopes,
+    } = typing;
     let default = compile_default(purpose.default.as_ref(), key)?;
     let rules = compile_fields(&purpose.fields, key)?;
     let too_complex = |_| {
@@ -493,6 +518,12 @@ fn compile_purpose(
         ))
     };
     let compiled = match (&purpose.types, type_key) {
+        // Under SMART scopes every resource is found and decided, whatever the purpose's
+        // rules: they apply to its fields.
+        (None, Some(type_key)) if smart_scopes => {
+            FieldRules::compile_resources(default, &rules, type_key, max_type_lookahead)
+                .map_err(too_complex)?
+        }
         (None, _) => FieldRules::compile(default, &rules).map_err(too_complex)?,
         (Some(_), None) => {
             return Err(key.field("types").error(
@@ -522,7 +553,7 @@ fn compile_purpose(
             .map_err(too_complex)?
         }
     };
-    let body = if compiled.keeps_everything() {
+    let body = if compiled.keeps_everything() && !smart_scopes {
         None
     } else {
         Some(Arc::new(compiled))

@@ -46,6 +46,10 @@ pub struct Typing {
     types: HashMap<Box<[u8]>, TypeRoot>,
     /// Most bytes of one object held while its type member is not yet read.
     pub max_lookahead: u64,
+    /// Whether an object of a type no rules are listed for follows the enclosing rules
+    /// rather than being withheld: typed objects are then found (for SMART scopes, which
+    /// decide each resource) without the purpose having rules by type.
+    pub unlisted_follow_rules: bool,
 }
 
 /// Where the rules of one type start.
@@ -190,6 +194,7 @@ impl FieldRules {
             key: type_key.as_bytes().into(),
             types: HashMap::new(),
             max_lookahead,
+            unlisted_follow_rules: false,
         };
         let mut compiled = FieldRules::compile_roots(default, &all, &roots, Some(typing))?;
         if let Some(typing) = compiled.typing.as_mut() {
@@ -203,6 +208,22 @@ impl FieldRules {
                     },
                 );
             }
+        }
+        Ok(compiled)
+    }
+
+    /// Typed rules without rules by type: objects are typed by `type_key`, and each follows
+    /// the purpose's `rules` as if untyped. What SMART scopes need of a purpose that lists no
+    /// types: every resource found and decided, its fields as the purpose says.
+    pub fn compile_resources(
+        default: Action,
+        rules: &[Rule],
+        type_key: &str,
+        max_lookahead: u64,
+    ) -> Result<FieldRules, TooComplex> {
+        let mut compiled = FieldRules::compile_typed(default, rules, type_key, &[], max_lookahead)?;
+        if let Some(typing) = compiled.typing.as_mut() {
+            typing.unlisted_follow_rules = true;
         }
         Ok(compiled)
     }

@@ -97,7 +97,8 @@ impl FinaliteHttp {
             self.trace.request_label(),
             problem.detail
         );
-        self.set_outcome(Outcome::FailedClosed);
+        // A 502, or a refusal of what the response is (a resource SMART scopes do not grant).
+        self.set_outcome(Outcome::of(problem.kind));
         match effect {
             FailureEffect::Replace => self.send(&problem.into()),
             FailureEffect::Reset => self.reset(),
@@ -365,7 +366,11 @@ impl HttpContext for FinaliteHttp {
                     };
                     Action::Pause
                 }
-                Err(problem) => self.fail_closed(problem, delivery.on_failure()),
+                Err(problem) => {
+                    // What SMART scopes withheld before the body failed (the root refused).
+                    self.trace.stats.resources = body.take_stats().resources;
+                    self.fail_closed(problem, delivery.on_failure())
+                }
             };
         }
         match pass_chunk(

@@ -7,6 +7,7 @@
 //! container leaves no empty shell behind. Whatever is dropped, the output is valid JSON.
 
 mod audit_path;
+mod smart;
 mod step_cache;
 mod typed;
 
@@ -32,6 +33,9 @@ pub struct FilterStats {
     /// Fields (members or elements) withheld, each counted once however large.
     pub withheld: PathTally,
     pub transformed: PathTally,
+    /// Under SMART scopes, the resources withheld because no scope grants them, by type
+    /// (`*` for an object without a type where a resource stands); `None` otherwise.
+    pub resources: Option<PathTally>,
 }
 
 /// The filter's running counts, from which [`FilterStats`] is built when read.
@@ -128,6 +132,8 @@ pub struct JsonFilter {
     type_error: bool,
     /// The enclosing field paths of the open typed objects, whose own paths start anew.
     typed_paths: Vec<Vec<u8>>,
+    /// Under SMART scopes (smart.rs): the caller's grants, and what they withheld.
+    smart: Option<Box<smart::SmartState>>,
 }
 
 impl JsonFilter {
@@ -150,6 +156,7 @@ impl JsonFilter {
             replay: None,
             type_error: false,
             typed_paths: Vec::new(),
+            smart: None,
             rules,
             context,
             lexer: Lexer::with_framing(max_depth, framing),
@@ -178,6 +185,7 @@ impl JsonFilter {
             bytes_out: self.stats.bytes_out,
             withheld: self.stats.withheld.tally(),
             transformed: self.stats.transformed.tally(),
+            resources: self.smart.as_ref().map(|s| s.withheld.tally()),
         }
     }
 
@@ -189,6 +197,7 @@ impl JsonFilter {
             bytes_out: self.stats.bytes_out,
             withheld: self.stats.withheld.take_tally(),
             transformed: self.stats.transformed.take_tally(),
+            resources: self.smart.as_mut().map(|s| s.withheld.take_tally()),
         }
     }
 
@@ -289,10 +298,15 @@ impl JsonFilter {
                     ErrorKind::Type(crate::json::error::TypeErrorKind::TwoTypeMembers),
                 ));
             }
+            if self.smart.is_some() && self.frames.is_empty() && self.subtree == Subtree::None {
+                self.smart_root(event)?;
+            }
             self.on_event(event, chunk, out)?;
             // Only a typed object's own type member has this rank.
             if event == Event::Key && self.pending.2 == TYPE_MEMBER_RANK {
                 self.count_type_member();
+            } else if event == Event::Key && self.smart.is_some() {
+                self.smart_key();
             }
         }
         self.chunk_done(chunk, out);
@@ -330,7 +344,11 @@ impl JsonFilter {
             }
         }
         match event {
-            Event::Newline => out.push(b'\n'),
+            Event::Newline => {
+                if !self.line_dropped() {
+                    out.push(b'\n')
+                }
+            }
             Event::Key => self.on_key(),
             Event::ObjectStart(at) | Event::ArrayStart(at) => {
                 self.count_seen();
@@ -457,6 +475,7 @@ impl JsonFilter {
     #[inline(never)]
     fn end_typed_path(&mut self) {
         self.path = self.typed_paths.pop().unwrap_or_default();
+        self.smart_resource_closed();
     }
 
     /// A typed object's type member: the first is its type, a second makes it ambiguous.

@@ -265,6 +265,16 @@ impl Lexer {
         &mut self.value
     }
 
+    /// How documents follow one another in what this lexer reads.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The deepest nesting this lexer accepts.
+    pub fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+
     /// Current nesting depth (0 outside any container).
     pub fn depth(&self) -> usize {
         self.levels.len()
