@@ -77,7 +77,7 @@ curl -s $URL/patients -H 'x-purpose: care' -H 'authorization: Bearer $CARE'
 # Patient pseudonymised with birth year and gender, the Encounter's status and class, the
 # Observation's codes; the Composition, Practitioner and medications are withheld whole
 curl -s $URL/fhir/Bundle/father -H 'x-purpose: research' -H 'authorization: Bearer $FHIR_RESEARCH'
-# ... and the care team reads the same Bundle whole
+# ... and the care team reads the same Bundle whole (compacted: the same JSON)
 curl -s $URL/fhir/Bundle/father -H 'x-purpose: care' -H 'authorization: Bearer $FHIR_CARE'
 
 # SMART scopes: one Observation search (HL7's examples: 3 patients, and a Condition the

@@ -9,7 +9,9 @@ kept), so what a client gets is exactly the server's body less what the scopes w
 The server's search results are Bundles put together from HL7's resources: Observations of
 three patients (`example`: vital signs and a laboratory result; `infant`: a laboratory blood
 group; `f001`: a glucose result without category) and a Condition of `example` that the
-server includes. Expected bodies are exact bytes.
+server includes. Expected bodies are exact bytes: under SMART scopes every object of the body
+is opened (a resource may stand anywhere) and written compactly, so a kept resource is the
+server's JSON without its insignificant whitespace.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ def rid(name: str) -> str:
 
 
 def compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def as_sent(name: str) -> bytes:
+    """HL7's file as finalite sends it when every resource in it is granted: compactly."""
+    return compact(resource(name)).encode()
 
 
 def key(r: dict[str, Any]) -> str:
@@ -53,12 +60,33 @@ def searchset(*entries: dict[str, Any]) -> dict[str, Any]:
 
 
 def granted(bundle: dict[str, Any], kept: set[str]) -> str:
-    """`bundle` as a client may see it: no `total`, and the resource of every entry not in
-    `kept` withheld (its entry's other members stay)."""
+    """`bundle` as a client may see it: no `total`, and every entry whose resource is not in
+    `kept` withheld whole (its `fullUrl` and `search` would tell of the resource)."""
     out = {k: v for k, v in bundle.items() if k != "total"}
-    out["entry"] = [e if key(e["resource"]) in kept else
-                    {k: v for k, v in e.items() if k != "resource"} for e in bundle["entry"]]
+    out["entry"] = [e for e in bundle["entry"] if key(e["resource"]) in kept]
     return compact(out)
+
+
+def withheld(bundle: dict[str, Any], kept: set[str]) -> dict[str, Any]:
+    """The audit record's `withheld_resources` for `granted(bundle, kept)`: by type."""
+    counts: dict[str, int] = {}
+    for e in bundle["entry"]:
+        if key(e["resource"]) not in kept:
+            t = e["resource"]["resourceType"]
+            counts[t] = counts.get(t, 0) + 1
+    return tally(counts)
+
+
+# A searchset's `total`, withheld, in the record's field counts (`*`: the care purpose's
+# rules name no key, so the record names none).
+TOTAL = tally({"*": 1})
+
+
+def allowed_record(envoy, request_id: str, sent: bytes, received: bytes, **expected) -> None:
+    """The audit record of a request the scopes allowed, for the care purpose."""
+    check_record(audit_of(envoy, request_id), request_id=request_id, route="fhir",
+                 policy="fhir", client="smart-app", purpose="care", decision="allowed",
+                 status=200, bytes_in=len(sent), bytes_out=len(received), **expected)
 
 
 OBS_EXAMPLE = resource("Observation-example.json")  # Patient/example, vital-signs
@@ -126,13 +154,15 @@ def test_a_user_scope_search_withholds_the_types_not_granted(envoy, upstream, to
     """user/Observation.rs (v2): every Observation, whoever its patient; the included
     Condition withheld; `total` withheld (it counted what the server matched, not what the
     client may see)."""
-    serve_search(upstream)
+    sent = serve_search(upstream)
     request_id = rid("user-v2")
     r = get(envoy, "/fhir/Observation", app(token, "user/Observation.rs"), request_id)
-    assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_EXAMPLE), key(OBS_LAB),
-                                                key(OBS_INFANT), key(OBS_F001)}))
+    kept = {key(OBS_EXAMPLE), key(OBS_LAB), key(OBS_INFANT), key(OBS_F001)}
+    assert_json_bytes(r, granted(OBSERVATIONS, kept))
     assert b"Condition" not in r.content
     assert r.headers["content-type"] == CONTENT_TYPE
+    allowed_record(envoy, request_id, sent, r.content, withheld=TOTAL,
+                   withheld_resources=tally({"Condition": 1}))
 
 
 @pytest.mark.parametrize("scope", ["user/Observation.read", "user/Observation.*",
@@ -149,13 +179,16 @@ def test_v1_scopes_read_as_v2(envoy, upstream, token, scope):
 def test_a_patient_scope_search_keeps_the_launch_patients_resources(envoy, upstream, token):
     """patient/Observation.rs with patient=example: the Observations of `infant` and `f001`
     are withheld, and the Condition (no grant on its type)."""
-    serve_search(upstream)
+    sent = serve_search(upstream)
     request_id = rid("patient")
     r = get(envoy, "/fhir/Observation", app(token, "patient/Observation.rs", "example"),
             request_id)
-    assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_EXAMPLE), key(OBS_LAB)}))
+    kept = {key(OBS_EXAMPLE), key(OBS_LAB)}
+    assert_json_bytes(r, granted(OBSERVATIONS, kept))
     for other in (b"Patient/infant", b"Patient/f001", b"bloodgroup", b"P. van de Heuvel"):
         assert other not in r.content, (other, describe(r))
+    allowed_record(envoy, request_id, sent, r.content, withheld=TOTAL,
+                   withheld_resources=tally({"Observation": 2, "Condition": 1}))
 
 
 def test_a_patient_scope_search_on_patients_keeps_only_the_launch_patient(envoy, upstream,
@@ -175,9 +208,14 @@ def test_a_patient_scope_search_on_patients_keeps_only_the_launch_patient(envoy,
 def test_a_granular_scope_keeps_the_category_it_names(envoy, upstream, token, scope):
     """A lab-only app: the laboratory Observations of every patient; the vital signs and the
     Observation without a category withheld."""
-    serve_search(upstream)
-    r = get(envoy, "/fhir/Observation", app(token, scope), rid("granular"))
-    assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_LAB), key(OBS_INFANT)}))
+    sent = serve_search(upstream)
+    request_id = rid("granular")
+    r = get(envoy, "/fhir/Observation", app(token, scope), request_id)
+    kept = {key(OBS_LAB), key(OBS_INFANT)}
+    assert_json_bytes(r, granted(OBSERVATIONS, kept))
+    allowed_record(envoy, request_id, sent, r.content, withheld=TOTAL,
+                   withheld_resources=withheld(OBSERVATIONS, kept))
+    assert withheld(OBSERVATIONS, kept) == tally({"Observation": 2, "Condition": 1})
 
 
 def test_a_granular_scope_in_patient_context(envoy, upstream, token):
@@ -202,13 +240,17 @@ def test_the_search_endpoint_and_type_history_need_s(envoy, upstream, token):
 # --- Reads ----------------------------------------------------------------------------------
 
 
-def test_read_and_vread_of_a_granted_resource_are_whole(envoy, upstream, token):
+@pytest.mark.parametrize("scope,patient", [("patient/Observation.r", "example"),
+                                           ("user/Observation.r", None),
+                                           ("user/Observation.read?category=vital-signs", None)])
+def test_read_and_vread_of_a_granted_resource_are_whole(envoy, upstream, token, scope, patient):
     body = example("Observation-example.json")
     for path in ("/fhir/Observation/example", "/fhir/Observation/example/_history/1"):
         upstream.set(path, body, content_type=CONTENT_TYPE)
-        r = get(envoy, path, app(token, "patient/Observation.r", "example"), rid("read"))
-        assert r.status_code == 200, describe(r)
-        assert r.content == body
+        request_id = rid("read")
+        r = get(envoy, path, app(token, scope, patient), request_id)
+        assert_json_bytes(r, as_sent("Observation-example.json"))
+        allowed_record(envoy, request_id, body, r.content, withheld_resources=tally())
 
 
 def test_a_read_needs_r(envoy, upstream, token):
@@ -231,14 +273,36 @@ def test_contained_resources_not_granted_are_withheld(envoy, upstream, token):
     upstream.set("/fhir/Encounter/home", example("Encounter-home.json"),
                  content_type=CONTENT_TYPE)
     encounter = resource("Encounter-home.json")
-    r = get(envoy, "/fhir/Encounter/home", app(token, "user/Encounter.r"), rid("contained"))
-    assert r.status_code == 200, describe(r)
-    assert json.loads(r.content) == {k: v for k, v in encounter.items() if k != "contained"} \
-        | {"contained": []}, describe(r)
-    assert b"Client's home" not in r.content
+    request_id = rid("contained")
+    r = get(envoy, "/fhir/Encounter/home", app(token, "user/Encounter.r"), request_id)
+    assert_json_bytes(r, compact({**encounter, "contained": []}))
+    assert b'"Location"' not in r.content
+    allowed_record(envoy, request_id, example("Encounter-home.json"), r.content,
+                   withheld_resources=tally({"Location": 1}))
     r = get(envoy, "/fhir/Encounter/home", app(token, "user/Encounter.r user/Location.r"),
             rid("contained-both"))
-    assert r.status_code == 200 and r.content == example("Encounter-home.json"), describe(r)
+    assert_json_bytes(r, as_sent("Encounter-home.json"))
+
+
+def test_bundles_inside_a_bundle_are_checked(envoy, upstream, token):
+    """HL7's batch-response holds the Patient and three searchsets (one of four Conditions):
+    a patient app granted Patient alone gets the Patient and empty searchsets, no total."""
+    path = "/fhir/Patient/example/$everything"
+    upstream.set(path, example("Bundle-bundle-response-simplesummary.json"),
+                 content_type=CONTENT_TYPE)
+    batch = resource("Bundle-bundle-response-simplesummary.json")
+    for e in batch["entry"]:
+        inner = e["resource"]
+        if inner["resourceType"] == "Bundle":
+            inner.pop("total")
+            if "entry" in inner:
+                inner["entry"] = []
+    request_id = rid("nested")
+    r = get(envoy, path, app(token, "patient/Patient.r", "example"), request_id)
+    assert_json_bytes(r, compact(batch))
+    allowed_record(envoy, request_id, example("Bundle-bundle-response-simplesummary.json"),
+                   r.content, withheld=tally({"entry.resource.*": 3}),
+                   withheld_resources=tally({"Condition": 4}))
 
 
 # --- Patient context ------------------------------------------------------------------------
@@ -249,15 +313,34 @@ def test_another_patients_resource_read_by_a_patient_scope_is_refused(envoy, ups
     `infant`'s Observation, and the launch patient is `example`: refused, nothing sent."""
     upstream.set("/fhir/Observation/bloodgroup", example("Observation-bloodgroup.json"),
                  content_type=CONTENT_TYPE)
+    request_id = rid("other-obs")
     r = get(envoy, "/fhir/Observation/bloodgroup",
-            app(token, "patient/Observation.rs", "example"), rid("other-obs"))
-    assert_problem(r, 403, "outside-patient-compartment", "Forbidden",
-                   absent=[b"bloodgroup", b"infant", b"Laboratory"])
+            app(token, "patient/Observation.rs", "example"), request_id)
+    problem = assert_problem(r, 403, "resource-not-granted", "Forbidden",
+                             absent=[b"bloodgroup", b"infant", b"Laboratory"])
+    assert problem["detail"] == ("the caller's SMART scopes do not grant the resource this "
+                                 "response holds"), problem
+    check_record(audit_of(envoy, request_id), request_id=request_id, route="fhir",
+                 policy="fhir", client="smart-app", purpose="care", decision="denied_scope",
+                 status=403, bytes_in=len(example("Observation-bloodgroup.json")),
+                 withheld_resources=tally({"Observation": 1}))
     # The infant's own app reads it whole.
     r = get(envoy, "/fhir/Observation/bloodgroup", app(token, "patient/Observation.rs", "infant"),
             rid("own-obs"))
-    assert r.status_code == 200 and r.content == example("Observation-bloodgroup.json"), \
-        describe(r)
+    assert_json_bytes(r, as_sent("Observation-bloodgroup.json"))
+
+
+def test_an_error_body_is_a_resource_no_scope_grants(envoy, upstream, token):
+    """A server's 404 with its OperationOutcome: the body is a resource like any other and no
+    scope grants OperationOutcome, so the client gets the 403 refusal, nothing of the
+    server's text (which may name what it looked for)."""
+    outcome = compact({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "not-found",
+         "diagnostics": "Observation/missing: no such resource"}]}).encode()
+    upstream.set("/fhir/Observation/missing", outcome, status=404, content_type=CONTENT_TYPE)
+    r = get(envoy, "/fhir/Observation/missing", app(token, "user/Observation.rs"),
+            rid("outcome"))
+    assert_problem(r, 403, "resource-not-granted", "Forbidden", absent=[b"missing"])
 
 
 @pytest.mark.parametrize("path", ["/fhir/Patient/f001", "/fhir/Patient/f001/_history/1",
@@ -285,12 +368,15 @@ def everything() -> dict[str, Any]:
 
 def test_everything_keeps_the_launch_patients_compartment(envoy, upstream, token):
     bundle = everything()
-    serve_search(upstream, "/fhir/Patient/example/$everything", bundle)
+    sent = serve_search(upstream, "/fhir/Patient/example/$everything", bundle)
+    request_id = rid("everything")
     r = get(envoy, "/fhir/Patient/example/$everything", app(token, "patient/*.rs", "example"),
-            rid("everything"))
+            request_id)
     assert_json_bytes(r, granted(bundle, {"Patient/example", key(OBS_EXAMPLE), key(OBS_LAB),
                                           key(CONDITION), "Practitioner/example",
                                           "Organization/1"}))
+    allowed_record(envoy, request_id, sent, r.content, withheld=TOTAL,
+                   withheld_resources=tally({"Observation": 1}))
     # Fewer types granted: only those are kept.
     r = get(envoy, "/fhir/Patient/example/$everything",
             app(token, "patient/Patient.r patient/Observation.rs", "example"),
@@ -357,10 +443,14 @@ def streaming(conf: dict[str, Any]) -> None:
 def test_ndjson_lines_not_granted_are_dropped_while_streaming(plugin_variant, upstream, token):
     envoy = plugin_variant("smart-streaming", streaming)
     lines = [compact(r) for r in (OBS_EXAMPLE, OBS_INFANT, OBS_LAB, CONDITION, OBS_F001)]
-    upstream.set("/fhir/Observation", ("\n".join(lines) + "\n").encode(),
-                 content_type="application/fhir+ndjson", chunk_size=700)
+    body = ("\n".join(lines) + "\n").encode()
+    upstream.set("/fhir/Observation", body, content_type="application/fhir+ndjson",
+                 chunk_size=700)
+    request_id = rid("ndjson")
     r = get(envoy, "/fhir/Observation?_format=application/fhir+ndjson",
-            app(token, "patient/Observation.rs", "example"), rid("ndjson"))
+            app(token, "patient/Observation.rs", "example"), request_id)
     assert r.status_code == 200, describe(r)
     assert "content-length" not in r.headers, "streamed"
     assert r.content.decode() == compact(OBS_EXAMPLE) + "\n" + compact(OBS_LAB) + "\n"
+    allowed_record(envoy, request_id, body, r.content,
+                   withheld_resources=tally({"Observation": 2, "Condition": 1}))
