@@ -165,6 +165,28 @@ def test_a_user_scope_search_withholds_the_types_not_granted(envoy, upstream, to
                    withheld_resources=tally({"Condition": 1}))
 
 
+def test_a_count_only_search_tells_nothing(envoy, upstream, token):
+    """`_summary=count`: the server answers with the number of matches alone, which is the
+    `total` SMART scopes withhold (the matches may be other patients' or other categories')."""
+    sent = b'{"resourceType":"Bundle","type":"searchset","total":12}'
+    upstream.set("/fhir/Observation", sent, content_type=CONTENT_TYPE)
+    request_id = rid("count")
+    r = get(envoy, "/fhir/Observation?_summary=count",
+            app(token, "patient/Observation.rs", "example"), request_id)
+    assert_json_bytes(r, '{"resourceType":"Bundle","type":"searchset"}')
+    allowed_record(envoy, request_id, sent, r.content, withheld=TOTAL,
+                   withheld_resources=tally())
+
+
+def test_a_body_that_is_not_a_resource_is_refused(envoy, upstream, token):
+    upstream.set("/fhir/Observation", b"[" + as_sent("Observation-bloodgroup.json") + b"]")
+    r = get(envoy, "/fhir/Observation", app(token, "user/Observation.rs"), rid("array"))
+    problem = assert_problem(r, 403, "resource-not-granted", "Forbidden",
+                             absent=[b"bloodgroup"])
+    assert problem["detail"] == ("the response is not a FHIR resource, so the caller's SMART "
+                                 "scopes grant none of it")
+
+
 @pytest.mark.parametrize("scope", ["user/Observation.read", "user/Observation.*",
                                    "user/Observation.rs user/Condition.read"])
 def test_v1_scopes_read_as_v2(envoy, upstream, token, scope):
