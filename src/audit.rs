@@ -168,7 +168,8 @@ impl Trace {
 /// only when it is a literal segment of some rule path of the policy (of any of its
 /// purposes: a name the operator wrote, which any purpose could meet) or a type its typed
 /// rules list (or, when objects are typed by `resourceType`, a FHIR R4 resource type: a
-/// public vocabulary), `*` stays `*`, and every other key becomes `*`. Paths that become
+/// public vocabulary; under SMART scopes, `total`, which they withhold from every Bundle),
+/// `*` stays `*`, and every other key becomes `*`. Paths that become
 /// the same are counted together.
 fn redact(tally: PathTally, policy: &Policy) -> PathTally {
     let rules: Vec<&FieldRules> = policy
@@ -176,8 +177,10 @@ fn redact(tally: PathTally, policy: &Policy) -> PathTally {
         .values()
         .filter_map(|purpose| purpose.body.as_deref())
         .collect();
+    // Under SMART scopes every Bundle's `total` is withheld: a FHIR element name, not data.
+    let smart = policy.fhir.as_ref().is_some_and(|f| f.smart_scopes);
     let named = |segment: &str| -> bool {
-        if segment == "*" || segment.is_empty() {
+        if segment == "*" || segment.is_empty() || (smart && segment == "total") {
             return true;
         }
         let key = if segment.starts_with('"') {
@@ -729,6 +732,46 @@ mod tests {
             !line.contains("Dupont") && !line.contains("2840375123456"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn withheld_resources_are_counted_by_fhir_type_apart_from_fields() {
+        let config = CompiledConfig::load(
+            br#"{"policies": {"f": {"fhir": {"base": "/fhir", "smart_scopes": true},
+                 "purposes": {"care": {"default": "keep"}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let trace = |resources: Option<PathTally>| Trace {
+            outcome: Some(Outcome::Allowed),
+            policy: Some(0),
+            stats: FilterStats {
+                withheld: PathTally::from_counts([("total".to_string(), 1)], 0),
+                resources,
+                ..FilterStats::default()
+            },
+            ..Trace::default()
+        };
+        let resources = PathTally::from_counts(
+            [("Condition", 2), ("Patient", 1), ("Martin", 1), ("*", 1)]
+                .into_iter()
+                .map(|(t, c)| (t.to_string(), c)),
+            0,
+        );
+        let line = trace(Some(resources))
+            .into_record(UNIX_EPOCH, &config, Some(200))
+            .unwrap()
+            .to_json_line();
+        assert!(
+            line.ends_with(r#""withheld":{"count":1,"more":0,"paths":{"total":1}},"withheld_resources":{"count":5,"more":0,"paths":{"*":2,"Condition":2,"Patient":1}}}"#),
+            "{line}"
+        );
+        // No SMART filtering, no member.
+        let line = trace(None)
+            .into_record(UNIX_EPOCH, &config, Some(200))
+            .unwrap()
+            .to_json_line();
+        assert!(!line.contains("withheld_resources"), "{line}");
     }
 
     #[test]

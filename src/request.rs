@@ -508,6 +508,16 @@ mod tests {
         }
     }
 
+    /// An allowed request on the patients policy, which does not enforce SMART scopes.
+    pub(super) fn decide_on_patients(purpose: &str) -> RequestDecision {
+        decide(
+            &config("deny"),
+            &route("/patients/1", "GET"),
+            Some(purpose),
+            &token("patients:read", &[purpose]),
+        )
+    }
+
     #[test]
     fn allowed_with_scope_and_purpose() {
         let decision = decide(
@@ -1216,6 +1226,34 @@ mod smart_tests {
             refusal(decide("GET", "/fhir/Observation", Some(&without))).1,
             "insufficient-scope"
         );
+    }
+
+    #[test]
+    fn an_allowed_request_carries_the_grants_its_response_is_checked_against() {
+        use crate::auth::smart;
+        let t = token(
+            "patient/Observation.rs user/Patient.r patient/Condition.c launch/patient",
+            Some("example"),
+        );
+        let RequestDecision::Allow(allowed) = decide("GET", "/fhir/Observation", Some(&t)) else {
+            panic!("not allowed");
+        };
+        // The read grants, with the launch patient; the scope table's `fhir` and the
+        // write-only grant grant nothing to read.
+        let scopes = ["patient/Observation.rs", "user/Patient.r"].map(str::to_string);
+        assert_eq!(
+            allowed.smart.as_deref(),
+            Some(&SmartAccess::new(
+                smart::grants(&scopes),
+                Some("example".into())
+            ))
+        );
+        // A policy without SMART scopes carries none.
+        let decision = super::tests::decide_on_patients("billing");
+        assert!(matches!(
+            decision,
+            RequestDecision::Allow(Allowed { smart: None, .. })
+        ));
     }
 
     #[test]

@@ -653,6 +653,66 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn smart_scopes_go_with_the_body_or_nothing_of_it_is_sent() {
+        use crate::auth::smart;
+        use crate::policy::fhir::SmartAccess;
+        use std::sync::Arc;
+        let config = CompiledConfig::load(
+            br#"{"policies": {"f": {"fhir": {"base": "/fhir", "smart_scopes": true},
+                 "purposes": {"care": {"default": "keep"}}}}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let json = headers(&[("content-type", "application/fhir+json")]);
+        // Allowed without its grants (not as `request::decide` allows): fails closed.
+        let without = Allowed {
+            policy: 0,
+            purpose: "care".into(),
+            client_id: None,
+            smart: None,
+        };
+        assert_eq!(
+            detail(&plan(&config, &without, &json, false)),
+            "the upstream response could not be filtered: the policy enforces SMART scopes and the caller's grants are unknown"
+        );
+        let access = Arc::new(SmartAccess::new(
+            smart::grants(&["user/Observation.rs".to_string()]),
+            None,
+        ));
+        let with = Allowed {
+            smart: Some(access.clone()),
+            ..without
+        };
+        let BodyPlan::Filter(spec) = plan(&config, &with, &json, false).body else {
+            panic!("not filtered");
+        };
+        assert_eq!(spec.smart, Some(access));
+        // `default: keep` and no rule: read anyway, and each resource decided.
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        body.write(br#"{"resourceType":"Bundle","total":2,"entry":[{"resource":{"resourceType":"Observation","id":"o1"}},{"resource":{"resourceType":"Patient","id":"p1"}}]}"#)
+            .unwrap();
+        body.finish().unwrap();
+        assert_eq!(
+            body.take_output(),
+            br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","id":"o1"}}]}"#
+        );
+        let mut body = BodyFilter::for_spec(&spec, &config, None);
+        // Refused as soon as the type is read.
+        let error = body
+            .write(br#"{"resourceType":"Patient","id":"p1"}"#)
+            .unwrap_err();
+        let problem = Problem::from_body_error(&error);
+        assert_eq!(
+            (problem.status, problem.slug),
+            (403, "resource-not-granted")
+        );
+        assert_eq!(
+            body.take_stats().resources.unwrap().counts,
+            [("Patient".to_string(), 1)]
+        );
+    }
+
     const DOC: &[u8] = br#"{"id":"p1","name":"Martin","ssn":"1840375123456"}"#;
 
     #[test]

@@ -16,7 +16,14 @@
 //! - (f) many entries are filtered and counted as each entry alone: an object repeated 65 to
 //!   90 times in an array (spelled anew each time) gives each copy's own output and counts
 //!   linear in the number of copies, past the thresholds where the filter starts its step
-//!   cache and its counters' memo of fields met before.
+//!   cache and its counters' memo of fields met before;
+//! - (g) typed rules: the reference projection at every split, whatever the member order;
+//! - (h) SMART scopes: Bundles of resources (nested Bundles, `contained`, the type member
+//!   anywhere, escaped spellings) under patient, user and granular scopes give the same
+//!   output and the same withheld counts at every split, and whatever the member order;
+//!   everything sent is granted (checked by an oracle that reads the output with
+//!   serde_json), no Bundle shows its `total`, and the response is refused exactly when
+//!   its root resource is not granted.
 //!
 //! The case counts are kept small so `cargo test` stays fast; `FINALITE_PROPTEST_CASES=N`
 //! runs N cases of each property (e.g. 10000 before a release).
@@ -1058,5 +1065,328 @@ proptest! {
         let other = run_whole(&rules, &write_doc(&doc, turn, true, seed));
         prop_assert_eq!(plain.is_ok(), other.is_ok(), "{:?} / {:?}", plain, other);
         prop_assert_eq!(unordered(&plain), unordered(&other));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (h) SMART scopes: what is sent is granted, wherever the chunks are cut
+
+const SMART_TYPES: [&str; 4] = ["Observation", "Condition", "Patient", "Practitioner"];
+
+/// A typed object: `members` with `resourceType` inserted at `place` (modulo its length),
+/// or without it when `untyped`.
+fn typed_obj(t: &str, mut members: Vec<(String, Doc)>, place: usize, untyped: bool) -> Doc {
+    if !untyped {
+        let at = place % (members.len() + 1);
+        members.insert(at, ("resourceType".into(), Doc::Scalar(json!(t))));
+    }
+    Doc::Obj(members)
+}
+
+fn reference(patient: &str) -> Doc {
+    Doc::Obj(vec![(
+        "reference".into(),
+        Doc::Scalar(json!(format!("Patient/{patient}"))),
+    )])
+}
+
+/// A resource of the generated vocabulary: its id, subject and category drawn from small
+/// sets, so that grants and the patient compartment go either way.
+fn smart_leaf() -> impl Strategy<Value = Doc> {
+    (
+        prop::sample::select(SMART_TYPES.to_vec()),
+        prop::sample::select(vec!["example", "pat2"]),
+        prop::option::of(prop::sample::select(vec!["example", "pat2"])),
+        prop::option::of(prop::sample::select(vec!["laboratory", "vital-signs"])),
+        any::<usize>(),
+        0..16u8,
+    )
+        .prop_map(|(t, id, subject, category, place, odd)| {
+            let mut members = vec![("id".to_string(), Doc::Scalar(json!(id)))];
+            if let Some(patient) = subject {
+                members.push(("subject".into(), reference(patient)));
+            }
+            if let Some(code) = category {
+                let coding = Doc::Obj(vec![
+                    (
+                        "system".into(),
+                        Doc::Scalar(json!(
+                            "http://terminology.hl7.org/CodeSystem/observation-category"
+                        )),
+                    ),
+                    ("code".into(), Doc::Scalar(json!(code))),
+                ]);
+                members.push((
+                    "category".into(),
+                    Doc::Arr(vec![Doc::Obj(vec![(
+                        "coding".into(),
+                        Doc::Arr(vec![coding]),
+                    )])]),
+                ));
+            }
+            members.push((
+                "note".into(),
+                Doc::Arr(vec![Doc::Obj(vec![(
+                    "text".into(),
+                    Doc::Scalar(json!("n")),
+                )])]),
+            ));
+            typed_obj(t, members, place, odd == 0)
+        })
+}
+
+/// Resources, Bundles of them (entries with `fullUrl` and `search`), and resources that
+/// contain others.
+fn smart_resource() -> impl Strategy<Value = Doc> {
+    smart_leaf().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            (
+                prop::collection::vec(inner.clone(), 0..4),
+                any::<usize>(),
+                any::<bool>()
+            )
+                .prop_map(|(resources, place, total)| {
+                    let entries: Vec<Doc> = resources
+                        .into_iter()
+                        .map(|r| {
+                            Doc::Obj(vec![
+                                (
+                                    "fullUrl".into(),
+                                    Doc::Scalar(json!("https://fhir.example/x")),
+                                ),
+                                ("resource".into(), r),
+                                (
+                                    "search".into(),
+                                    Doc::Obj(vec![("mode".into(), Doc::Scalar(json!("match")))]),
+                                ),
+                            ])
+                        })
+                        .collect();
+                    let mut members = vec![("type".to_string(), Doc::Scalar(json!("searchset")))];
+                    if total {
+                        members.push(("total".into(), Doc::Scalar(json!(entries.len()))));
+                    }
+                    members.push(("entry".into(), Doc::Arr(entries)));
+                    typed_obj("Bundle", members, place, false)
+                }),
+            (smart_leaf(), prop::collection::vec(inner, 1..3)).prop_map(|(outer, contained)| {
+                match outer {
+                    Doc::Obj(mut members) => {
+                        members.push(("contained".into(), Doc::Arr(contained)));
+                        Doc::Obj(members)
+                    }
+                    other => other,
+                }
+            }),
+        ]
+    })
+}
+
+/// Scopes and a launch patient: user, patient and granular grants, v1 and v2.
+fn smart_access() -> impl Strategy<Value = (Vec<&'static str>, Option<&'static str>)> {
+    prop::sample::select(vec![
+        (vec!["user/Observation.rs"], None),
+        (vec!["patient/*.rs"], Some("example")),
+        (
+            vec!["patient/Observation.read", "user/Practitioner.r"],
+            Some("example"),
+        ),
+        (vec!["user/*.rs?category=laboratory"], None),
+        (
+            vec![
+                "patient/Observation.rs?category=vital-signs",
+                "patient/Patient.s",
+            ],
+            Some("pat2"),
+        ),
+        (vec!["user/Condition.rs", "patient/Patient.r"], None),
+        (vec![], None),
+    ])
+}
+
+fn smart_rules() -> Arc<FieldRules> {
+    let config = br#"{"policies": {"f": {"fhir": {"base": "/fhir", "smart_scopes": true},
+        "purposes": {"p": {"default": "keep"}}}}}"#;
+    let loaded = finalite::policy::CompiledConfig::load(config, &|_| None).unwrap();
+    loaded.policies[0].purposes["p"].body.clone().unwrap()
+}
+
+fn run_smart(
+    access: &Arc<finalite::policy::fhir::SmartAccess>,
+    doc: &[u8],
+    cuts: &[usize],
+) -> (Result<Vec<u8>, EngineError>, Option<PathTally>) {
+    let mut filter = finalite::json::JsonFilter::new(smart_rules(), 64, Default::default())
+        .with_smart(access.clone());
+    let mut out = Vec::new();
+    let mut last = 0;
+    let mut result = Ok(());
+    for &at in cuts.iter().chain(std::iter::once(&doc.len())) {
+        result = result.and_then(|()| filter.write(&doc[last..at], &mut out));
+        last = at;
+    }
+    let result = result.and_then(|()| filter.finish(&mut out));
+    (result.map(|()| out), filter.take_stats().resources)
+}
+
+/// A resource's facts as serde_json reads them from its own members.
+fn oracle_facts(t: &str, resource: &Map<String, Value>) -> finalite::policy::fhir::ResourceFacts {
+    let mut categories = Vec::new();
+    for category in resource
+        .get("category")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for coding in category
+            .get("coding")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(code) = coding.get("code").and_then(Value::as_str) {
+                let system = coding
+                    .get("system")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                categories.push((system, code.to_string()));
+            }
+        }
+    }
+    let mut references = Vec::new();
+    for path in finalite::policy::compartment::reference_paths(t).unwrap_or_default() {
+        let mut at: Vec<&Value> = resource
+            .get(path.split('.').next().unwrap_or_default())
+            .into_iter()
+            .collect();
+        for segment in path.split('.').skip(1) {
+            at = at
+                .into_iter()
+                .flat_map(|v| match v {
+                    Value::Array(items) => items.iter().collect::<Vec<_>>(),
+                    other => vec![other],
+                })
+                .filter_map(|v| v.get(segment))
+                .collect();
+        }
+        for v in at.into_iter().flat_map(|v| match v {
+            Value::Array(items) => items.iter().collect::<Vec<_>>(),
+            other => vec![other],
+        }) {
+            if let Some(r) = v.get("reference").and_then(Value::as_str) {
+                references.push(r.to_string());
+            }
+        }
+    }
+    finalite::policy::fhir::ResourceFacts {
+        resource_type: t.to_string(),
+        id: (t == "Patient")
+            .then(|| {
+                resource
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .flatten(),
+        categories,
+        compartment_references: references,
+    }
+}
+
+/// Checks everything in `value` that SMART scopes decide: each resource granted, no
+/// Bundle `total`, each entry with a resource, each contained element a resource.
+fn all_granted(value: &Value, access: &finalite::policy::fhir::SmartAccess) -> Result<(), String> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(|v| all_granted(v, access)),
+        Value::Object(members) => {
+            if let Some(t) = members.get("resourceType").and_then(Value::as_str) {
+                if !access.granted(&oracle_facts(t, members)) {
+                    return Err(format!("sent but not granted: {value}"));
+                }
+                if t == "Bundle" {
+                    if members.contains_key("total") {
+                        return Err(format!("a Bundle's total: {value}"));
+                    }
+                    for entry in members
+                        .get("entry")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if entry
+                            .get("resource")
+                            .and_then(|r| r.get("resourceType"))
+                            .is_none()
+                        {
+                            return Err(format!("an entry without a resource: {entry}"));
+                        }
+                    }
+                }
+                for item in members
+                    .get("contained")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if item.get("resourceType").is_none() {
+                        return Err(format!("a contained object without a type: {item}"));
+                    }
+                }
+            }
+            members.values().try_for_each(|v| all_granted(v, access))
+        }
+        _ => Ok(()),
+    }
+}
+
+proptest! {
+    #![proptest_config(config(96))]
+
+    #[test]
+    fn smart_scopes_send_only_what_they_grant_at_every_split(
+        doc in smart_resource(),
+        (scopes, patient) in smart_access(),
+        escapes in any::<bool>(),
+        turn in 0..4usize,
+        seed in any::<u64>(),
+    ) {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let access = Arc::new(finalite::policy::fhir::SmartAccess::new(
+            finalite::auth::smart::grants(&scopes),
+            patient.map(str::to_string),
+        ));
+        let bytes = write_doc(&doc, 0, escapes, seed);
+        let whole = run_smart(&access, &bytes, &[]);
+        for at in 0..=bytes.len() {
+            prop_assert_eq!(&run_smart(&access, &bytes, &[at]), &whole, "split at {} of {}", at, show(&bytes));
+        }
+        let bytewise: Vec<usize> = (1..bytes.len()).collect();
+        prop_assert_eq!(&run_smart(&access, &bytes, &bytewise), &whole);
+        // Member order does not change what is sent, nor what is counted.
+        let turned = run_smart(&access, &write_doc(&doc, turn, escapes, seed), &[]);
+        prop_assert_eq!(unordered(&whole.0), unordered(&turned.0));
+        prop_assert_eq!(&whole.1, &turned.1);
+        // Refused exactly when the root is not granted; otherwise all sent is granted.
+        let input: Value = serde_json::from_slice(&bytes).expect("generated JSON");
+        let root_granted = match &input {
+            Value::Object(m) => m
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .is_some_and(|t| access.granted(&oracle_facts(t, m))),
+            _ => false,
+        };
+        match &whole.0 {
+            Ok(out) => {
+                prop_assert!(root_granted, "sent a root not granted: {}", show(&bytes));
+                let sent: Value = serde_json::from_slice(out).expect("the output is JSON");
+                if let Err(why) = all_granted(&sent, &access) {
+                    prop_assert!(false, "{}\ninput: {}\nscopes: {:?} {:?}", why, show(&bytes), scopes, patient);
+                }
+            }
+            Err(error) => {
+                prop_assert!(!root_granted, "refused a granted root: {} {}", error, show(&bytes));
+                prop_assert!(matches!(error.kind, finalite::json::ErrorKind::Grant(_)), "{}", error);
+            }
+        }
     }
 }

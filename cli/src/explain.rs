@@ -75,7 +75,19 @@ pub struct PolicyView {
     pub default_purpose: Option<String>,
     /// For `auth: "mtls"`: each client (certificate URI SAN) with its purposes and scopes.
     pub clients: Vec<ClientView>,
+    /// When the policy enforces SMART on FHIR scopes: on each request and on each resource
+    /// of its response, before any purpose's rules.
+    pub smart: Option<SmartView>,
     pub purposes: Vec<PurposeView>,
+}
+
+/// A policy's SMART on FHIR enforcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmartView {
+    /// The FHIR base path (`""` for a server at the root).
+    pub base: String,
+    /// The token claim that names the launch patient.
+    pub patient_claim: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +191,14 @@ pub fn describe(config: &Config, compiled: &CompiledConfig) -> Vec<PolicyView> {
                         scopes: client.scopes.clone(),
                     })
                     .collect(),
+                smart: policy
+                    .fhir
+                    .as_ref()
+                    .filter(|f| f.smart_scopes)
+                    .map(|f| SmartView {
+                        base: f.base.clone(),
+                        patient_claim: f.patient_claim.clone(),
+                    }),
                 purposes,
             })
         })
@@ -656,6 +676,40 @@ mod tests {
                 purposes: vec!["care".into()],
                 scopes: vec![],
             }]
+        );
+    }
+
+    #[test]
+    fn a_policy_enforcing_smart_scopes_says_so() {
+        let json = r#"{"policies": {"fhir": {"fhir": {"base": "/fhir", "smart_scopes": true,
+                "patient_claim": "launch_patient"},
+            "purposes": {"care": {"default": "keep"}}},
+            "plain": {"fhir": {"base": "/r4"}, "purposes": {"care": {"default": "keep"}}}}}"#;
+        let config = Config::from_json(json.as_bytes()).unwrap();
+        let compiled = finalite::policy::compile(&config, &|_| None).unwrap();
+        let views = describe(&config, &compiled);
+        assert_eq!(
+            views[0].smart,
+            Some(SmartView {
+                base: "/fhir".into(),
+                patient_claim: "launch_patient".into()
+            })
+        );
+        // Read (each resource is decided) even though every field is kept.
+        assert!(!views[0].purposes[0].body_untouched);
+        assert_eq!(views[1].smart, None);
+        let text = crate::render::text("c.json", &views, None);
+        assert!(
+            text.contains(
+                "  SMART scopes:    enforced (FHIR base /fhir, launch patient from the claim launch_patient): a request needs a scope for its interaction, and each resource of the response"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("SMART scopes:").count(), 1, "{text}");
+        let markdown = crate::render::markdown("c.json", &views, None);
+        assert!(
+            markdown.contains("| SMART scopes | enforced (FHIR base `/fhir`, launch patient from the claim `launch_patient`)"),
+            "{markdown}"
         );
     }
 

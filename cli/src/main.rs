@@ -8,8 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use finalite::body::BodyFilter;
-use finalite::decision::{Allowed, BodyPlan, Delivery};
+use std::sync::Arc;
+
+use finalite::auth::smart;
+use finalite::body::{BodyError, BodyFilter};
+use finalite::decision::{Allowed, BodyPlan, Delivery, Problem};
+use finalite::policy::fhir::SmartAccess;
 use finalite::response;
 use finalite_cli::explain;
 use finalite_cli::render::{self, SampleReport};
@@ -69,6 +73,14 @@ enum Command {
         /// The response's content-encoding (gzip, deflate).
         #[arg(long)]
         content_encoding: Option<String>,
+        /// On a policy that enforces SMART scopes: the caller's scopes, space-separated
+        /// (e.g. "patient/Observation.rs"); every resource they do not grant is withheld.
+        #[arg(long, value_name = "SCOPES")]
+        smart_scopes: Option<String>,
+        /// On a policy that enforces SMART scopes: the launch patient's id (the token's
+        /// patient claim), which patient/ scopes need.
+        #[arg(long, value_name = "ID")]
+        patient: Option<String>,
     },
     /// Mint a DEMO access token (RS256) signed with the public demo key, for the local demo
     /// only: anyone can mint the same tokens.
@@ -125,13 +137,15 @@ fn main() -> ExitCode {
             client,
             content_type,
             content_encoding,
+            smart_scopes,
+            patient,
         } => filter(
             &config,
             &policy,
             &purpose,
             client.as_deref(),
-            &content_type,
-            content_encoding.as_deref(),
+            (&content_type, content_encoding.as_deref()),
+            (smart_scopes.as_deref(), patient.as_deref()),
         ),
         Command::Token {
             scope,
@@ -296,8 +310,8 @@ fn filter(
     policy_name: &str,
     purpose_name: &str,
     client: Option<&str>,
-    content_type: &str,
-    content_encoding: Option<&str>,
+    (content_type, content_encoding): (&str, Option<&str>),
+    (smart_scopes, patient): (Option<&str>, Option<&str>),
 ) -> Result<(), String> {
     let loaded = load_one(path, &Env::Real)?;
     let compiled = &loaded.compiled;
@@ -314,11 +328,33 @@ fn filter(
             names.join(", ")
         ));
     }
+    // The grants `request::decide` would carry for a token with these scopes (none given:
+    // none granted, so every resource is withheld).
+    let enforces_smart = compiled.policies[policy]
+        .fhir
+        .as_ref()
+        .is_some_and(|f| f.smart_scopes);
+    if !enforces_smart && (smart_scopes.is_some() || patient.is_some()) {
+        return Err(format!(
+            "error: policy {policy_name:?} does not enforce SMART scopes; --smart-scopes and --patient are for one that does"
+        ));
+    }
+    let smart = enforces_smart.then(|| {
+        let scopes: Vec<String> = smart_scopes
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+            .map(str::to_string)
+            .collect();
+        Arc::new(SmartAccess::new(
+            smart::grants(&scopes),
+            patient.map(str::to_string),
+        ))
+    });
     let allowed = Allowed {
         policy,
         purpose: purpose_name.to_string(),
         client_id: client.map(str::to_string),
-        smart: None,
+        smart,
     };
     let mut headers = vec![("content-type".to_string(), content_type.to_string())];
     if let Some(encoding) = content_encoding {
@@ -339,15 +375,18 @@ fn filter(
             ));
         }
         BodyPlan::Filter(spec) => {
-            let refused = |error: &dyn std::fmt::Display| {
+            let refused = |error: &BodyError| {
                 let streams = matches!(
                     spec.delivery,
                     Delivery::Streamed | Delivery::Measured { streamed: true }
                 );
                 let consequence = if streams {
-                    "this purpose streams: Envoy would reset the stream"
+                    "this purpose streams: Envoy would reset the stream".to_string()
                 } else {
-                    "Envoy would answer 502 with an application/problem+json body, none of the upstream's"
+                    format!(
+                        "Envoy would answer {} with an application/problem+json body, none of the upstream's",
+                        Problem::from_body_error(error).status
+                    )
                 };
                 format!("error: the body is refused: {error}\nnote: {consequence}")
             };

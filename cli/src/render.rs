@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::explain::{Effect, HeadersView, PolicyView, PurposeView, SampleField};
+use crate::explain::{Effect, HeadersView, PolicyView, PurposeView, SampleField, SmartView};
 
 /// The fields of a sample document one purpose receives, for one purpose of one policy.
 pub struct SampleReport<'a> {
@@ -119,6 +119,25 @@ fn clients_line(policy: &PolicyView, code: fn(&str) -> String) -> String {
         .join("; ")
 }
 
+/// What SMART scopes do on a policy that enforces them.
+fn smart_words(smart: &SmartView, code: fn(&str) -> String) -> String {
+    let base = if smart.base.is_empty() {
+        "/"
+    } else {
+        &smart.base
+    };
+    format!(
+        "enforced (FHIR base {}, launch patient from the claim {}): a request needs a scope \
+         for its interaction, and each resource of the response (Bundle entries, contained \
+         resources, NDJSON lines) is withheld unless a scope grants its type, category and, \
+         for patient/ scopes, the launch patient's compartment; Bundle totals are withheld; \
+         a single resource not granted is refused (403); the purpose's rules then apply to \
+         what is granted",
+        code(base),
+        code(&smart.patient_claim)
+    )
+}
+
 fn plain(text: &str) -> String {
     text.to_string()
 }
@@ -141,6 +160,9 @@ pub fn text(source: &str, policies: &[PolicyView], sample: Option<&SampleReport>
             let _ = writeln!(out, "  clients:         {}", clients_line(policy, plain));
         }
         let _ = writeln!(out, "  scopes:          {}", scopes_line(policy));
+        if let Some(smart) = &policy.smart {
+            let _ = writeln!(out, "  SMART scopes:    {}", smart_words(smart, plain));
+        }
         let _ = writeln!(
             out,
             "  default purpose: {}",
@@ -243,6 +265,9 @@ pub fn markdown(source: &str, policies: &[PolicyView], sample: Option<&SampleRep
             let _ = writeln!(out, "| Clients | {} |", clients_line(policy, code));
         }
         let _ = writeln!(out, "| Scopes | {} |", scopes_line(policy));
+        if let Some(smart) = &policy.smart {
+            let _ = writeln!(out, "| SMART scopes | {} |", smart_words(smart, code));
+        }
         let _ = writeln!(
             out,
             "| Default purpose | {} |",

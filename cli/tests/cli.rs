@@ -745,3 +745,71 @@ fn usage_errors_exit_2() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("--policy <POLICY>"), "{}", run.stderr);
 }
+
+#[test]
+fn filter_enforces_smart_scopes_given_on_the_command_line() {
+    let config = temp_file(
+        "smart.json",
+        r#"{"policies": {"fhir": {"fhir": {"base": "/fhir", "smart_scopes": true},
+            "purposes": {"care": {"default": "keep"}}}}}"#,
+    );
+    let config = config.to_str().unwrap();
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        ["filter", config, "--policy", "fhir", "--purpose", "care"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run_with = |extra: &[&'static str], body: &[u8]| {
+        let args = args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        finalite(&args, body, None)
+    };
+    let bundle = br#"{"resourceType": "Bundle", "total": 2, "entry": [
+        {"resource": {"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/example"}}},
+        {"resource": {"resourceType": "Observation", "id": "o2", "subject": {"reference": "Patient/pat2"}}}]}"#;
+    let run = run_with(
+        &[
+            "--smart-scopes",
+            "patient/Observation.rs",
+            "--patient",
+            "example",
+        ],
+        bundle,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout(),
+        r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/example"}}}]}"#
+    );
+    // No scopes given: none granted, so a single resource is refused as Envoy would.
+    let run = run_with(&[], &hl7("Patient-example.json"));
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stdout(), "");
+    assert_eq!(
+        run.stderr,
+        "error: the body is refused: the response is a resource the caller's SMART scopes do not grant at byte 0 ($)\n\
+         note: Envoy would answer 403 with an application/problem+json body, none of the upstream's\n"
+    );
+    // The flags are for a policy that enforces SMART scopes.
+    let run = finalite(
+        &[
+            "filter",
+            "envoy/examples/scenario-1-billing-partner.json",
+            "--policy",
+            "patients",
+            "--purpose",
+            "billing",
+            "--patient",
+            "1",
+        ],
+        b"{}",
+        None,
+    );
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "error: policy \"patients\" does not enforce SMART scopes; --smart-scopes and --patient are for one that does\n"
+    );
+}

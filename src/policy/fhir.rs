@@ -595,6 +595,66 @@ mod tests {
     }
 
     #[test]
+    fn smart_scopes_decide_resources_typed_by_resource_type() {
+        let config = br#"{"policies": {"f": {"type_key": "kind", "fhir": {"base": "/fhir", "smart_scopes": true},
+            "purposes": {"care": {"default": "keep"}}}}}"#;
+        assert_eq!(
+            crate::policy::CompiledConfig::load(config, &|_| None)
+                .unwrap_err()
+                .to_string(),
+            "policies.f.type_key: SMART scopes decide FHIR resources, typed by \"resourceType\", not \"kind\": remove type_key"
+        );
+        let config = br#"{"policies": {"f": {"type_key": "resourceType", "fhir": {"base": "/fhir", "smart_scopes": true},
+            "purposes": {"care": {"default": "keep"}}}}}"#;
+        let loaded = crate::policy::CompiledConfig::load(config, &|_| None).unwrap();
+        // Everything kept, but read: each resource must be decided.
+        let rules = loaded.policies[0].purposes["care"].body.clone().unwrap();
+        assert!(rules
+            .typing
+            .as_ref()
+            .is_some_and(|t| t.unlisted_follow_rules));
+    }
+
+    #[test]
+    fn the_type_alone_decides_when_it_can() {
+        let access = |scopes: &[&str], patient: Option<&str>| {
+            SmartAccess::new(grants(scopes), patient.map(str::to_string))
+        };
+        use TypeVerdict::*;
+        let cases: [(&[&str], Option<&str>, &str, TypeVerdict); 12] = [
+            (&["user/Observation.rs"], None, "Observation", Granted),
+            (&["user/Observation.rs"], None, "Condition", Withheld),
+            (&["user/Observation.cud"], None, "Observation", Withheld),
+            (&["user/Observation.rs"], None, "Bundle", Granted),
+            (&[], None, "Bundle", Granted),
+            (
+                &["user/Observation.rs?category=laboratory"],
+                None,
+                "Observation",
+                NeedsFacts,
+            ),
+            (&["patient/*.rs"], Some("p"), "Observation", NeedsFacts),
+            (&["patient/*.rs"], Some("p"), "Patient", NeedsFacts),
+            (&["patient/*.rs"], Some("p"), "Organization", Granted),
+            (&["patient/*.rs"], None, "Organization", Withheld),
+            (
+                &["patient/*.rs", "user/Observation.r"],
+                Some("p"),
+                "Observation",
+                Granted,
+            ),
+            (&["system/*.read"], None, "Patient", Granted),
+        ];
+        for (scopes, patient, t, expected) in cases {
+            assert_eq!(
+                access(scopes, patient).type_verdict(t),
+                expected,
+                "{scopes:?} {patient:?} {t}"
+            );
+        }
+    }
+
+    #[test]
     fn a_fhir_policy_types_objects_by_resource_type() {
         let config = br#"{"policies": {"f": {"fhir": {"base": "/fhir"},
             "purposes": {"r": {"types": {"Patient": {"fields": {"gender": "keep"}}}}}}}}"#;

@@ -14,6 +14,8 @@ pub struct Metrics {
     requests: Vec<(Outcome, u32)>,
     withheld: u32,
     transformed: u32,
+    /// Resources withheld because the caller's SMART scopes do not grant them.
+    resources_withheld: u32,
     failed_closed: u32,
     bytes_in: u32,
     bytes_out: u32,
@@ -49,6 +51,7 @@ impl Metrics {
             requests,
             withheld: counter("finalite_fields_withheld_total")?,
             transformed: counter("finalite_fields_transformed_total")?,
+            resources_withheld: counter("finalite_resources_withheld_total")?,
             failed_closed: counter("finalite_bodies_failed_closed_total")?,
             bytes_in: counter("finalite_body_bytes_in_total")?,
             bytes_out: counter("finalite_body_bytes_out_total")?,
@@ -69,6 +72,9 @@ impl Metrics {
         }
         add(self.withheld, record.withheld.total());
         add(self.transformed, record.transformed.total());
+        if let Some(resources) = &record.withheld_resources {
+            add(self.resources_withheld, resources.total());
+        }
         if record.outcome == Outcome::FailedClosed {
             add(self.failed_closed, 1);
         }

@@ -22,7 +22,7 @@ DECISIONS = ["allowed", "denied_token", "denied_scope", "denied_purpose", "denie
              "failed_closed", "passed_unfiltered"]
 COUNTERS = [f"finalite_requests_total;decision={d}" for d in DECISIONS] + [
     "finalite_fields_withheld_total", "finalite_fields_transformed_total",
-    "finalite_bodies_failed_closed_total", "finalite_body_bytes_in_total",
+    "finalite_resources_withheld_total", "finalite_bodies_failed_closed_total", "finalite_body_bytes_in_total",
     "finalite_body_bytes_out_total"]
 GAUGE = "finalite_vm_memory_bytes"
 
