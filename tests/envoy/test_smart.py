@@ -25,6 +25,7 @@ import pytest
 from fhir_examples import example, resource
 from harness import assert_json_bytes, assert_problem, describe
 from records import audit_of, check_record, tally
+from test_streaming import read_until_broken, stream_reset_logged
 
 LAB = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
 CONTENT_TYPE = "application/fhir+json"
@@ -475,3 +476,19 @@ def test_ndjson_lines_not_granted_are_dropped_while_streaming(plugin_variant, up
     assert r.content.decode() == compact(OBS_EXAMPLE) + "\n" + compact(OBS_LAB) + "\n"
     allowed_record(envoy, request_id, body, r.content,
                    withheld_resources=tally({"Observation": 2, "Condition": 1}))
+
+
+def test_a_streamed_resource_not_granted_resets_the_stream(plugin_variant, upstream, token):
+    """Streamed, the headers are gone before the resource is decided: another patient's
+    Observation read by a patient app breaks the response off, nothing of it sent."""
+    envoy = plugin_variant("smart-streaming", streaming)
+    upstream.set("/fhir/Observation/bloodgroup", example("Observation-bloodgroup.json"),
+                 content_type=CONTENT_TYPE, chunk_size=400)
+    offset = envoy.log_size()
+    with envoy.get("/fhir/Observation/bloodgroup", purpose="care", stream=True,
+                   token=app(token, "patient/Observation.rs", "example")) as r:
+        assert r.status_code == 200, describe(r)
+        received, broken = read_until_broken(r)
+    assert broken, f"a clean end: {received!r}"
+    assert received == b"", received
+    assert stream_reset_logged(envoy, offset), envoy.log_since(offset)
