@@ -28,10 +28,14 @@
 //! - the root of an NDJSON line: the line is left out, its newline too (no `null` line).
 //!
 //! Where a resource is expected, an object without a type is withheld in the same way; a
-//! root (or line) that is not an object at all is refused. A `Bundle` is an envelope,
-//! granted whatever the scopes; each resource in it is decided on its own. The resources
-//! withheld are counted by type (`FilterStats::resources`), apart from the fields the
-//! purpose's rules withhold.
+//! root (or line) that is not an object at all is refused. Arrays are transparent here as
+//! in policy paths: an `entry` (or `contained`) given as one object is read as an element.
+//! A `Bundle` is an envelope, granted whatever the scopes; each resource in it is decided
+//! on its own. The resources withheld are counted by type (`FilterStats::resources`),
+//! apart from the fields the purpose's rules withhold.
+//!
+//! The grants are evaluated in `policy::fhir` (`SmartAccess`, `ResourceFacts`); this file
+//! only finds the resources, reads their facts and applies the verdicts.
 
 use std::sync::Arc;
 
@@ -317,7 +321,6 @@ impl JsonFilter {
     /// A key in a resource, under SMART scopes: a second type member of a resource the
     /// purpose lists no rules for is refused as for listed types, and a Bundle's `total` is
     /// withheld.
-    #[cold]
     #[inline(never)]
     pub(super) fn smart_key(&mut self) {
         let Some(top) = self.frames.last() else {
