@@ -13,7 +13,7 @@ use crate::audit::{Outcome, Trace};
 use crate::auth::bearer::BearerClaims;
 use crate::auth::claims::ClaimSource;
 use crate::auth::verifier::Verifier;
-use crate::body::BodyFilter;
+use crate::body::{BodyError, BodyFilter};
 use crate::config::TokenSource;
 use crate::decision::{Allowed, BodyPlan, Delivery, FailureEffect, FilterSpec};
 use crate::denial::{Denial, Problem};
@@ -109,12 +109,14 @@ impl FinaliteHttp {
         }
     }
 
-    /// A body passed chunk by chunk failed: the record says so, and `effect` is carried out.
+    /// A body passed chunk by chunk failed: the record says so (`outcome`: failed closed, or
+    /// denied when the body is a resource SMART scopes do not grant), and `effect` is
+    /// carried out.
     fn body_failed(
         &mut self,
         body: &mut BodyFilter,
         effect: FailureEffect,
-        reason: &str,
+        (reason, outcome): (&str, Outcome),
     ) -> Action {
         let label = self.trace.request_label();
         match effect {
@@ -128,7 +130,7 @@ impl FinaliteHttp {
             }
         }
         self.body_done(body, None);
-        self.set_outcome(Outcome::FailedClosed);
+        self.set_outcome(outcome);
         match effect {
             FailureEffect::Record => Action::Continue,
             FailureEffect::Reset | FailureEffect::Replace => self.reset(),
@@ -392,7 +394,9 @@ impl HttpContext for FinaliteHttp {
                 };
                 Action::Continue
             }
-            Err(reason) => self.body_failed(&mut body, delivery.on_failure(), &reason),
+            Err((reason, outcome)) => {
+                self.body_failed(&mut body, delivery.on_failure(), (&reason, outcome))
+            }
         }
     }
 
@@ -467,22 +471,34 @@ fn buffer_chunk(
 }
 
 /// Streamed or measured delivery: the host's buffer holds only this chunk; it is replaced
-/// by its filtered bytes (`replace`) or left as is (measured).
+/// by its filtered bytes (`replace`) or left as is (measured). A failure comes with its
+/// reason and the outcome the record gives it (the core's, for a refused body).
 fn pass_chunk(
     body: &mut BodyFilter,
     size: usize,
     end_of_stream: bool,
     replace: bool,
-) -> Result<(), String> {
-    let chunk = host::response_body(0, size).ok_or("the body could not be read")?;
-    body.write(&chunk).map_err(|e| e.to_string())?;
+) -> Result<(), (String, Outcome)> {
+    let failed = |reason: String| (reason, Outcome::FailedClosed);
+    let refused = |error: BodyError| {
+        let outcome = Outcome::of(Problem::from_body_error(&error).kind);
+        (error.to_string(), outcome)
+    };
+    let chunk = host::response_body(0, size)
+        .ok_or_else(|| failed("the body could not be read".to_string()))?;
+    body.write(&chunk).map_err(refused)?;
     if end_of_stream {
-        body.finish().map_err(|e| e.to_string())?;
+        body.finish().map_err(refused)?;
     }
     let filtered = body.take_output();
     if replace {
-        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &filtered)
-            .map_err(|status| format!("the filtered chunk could not be written: {status:?}"))?;
+        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &filtered).map_err(
+            |status| {
+                failed(format!(
+                    "the filtered chunk could not be written: {status:?}"
+                ))
+            },
+        )?;
     }
     Ok(())
 }

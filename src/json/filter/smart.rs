@@ -28,10 +28,14 @@
 //! - the root of an NDJSON line: the line is left out, its newline too (no `null` line).
 //!
 //! Where a resource is expected, an object without a type is withheld in the same way; a
-//! root (or line) that is not an object at all is refused. A `Bundle` is an envelope,
-//! granted whatever the scopes; each resource in it is decided on its own. The resources
-//! withheld are counted by type (`FilterStats::resources`), apart from the fields the
-//! purpose's rules withhold.
+//! root (or line) that is not an object at all is refused. Arrays are transparent here as
+//! in policy paths: an `entry` (or `contained`) given as one object is read as an element.
+//! A `Bundle` is an envelope, granted whatever the scopes; each resource in it is decided
+//! on its own. The resources withheld are counted by type (`FilterStats::resources`),
+//! apart from the fields the purpose's rules withhold.
+//!
+//! The grants are evaluated in `policy::fhir` (`SmartAccess`, `ResourceFacts`); this file
+//! only finds the resources, reads their facts and applies the verdicts.
 
 use std::sync::Arc;
 
@@ -240,39 +244,50 @@ impl JsonFilter {
         Ok(true)
     }
 
-    /// Where the object about to be opened stands.
+    /// Where the object about to be opened stands. An array is transparent, as in policy
+    /// paths: a Bundle's `entry` given as one object instead of an array of them is an
+    /// entry all the same (and `contained` likewise).
     fn position(&self, root: bool) -> Position {
         let n = self.frames.len();
         let Some(smart) = self.smart.as_ref().filter(|_| !root && n > 0) else {
             return Position::Root;
         };
-        let frame_key = |i: usize, name: &str| {
+        let in_bundle = || smart.resources.last().is_some_and(|t| **t == *b"Bundle");
+        // The key by which frame `i` was entered.
+        let entered_by = |i: usize, name: &str| {
             let frame = &self.frames[i];
             key_is(&self.keys[frame.key_start..frame.key_end], name)
         };
-        let in_bundle = || smart.resources.last().is_some_and(|t| **t == *b"Bundle");
-        let parent = &self.frames[n - 1];
-        if !parent.object {
-            // An element: of a resource's `contained`, or of a Bundle's `entry`.
-            if n >= 2 && self.frames[n - 2].typed {
-                if frame_key(n - 1, "contained") {
-                    return Position::Resource;
-                }
-                if frame_key(n - 1, "entry") && in_bundle() {
-                    return Position::Entry;
-                }
+        // Whether a value at depth `d` (the frames below it being `self.frames[..d]`), met
+        // under the key `key` when its container is an object, is the member `name` of a
+        // resource: directly, or as an element of an array that is.
+        let member_of_resource = |d: usize, key: Option<&[u8]>, name: &str| -> bool {
+            let parent = &self.frames[d - 1];
+            if parent.object {
+                parent.typed && key.is_some_and(|k| k == name.as_bytes())
+            } else {
+                d >= 2 && self.frames[d - 2].typed && entered_by(d - 1, name)
             }
-            return Position::Other;
-        }
-        // A member: a Bundle entry's `resource`.
-        if self.lexer.key() == b"resource"
-            && n >= 3
-            && !self.frames[n - 2].object
-            && self.frames[n - 3].typed
-            && frame_key(n - 2, "entry")
-            && in_bundle()
-        {
+        };
+        let key = self.frames[n - 1].object.then(|| self.lexer.key());
+        if member_of_resource(n, key, "contained") {
             return Position::Resource;
+        }
+        if in_bundle() && member_of_resource(n, key, "entry") {
+            return Position::Entry;
+        }
+        // A Bundle entry's `resource`: the entry is the parent object, at depth n - 1.
+        if key == Some(b"resource".as_slice()) && n >= 2 && in_bundle() {
+            let parent_key = self.frames[n - 2]
+                .object
+                .then(|| &self.keys[self.frames[n - 1].key_start..self.frames[n - 1].key_end]);
+            let entry = match parent_key {
+                Some(raw) => self.frames[n - 2].typed && key_is(raw, "entry"),
+                None => n >= 3 && self.frames[n - 3].typed && entered_by(n - 2, "entry"),
+            };
+            if entry {
+                return Position::Resource;
+            }
         }
         Position::Other
     }
@@ -306,7 +321,6 @@ impl JsonFilter {
     /// A key in a resource, under SMART scopes: a second type member of a resource the
     /// purpose lists no rules for is refused as for listed types, and a Bundle's `total` is
     /// withheld.
-    #[cold]
     #[inline(never)]
     pub(super) fn smart_key(&mut self) {
         let Some(top) = self.frames.last() else {

@@ -684,6 +684,28 @@ fn an_entry_goes_whole_unless_its_resource_is_granted() {
 }
 
 #[test]
+fn arrays_are_transparent_where_resources_stand() {
+    // `entry` and `contained` given as one object rather than an array of them.
+    let a = access(&["user/Observation.rs"], None);
+    let doc = format!(
+        r#"{{"resourceType":"Bundle","entry":{}}}"#,
+        entry(&condition("c1", "example"))
+    );
+    assert_eq!(filter(&keep(), &a, &doc), r#"{"resourceType":"Bundle"}"#);
+    let doc = r#"{"resourceType":"Bundle","entry":{"fullUrl":"x","resource":{"id":"c1"}}}"#;
+    assert_eq!(filter(&keep(), &a, doc), r#"{"resourceType":"Bundle"}"#);
+    let doc =
+        r#"{"resourceType":"Observation","contained":{"id":"p1","name":"x"},"status":"final"}"#;
+    assert_eq!(
+        filter(&keep(), &a, doc),
+        r#"{"resourceType":"Observation","status":"final"}"#
+    );
+    // The same keys outside a resource are data like any other.
+    let doc = r#"{"resourceType":"Observation","note":[{"contained":{"id":"p1"},"entry":[{"resource":{"id":"x"}}]}]}"#;
+    assert_eq!(filter(&keep(), &a, doc), doc);
+}
+
+#[test]
 fn a_root_not_granted_is_refused() {
     let a = access(&["user/Observation.rs"], None);
     let patient = example("Patient-example");
