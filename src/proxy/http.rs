@@ -111,12 +111,14 @@ impl FinaliteHttp {
 
     /// A body passed chunk by chunk failed: the record says so (`outcome`: failed closed, or
     /// denied when the body is a resource SMART scopes do not grant), and `effect` is
-    /// carried out.
+    /// carried out. `sent_before`: the filtered bytes of the chunks already passed, all the
+    /// client gets of a reset response (a dry run sends the body as it came).
     fn body_failed(
         &mut self,
         body: &mut BodyFilter,
         effect: FailureEffect,
         (reason, outcome): (&str, Outcome),
+        sent_before: u64,
     ) -> Action {
         let label = self.trace.request_label();
         match effect {
@@ -129,7 +131,11 @@ impl FinaliteHttp {
                 log::warn!("request {label}: streamed response reset: {reason}")
             }
         }
-        self.body_done(body, None);
+        let sent = match effect {
+            FailureEffect::Record => None,
+            FailureEffect::Reset | FailureEffect::Replace => Some(sent_before),
+        };
+        self.body_done(body, sent);
         self.set_outcome(outcome);
         match effect {
             FailureEffect::Record => Action::Continue,
@@ -375,6 +381,7 @@ impl HttpContext for FinaliteHttp {
                 }
             };
         }
+        let sent_before = body.bytes_out();
         match pass_chunk(
             &mut body,
             body_size,
@@ -394,9 +401,12 @@ impl HttpContext for FinaliteHttp {
                 };
                 Action::Continue
             }
-            Err((reason, outcome)) => {
-                self.body_failed(&mut body, delivery.on_failure(), (&reason, outcome))
-            }
+            Err((reason, outcome)) => self.body_failed(
+                &mut body,
+                delivery.on_failure(),
+                (&reason, outcome),
+                sent_before,
+            ),
         }
     }
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from typing import Any
 
 import pytest
 
 from fhir_examples import example, resource
-from harness import assert_json_bytes, assert_problem, describe
+from harness import HTTP_TIMEOUT, assert_json_bytes, assert_problem, describe
 from records import audit_of, check_record, tally
 from test_streaming import read_until_broken, stream_reset_logged
 
@@ -485,10 +486,43 @@ def test_a_streamed_resource_not_granted_resets_the_stream(plugin_variant, upstr
     upstream.set("/fhir/Observation/bloodgroup", example("Observation-bloodgroup.json"),
                  content_type=CONTENT_TYPE, chunk_size=400)
     offset = envoy.log_size()
-    with envoy.get("/fhir/Observation/bloodgroup", purpose="care", stream=True,
-                   token=app(token, "patient/Observation.rs", "example")) as r:
+    request_id = rid("streamed-read")
+    with get(envoy, "/fhir/Observation/bloodgroup",
+             app(token, "patient/Observation.rs", "example"), request_id, stream=True) as r:
         assert r.status_code == 200, describe(r)
         received, broken = read_until_broken(r)
     assert broken, f"a clean end: {received!r}"
     assert received == b"", received
     assert stream_reset_logged(envoy, offset), envoy.log_since(offset)
+    # Nothing went out, and the record says so (bytes_out 0).
+    check_record(audit_of(envoy, request_id), request_id=request_id, route="fhir",
+                 policy="fhir", client="smart-app", purpose="care", decision="denied_scope",
+                 status=200, bytes_in=len(example("Observation-bloodgroup.json")),
+                 withheld_resources=tally({"Observation": 1}))
+
+
+def test_a_stream_broken_off_records_what_went_out(plugin_variant, upstream, token):
+    """An export whose second chunk is not JSON: the granted line of the first went out, then
+    the reset; the record counts just that line as sent."""
+    envoy = plugin_variant("smart-streaming", streaming)
+    first = (compact(OBS_EXAMPLE) + "\n" + compact(OBS_INFANT) + "\n").encode()
+    client_saw_a_line = threading.Event()
+
+    def stream():
+        yield first
+        client_saw_a_line.wait(HTTP_TIMEOUT)
+        yield b'{"resourceType":"Observation","subject":{"reference":"Patient/example"},tru}\n'
+
+    upstream.set("/fhir/Observation", content_type="application/fhir+ndjson", stream=stream)
+    request_id = rid("broken-off")
+    with get(envoy, "/fhir/Observation", app(token, "patient/Observation.rs", "example"),
+             request_id, stream=True) as r:
+        assert r.status_code == 200, describe(r)
+        received, broken = read_until_broken(r, client_saw_a_line.set)
+    assert broken, f"a clean end: {received!r}"
+    sent = (compact(OBS_EXAMPLE) + "\n").encode()
+    assert received == sent
+    check_record(audit_of(envoy, request_id), request_id=request_id, route="fhir",
+                 policy="fhir", client="smart-app", purpose="care", decision="failed_closed",
+                 status=200, bytes_in=len(first) + 77, bytes_out=len(sent),
+                 withheld_resources=tally({"Observation": 1}))
