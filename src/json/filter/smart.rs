@@ -404,14 +404,15 @@ fn decide(
     }
 }
 
-/// The spans (`{` to past `}`) of the resources among `noted` that start before `end`: the
-/// resources nested in the one being read, whose members are not its own.
-fn nested_resources(noted: &[Noted], end: u64) -> Vec<(u64, u64)> {
+/// Where the resources among `noted` that start before `end` start (their `{`), in
+/// document order: the resources nested in the one being read, whose members are not its
+/// own.
+fn nested_resources(noted: &[Noted], end: u64) -> Vec<u64> {
     noted
         .iter()
         .take_while(|n| n.offset < end)
         .filter(|n| matches!(n.outcome, TypeOutcome::Typed(_)))
-        .map(|n| (n.offset, n.end))
+        .map(|n| n.offset)
         .collect()
 }
 
@@ -443,13 +444,13 @@ enum Wanted {
 
 /// Reads the facts of a resource of type `t` from its bytes (`pieces`, read in order, from
 /// its `{` at absolute offset `offset` to its `}`), skipping the resources nested in it
-/// (`nested`, absolute spans). `None` when the bytes cannot be read (they were validated
+/// (`nested`, where they start). `None` when the bytes cannot be read (they were validated
 /// once already: a fault, and the resource is not granted).
 fn facts(
     t: &str,
     pieces: &[&[u8]],
     offset: u64,
-    nested: &[(u64, u64)],
+    nested: &[u64],
     max_depth: u32,
 ) -> Option<ResourceFacts> {
     let paths: Vec<Vec<&str>> = compartment::reference_paths(t)
@@ -509,7 +510,8 @@ fn facts(
                 Event::ObjectStart(at) | Event::ArrayStart(at) => {
                     let object = matches!(event, Event::ObjectStart(_));
                     let absolute = offset + lexer.offset(at);
-                    if object && nested.iter().any(|&(start, _)| start == absolute) {
+                    // `nested` is in document order.
+                    if object && nested.binary_search(&absolute).is_ok() {
                         lexer.skim_container();
                         skipping = true;
                         continue;
