@@ -248,13 +248,12 @@ def test_a_granular_scope_in_patient_context(envoy, upstream, token):
     assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_LAB)}))
 
 
-def test_the_search_endpoint_and_type_history_need_s(envoy, upstream, token):
-    serve_search(upstream, "/fhir/Observation/_search")
-    r = get(envoy, "/fhir/Observation/_search", app(token, "patient/Observation.s", "example"),
-            rid("search"))
+@pytest.mark.parametrize("path", ["/fhir/Observation/_search", "/fhir/Observation/_history"])
+def test_the_search_endpoint_and_type_history_need_s(envoy, upstream, token, path):
+    serve_search(upstream, path)
+    r = get(envoy, path, app(token, "patient/Observation.s", "example"), rid("search"))
     assert_json_bytes(r, granted(OBSERVATIONS, {key(OBS_EXAMPLE), key(OBS_LAB)}))
-    r = get(envoy, "/fhir/Observation/_search", app(token, "patient/Observation.r", "example"),
-            rid("search-r"))
+    r = get(envoy, path, app(token, "patient/Observation.r", "example"), rid("search-r"))
     assert_problem(r, 403, "insufficient-scope", "Forbidden",
                    www_authenticate='Bearer error="insufficient_scope", '
                                     'scope="patient/Observation.s"')
