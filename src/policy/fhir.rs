@@ -501,6 +501,19 @@ mod tests {
             "policies.f.fhir.smart_scope: unknown field `smart_scope`, expected one of `base`, \
              `smart_scopes`, `patient_claim`"
         );
+        // A body passed through whole would skip the per-resource check.
+        let passthrough = crate::policy::CompiledConfig::load(
+            br#"{"policies": {"f": {"fhir": {"smart_scopes": true}, "purposes": {"care": {
+                "default": "keep", "passthrough_media_types": ["application/fhir+xml"]}}}}}"#,
+            &|_| None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            passthrough.to_string(),
+            "policies.f.purposes.care.passthrough_media_types: the policy enforces SMART scopes \
+             (fhir.smart_scopes): every response is checked resource by resource, and a body \
+             passed through would not be; remove this list"
+        );
         let loaded = crate::policy::CompiledConfig::load(
             br#"{"policies": {"f": {"fhir": {"base": "/fhir/", "smart_scopes": true},
                 "purposes": {"care": {"default": "keep"}}}}}"#,

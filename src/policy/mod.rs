@@ -559,6 +559,14 @@ fn compile_purpose(
         Some(Arc::new(compiled))
     };
     let headers = compile_headers(purpose.headers.as_ref(), &key.field("headers"))?;
+    // Under SMART scopes each resource is checked against the caller's grants; a body of a
+    // media type passed through (FHIR XML, a binary) would reach the caller unchecked.
+    if smart_scopes && !purpose.passthrough_media_types.is_empty() {
+        return Err(key.field("passthrough_media_types").error(
+            "the policy enforces SMART scopes (fhir.smart_scopes): every response is checked \
+             resource by resource, and a body passed through would not be; remove this list",
+        ));
+    }
     let mut passthrough = Vec::new();
     for (i, text) in purpose.passthrough_media_types.iter().enumerate() {
         let media = MediaType::parse(text)
