@@ -711,6 +711,11 @@ class Idle:
         return (idle1 - idle0) / max(total1 - total0, 1)
 
 
+def spaced(size: str) -> str:
+    """'64KiB' as prose writes it: '64 KiB'."""
+    return re.sub(r"(\d)([KM]iB)", r"\1 \2", size)
+
+
 def judged(ratios: list[float], limit: float, at_least: bool, stretch: float | None = None) -> str:
     """'yes' or 'no' for the median of paired ratios against a target."""
     if not ratios:
@@ -771,7 +776,7 @@ def targets_table(engine: dict, results: dict, memory_rows: dict) -> str:
         "≥ 0.75", engine_ratio("native", "finalite/realistic", "validate", "1MiB"), 0.75, True,
         criterion_ratio("finalite/realistic", "validate", "1MiB"))
     for body in ["64KiB", "1MiB"]:
-        row(f"Envoy CPU per request, {body}: finalite ÷ validate-and-pass", "≤ 1.25",
+        row(f"Envoy CPU per request, {spaced(body)}: finalite ÷ validate-and-pass", "≤ 1.25",
             cpu_ratios(results, body, "finalite", "validate-and-pass"), 1.25, False)
     row("Envoy CPU per request, 1 MiB: finalite ÷ naive serde filter", "≤ 0.17",
         cpu_ratios(results, "1MiB", "finalite", "naive-serde"), 0.17, False)
@@ -799,7 +804,7 @@ def targets_table(engine: dict, results: dict, memory_rows: dict) -> str:
         engine_ratio("native", "finalite/fhir-typed", "validate", "fhir-1MiB"), 0.75, True,
         criterion_ratio("finalite/fhir-typed", "validate", "fhir-1MiB"))
     for body in FHIR_SIZES:
-        row(f"HL7 examples, typed purpose, Envoy CPU, {body[5:]}: ÷ validate-and-pass",
+        row(f"HL7 examples, typed purpose, Envoy CPU, {spaced(body[5:])}: ÷ validate-and-pass",
             "≤ 1.25 (as above)",
             cpu_ratios(results, body, "finalite-typed", "validate-and-pass"), 1.25, False)
     return "\n".join(["| what | target | figure (median of paired per-round ratios; range) "

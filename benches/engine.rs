@@ -64,7 +64,7 @@ fn benches(c: &mut Criterion) {
         if size >= 1 << 20 {
             // The pseudonyms' cost: the realistic policy with the ids kept.
             let rules = Policy::RealisticIdKept.rules();
-            group.bench_function("finalite/realistic-id-kept", |b| {
+            group.bench_function(BenchmarkId::new("finalite", "realistic-id-kept"), |b| {
                 b.iter(|| run_engine(&rules, black_box(&doc), &mut out))
             });
         }
@@ -105,15 +105,15 @@ fn benches(c: &mut Criterion) {
             b.iter(|| validate_and_pass(black_box(&doc)).expect("valid").len())
         });
         let typed = fhir_typed_rules();
-        group.bench_function("finalite/fhir-typed", |b| {
+        group.bench_function(BenchmarkId::new("finalite", "fhir-typed"), |b| {
             b.iter(|| run_engine(&typed, black_box(&doc), &mut out))
         });
         let rules = Policy::Realistic.rules();
-        group.bench_function("finalite/realistic", |b| {
+        group.bench_function(BenchmarkId::new("finalite", "realistic"), |b| {
             b.iter(|| run_engine(&rules, black_box(&doc), &mut out))
         });
         let naive_rules = Policy::Realistic.naive();
-        group.bench_function("naive/realistic", |b| {
+        group.bench_function(BenchmarkId::new("naive", "realistic"), |b| {
             b.iter(|| {
                 naive::filter(black_box(&doc), &naive_rules)
                     .expect("valid")
@@ -121,7 +121,7 @@ fn benches(c: &mut Criterion) {
             })
         });
         let scan_rules = Policy::Realistic.scanner();
-        group.bench_function("scanner/realistic", |b| {
+        group.bench_function(BenchmarkId::new("scanner", "realistic"), |b| {
             b.iter(|| {
                 scanner::filter(black_box(&doc), &scan_rules)
                     .expect("complete")

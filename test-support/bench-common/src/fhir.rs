@@ -250,7 +250,7 @@ fn reindent(text: &str, indent: usize, out: &mut String) {
         if i > 0 {
             out.push('\n');
             let spaces = line.len() - line.trim_start_matches(' ').len();
-            out.extend(std::iter::repeat(' ').take(indent));
+            out.extend(std::iter::repeat_n(' ', indent));
             out.push_str(&line[spaces.min(base)..]);
         } else {
             out.push_str(line);
