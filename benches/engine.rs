@@ -7,7 +7,16 @@
 //! - `scanner/POLICY`: a hand-written byte scanner applying the same rules without
 //!   validating anything (`finalite_test_support::scanner`): the cheap alternative's speed;
 //! - `finalite/POLICY`: the streaming engine with full validation, in 64 KiB chunks;
-//! - `finalite/typed-realistic`: the realistic policy written as rules by resource type.
+//! - `finalite/typed-realistic`: the realistic policy written as rules by resource type;
+//! - `finalite/realistic-id-kept` (1 MiB): the realistic policy with the ids kept, not
+//!   pseudonymised (what the pseudonyms cost);
+//! - on HL7's R4 examples as a pretty-printed searchset (`engine/fhir-64KiB`,
+//!   `engine/fhir-1MiB`): `validate`, `finalite/fhir-typed` (a research purpose by resource
+//!   type), and the realistic policy by finalite, the naive filter and the scanner.
+//!
+//! criterion measures each case apart, so its ratios are ratios of medians taken at
+//! different moments; `make bench`'s targets take the engine's paired ratios from the
+//! wasm-runner, which interleaves the cases of a body in rounds (benches/bench.py).
 //!
 //! `cargo bench --bench engine` (or `make bench`); after criterion's own report, a table of
 //! medians with the ratios to memcpy and to the naive filter is printed, and written as
@@ -20,7 +29,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 use finalite_test_support::bench::{
-    bundle, naive, run_engine, scanner, typed_realistic_rules, EngineRules, Policy, POLICIES, SIZES,
+    bundle, fhir_bundle, fhir_typed_rules, naive, run_engine, scanner, typed_realistic_rules,
+    validate_and_pass, EngineRules, Policy, FHIR_SIZES, POLICIES, SIZES,
 };
 
 const SEED: u64 = 7;
@@ -51,6 +61,13 @@ fn benches(c: &mut Criterion) {
         group.bench_function("finalite/typed-realistic", |b| {
             b.iter(|| run_engine(&typed, black_box(&doc), &mut out))
         });
+        if size >= 1 << 20 {
+            // The pseudonyms' cost: the realistic policy with the ids kept.
+            let rules = Policy::RealisticIdKept.rules();
+            group.bench_function(BenchmarkId::new("finalite", "realistic-id-kept"), |b| {
+                b.iter(|| run_engine(&rules, black_box(&doc), &mut out))
+            });
+        }
         for (policy, name) in POLICIES {
             let rules = policy.rules();
             group.bench_function(BenchmarkId::new("finalite", name), |b| {
@@ -73,6 +90,44 @@ fn benches(c: &mut Criterion) {
                 })
             });
         }
+        group.finish();
+    }
+    // HL7's examples, pretty-printed: the typed research purpose and the realistic policy.
+    for (size, label) in FHIR_SIZES {
+        let doc = fhir_bundle(size);
+        let mut group = c.benchmark_group(format!("engine/fhir-{label}"));
+        group.throughput(Throughput::Bytes(doc.len() as u64));
+        if size >= 1 << 20 {
+            group.sample_size(20);
+        }
+        let mut out = Vec::with_capacity(doc.len() + 1024);
+        group.bench_function("validate", |b| {
+            b.iter(|| validate_and_pass(black_box(&doc)).expect("valid").len())
+        });
+        let typed = fhir_typed_rules();
+        group.bench_function(BenchmarkId::new("finalite", "fhir-typed"), |b| {
+            b.iter(|| run_engine(&typed, black_box(&doc), &mut out))
+        });
+        let rules = Policy::Realistic.rules();
+        group.bench_function(BenchmarkId::new("finalite", "realistic"), |b| {
+            b.iter(|| run_engine(&rules, black_box(&doc), &mut out))
+        });
+        let naive_rules = Policy::Realistic.naive();
+        group.bench_function(BenchmarkId::new("naive", "realistic"), |b| {
+            b.iter(|| {
+                naive::filter(black_box(&doc), &naive_rules)
+                    .expect("valid")
+                    .len()
+            })
+        });
+        let scan_rules = Policy::Realistic.scanner();
+        group.bench_function(BenchmarkId::new("scanner", "realistic"), |b| {
+            b.iter(|| {
+                scanner::filter(black_box(&doc), &scan_rules)
+                    .expect("complete")
+                    .len()
+            })
+        });
         group.finish();
     }
 }
@@ -126,6 +181,9 @@ fn summary() -> String {
         if let Some(ns) = median_ns(&group, "validate") {
             row("serde_json validate (IgnoredAny)", ns, None, None);
         }
+        if let Some(ns) = median_ns(&group, "finalite/realistic-id-kept") {
+            row("finalite realistic, ids kept", ns, None, None);
+        }
         for (_, name) in POLICIES {
             let naive = median_ns(&group, &format!("naive/{name}"));
             let scanner = median_ns(&group, &format!("scanner/{name}"));
@@ -137,6 +195,32 @@ fn summary() -> String {
             }
             if let Some(ns) = naive {
                 row(&format!("naive serde_json {name}"), ns, None, None);
+            }
+        }
+    }
+    md.push_str(
+        "\n| HL7 examples | case | median | throughput | ÷ validate (ratio of medians) |\n|---|---|---:|---:|---:|\n",
+    );
+    for (size, label) in FHIR_SIZES {
+        let len = fhir_bundle(size).len() as f64;
+        let group = format!("engine/fhir-{label}");
+        let Some(validate) = median_ns(&group, "validate") else {
+            continue;
+        };
+        for case in [
+            "validate",
+            "finalite/fhir-typed",
+            "finalite/realistic",
+            "naive/realistic",
+            "scanner/realistic",
+        ] {
+            if let Some(ns) = median_ns(&group, case) {
+                md.push_str(&format!(
+                    "| fhir-{label} ({len} B) | {case} | {} | {:.0} MB/s | {:.2} |\n",
+                    show_time(ns),
+                    len / ns * 1e3,
+                    validate / ns,
+                ));
             }
         }
     }

@@ -9,11 +9,20 @@
 //! only; the naive filter sorts keys (a `serde_json::Value` map), so documents are compared
 //! parsed. The scanner's output is also compared byte for byte with finalite's, pseudonyms
 //! aside: both keep the input's order and spelling.
+//!
+//! The same holds on the real FHIR input (HL7's R4 examples, pretty-printed), where the
+//! comparison is of parsed documents only: finalite copies kept values as written, spacing
+//! included, and the scanner writes compactly. The validate-and-pass baseline writes every
+//! input unchanged, and the typed research purpose sends only what its types allow.
+
+use std::collections::BTreeSet;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use finalite_test_support::bench::{
-    self as common, bundle, naive, run_engine, scanner, typed_realistic_rules, EngineRules, Policy,
+    self as common, bundle, fhir_bundle, fhir_typed_rules, naive, run_engine, scanner,
+    typed_realistic_rules, validate_and_pass, EngineRules, Policy, FHIR_SIZES, FHIR_TYPED,
     POLICIES, SIZES,
 };
 
@@ -48,11 +57,18 @@ fn parsed(bytes: &[u8], pseudonymised: bool) -> Value {
     doc
 }
 
+/// The policies compared: the benchmark's, and the realistic one with the ids kept.
+fn policies() -> impl Iterator<Item = (Policy, &'static str)> {
+    POLICIES
+        .into_iter()
+        .chain([(Policy::RealisticIdKept, "realistic-id-kept")])
+}
+
 #[test]
 fn baselines_write_what_finalite_writes() {
     for (size, label) in SIZES {
         let doc = bundle(size, SEED);
-        for (policy, name) in POLICIES {
+        for (policy, name) in policies() {
             let mut ours = Vec::new();
             run_engine(&policy.rules(), &doc, &mut ours);
             let naive_out = naive::filter(&doc, &policy.naive()).expect("the bundle parses");
@@ -124,5 +140,240 @@ fn typed_rules_send_what_the_realistic_policy_sends() {
             parsed(&untyped, false),
             "{label}: typed and untyped realistic rules differ"
         );
+    }
+}
+
+#[test]
+fn baselines_write_what_finalite_writes_on_the_fhir_examples() {
+    for (size, label) in FHIR_SIZES {
+        let doc = fhir_bundle(size);
+        for (policy, name) in policies() {
+            let mut ours = Vec::new();
+            run_engine(&policy.rules(), &doc, &mut ours);
+            let naive_out = naive::filter(&doc, &policy.naive()).expect("the bundle parses");
+            let scanned = scanner::filter(&doc, &policy.scanner()).expect("the bundle is whole");
+            let pseudonymised = policy == Policy::Realistic;
+            let expected = parsed(&ours, pseudonymised);
+            assert_eq!(
+                parsed(&naive_out, pseudonymised),
+                expected,
+                "naive, {name}, FHIR {label}"
+            );
+            assert_eq!(
+                parsed(&scanned, pseudonymised),
+                expected,
+                "scanner, {name}, FHIR {label}"
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_and_pass_writes_its_input_unchanged() {
+    let inputs = SIZES
+        .iter()
+        .map(|(size, _)| bundle(*size, SEED))
+        .chain(FHIR_SIZES.iter().map(|(size, _)| fhir_bundle(*size)));
+    for doc in inputs {
+        assert_eq!(validate_and_pass(&doc).as_deref(), Some(&doc[..]));
+    }
+    let cut = bundle(1 << 10, SEED);
+    assert_eq!(validate_and_pass(&cut[..cut.len() - 1]), None);
+    assert_eq!(validate_and_pass(b"{\"a\":1,}"), None);
+}
+
+/// The source files of the FHIR input, as listed with their SHA-256 in `SHA256SUMS`.
+fn fhir_sources() -> Vec<(String, Vec<u8>)> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/hl7.fhir.r4.examples/bench"
+    );
+    let sums = std::fs::read_to_string(format!("{dir}/SHA256SUMS")).expect("SHA256SUMS");
+    sums.lines()
+        .map(|line| {
+            let (sum, name) = line
+                .split_once("  ")
+                .expect("SHA256SUMS: `sum  name` lines");
+            let bytes = std::fs::read(format!("{dir}/{name}")).expect("a listed file");
+            let actual: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(actual, sum, "{name}: not the file HL7 published");
+            (name.to_string(), bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn the_fhir_input_is_hl7s_examples_as_a_server_sends_them() {
+    let sources = fhir_sources();
+    assert_eq!(sources.len(), 173);
+    // Every resource HL7 published, single or in a Bundle, parsed.
+    let mut published = Vec::new();
+    for (_, bytes) in &sources {
+        let value: Value = serde_json::from_slice(bytes).expect("an HL7 example parses");
+        match value["resourceType"].as_str() {
+            Some("Bundle") => published.extend(
+                value["entry"]
+                    .as_array()
+                    .expect("entries")
+                    .iter()
+                    .filter_map(|entry| entry.get("resource").cloned()),
+            ),
+            _ => published.push(value),
+        }
+    }
+    for (size, label) in FHIR_SIZES {
+        let doc = fhir_bundle(size);
+        assert!(
+            doc.len() >= size && doc.len() < size + (64 << 10),
+            "FHIR {label}: {} bytes",
+            doc.len()
+        );
+        assert!(
+            doc.starts_with(b"{\n  \"resourceType\": \"Bundle\",\n"),
+            "pretty-printed"
+        );
+        let bundle: Value = serde_json::from_slice(&doc).expect("the bundle parses");
+        let entries = bundle["entry"].as_array().expect("entries");
+        assert_eq!(bundle["total"], entries.len());
+        let mut types = BTreeSet::new();
+        for entry in entries {
+            let resource = &entry["resource"];
+            assert!(
+                published.contains(resource),
+                "FHIR {label}: a resource HL7 did not publish: {}",
+                resource["id"]
+            );
+            types.insert(
+                resource["resourceType"]
+                    .as_str()
+                    .expect("a type")
+                    .to_string(),
+            );
+        }
+        // A mix of clinical types even in the small body.
+        for kind in [
+            "Patient",
+            "Observation",
+            "Encounter",
+            "Condition",
+            "Procedure",
+            "Practitioner",
+            "Organization",
+            "Location",
+            "AllergyIntolerance",
+            "Immunization",
+        ] {
+            assert!(types.contains(kind), "FHIR {label}: no {kind}");
+        }
+    }
+    // At 1 MiB every published resource is there, members in their published order.
+    let doc = fhir_bundle(1 << 20);
+    let text = std::str::from_utf8(&doc).expect("UTF-8");
+    for resource in &published {
+        assert!(
+            doc_has(text, resource),
+            "{}/{} missing",
+            resource["resourceType"],
+            resource["id"]
+        );
+    }
+}
+
+/// Whether `text` holds `resource` as published: its type member first and its id next, at
+/// an entry's depth (the parsed comparison above checks its content).
+fn doc_has(text: &str, resource: &Value) -> bool {
+    let Some(id) = resource["id"].as_str() else {
+        return true; // found by the parsed comparison above
+    };
+    let kind = resource["resourceType"].as_str().expect("a type");
+    let head = format!("\"resourceType\": \"{kind}\",\n        \"id\": \"{id}\"");
+    text.contains(&head)
+}
+
+#[test]
+fn the_typed_research_purpose_sends_only_what_its_types_allow() {
+    let listed: BTreeSet<&str> = FHIR_TYPED.types.iter().map(|(name, _, _)| *name).collect();
+    for (size, label) in FHIR_SIZES {
+        let doc = fhir_bundle(size);
+        let mut out = Vec::new();
+        run_engine(&fhir_typed_rules(), &doc, &mut out);
+        let text = std::str::from_utf8(&out).expect("UTF-8");
+        assert!(
+            !text.contains("\"telecom\""),
+            "FHIR {label}: a telecom was sent"
+        );
+        let sent: Value = serde_json::from_slice(&out).expect("the output parses");
+        let input: Value = serde_json::from_slice(&doc).expect("the input parses");
+        assert_eq!(sent["type"], "searchset");
+        assert_eq!(sent["total"], input["total"]);
+        assert_eq!(
+            sent.get("link"),
+            None,
+            "FHIR {label}: the Bundle's link was sent"
+        );
+        let entries = sent["entry"].as_array().expect("entries");
+        let input_entries = input["entry"].as_array().expect("entries");
+        assert_eq!(entries.len(), input_entries.len());
+        let mut patients = 0;
+        for (entry, source) in entries.iter().zip(input_entries) {
+            let kind = source["resource"]["resourceType"].as_str().expect("a type");
+            assert_eq!(entry.get("fullUrl"), None);
+            assert_eq!(entry["search"]["mode"], "match");
+            if !listed.contains(kind) {
+                assert_eq!(entry.get("resource"), None, "FHIR {label}: {kind} was sent");
+                continue;
+            }
+            let resource = &entry["resource"];
+            assert_eq!(resource["resourceType"], kind);
+            if kind != "Organization" {
+                assert_eq!(
+                    resource.get("text"),
+                    None,
+                    "FHIR {label}: a {kind}'s narrative"
+                );
+            }
+            match kind {
+                "Patient" => {
+                    patients += 1;
+                    if let Some(original) = source["resource"]["id"].as_str() {
+                        let id = resource["id"].as_str().expect("a pseudonym");
+                        assert_eq!(id.len(), 43, "{id}");
+                        assert_ne!(id, original);
+                    }
+                    assert_eq!(resource.get("name"), None);
+                    if let Some(year) = resource.get("birthDate") {
+                        assert_eq!(year.as_str().map(str::len), Some(4), "{year}");
+                    }
+                    assert_eq!(resource["gender"], source["resource"]["gender"]);
+                }
+                "Organization" => {
+                    let mut whole = source["resource"].clone();
+                    whole.as_object_mut().expect("an object").remove("telecom");
+                    if let Some(contacts) = whole.get_mut("contact").and_then(Value::as_array_mut) {
+                        for contact in contacts {
+                            contact
+                                .as_object_mut()
+                                .expect("an object")
+                                .remove("telecom");
+                        }
+                    }
+                    assert_eq!(resource, &whole, "FHIR {label}: an Organization");
+                }
+                "Observation" => {
+                    if let Some(subject) = resource["subject"].get("reference") {
+                        assert_eq!(subject.as_str().map(str::len), Some(43), "{subject}");
+                    }
+                    assert_eq!(
+                        resource["valueQuantity"],
+                        source["resource"]["valueQuantity"]
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert!(patients > 0, "FHIR {label}: no Patient");
     }
 }

@@ -83,6 +83,49 @@ pub fn typed_realistic_rules() -> Arc<FieldRules> {
     )
 }
 
+/// An action as the configuration spells it (the subset the typed benchmark purpose uses).
+fn action(name: &str) -> Action {
+    match name {
+        "keep" => Action::Keep,
+        "drop" => Action::Drop,
+        "pseudonymize" => Action::Transform(Transform::Pseudonymize),
+        "year" => Action::Transform(Transform::Year),
+        other => panic!("the benchmark's typed purpose uses {other:?}"),
+    }
+}
+
+/// The research purpose by resource type on the HL7 examples ([`FHIR_TYPED`]), compiled as
+/// the proxy compiles a typed purpose (`type_key: resourceType`).
+pub fn fhir_typed_rules() -> Arc<FieldRules> {
+    let rules = |spec: &[(&str, &str)]| -> Vec<Rule> {
+        spec.iter()
+            .map(|(path, act)| Rule {
+                path: FieldPath::parse(path).expect("a valid path"),
+                action: action(act),
+            })
+            .collect()
+    };
+    let types: Vec<TypeRules> = FHIR_TYPED
+        .types
+        .iter()
+        .map(|(name, default, spec)| TypeRules {
+            name: (*name).into(),
+            default: action(default),
+            rules: rules(spec),
+        })
+        .collect();
+    Arc::new(
+        FieldRules::compile_typed(
+            Action::Drop,
+            &rules(FHIR_TYPED.fields),
+            "resourceType",
+            &types,
+            1 << 20,
+        )
+        .expect("rules compile"),
+    )
+}
+
 /// The transform context of the benchmarks: a 32-byte key, pseudonyms per reuser. The key
 /// is prepared once, as the proxy prepares it once per configuration; each document takes a
 /// copy fed the client, as each request does. (Keying per document added two SHA-256

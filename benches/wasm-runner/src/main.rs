@@ -3,19 +3,28 @@
 //!
 //!   wasm-runner [--quick]                 every case; one JSON line per case on stdout
 //!   wasm-runner --only CASE SIZE --iters N  runs one case N times, untimed (for callgrind)
-//!   wasm-runner --write DIR               writes the bundles (and an 8 MiB one) as JSON files
+//!   wasm-runner --write DIR               writes the bodies (and an 8 MiB one) as JSON files
+//!   wasm-runner --typed-purpose           prints the typed research purpose as configuration
 //!
 //! CASE: memcpy, validate, lexer, finalite/denylist, finalite/realistic, finalite/drop-most,
-//! naive/realistic, scanner/realistic (or another policy), finalite/typed-realistic (the
-//! realistic policy written as rules by resource type); SIZE: 1KiB, 64KiB, 1MiB. `lexer` (the engine's lexer alone, every event
-//! read and nothing written) is counted by `benches/count.sh`, not timed by default.
+//! finalite/realistic-id-kept, naive/realistic, scanner/realistic (or another policy),
+//! finalite/typed-realistic (the realistic policy written as rules by resource type),
+//! finalite/fhir-typed (the typed research purpose of the HL7 examples); SIZE: 1KiB, 64KiB,
+//! 1MiB (the synthetic Bundle), fhir-64KiB, fhir-1MiB (HL7's examples). `lexer` (the
+//! engine's lexer alone, every event read and nothing written) is counted by
+//! `benches/count.sh`, not timed by default.
+//!
+//! The cases of one body are timed in interleaved rounds (every case once per round, in
+//! turn), and each line gives every round's figure: a ratio of two cases is then taken
+//! round by round, the two measured within the same fraction of a second, so that what the
+//! machine does meanwhile weighs on both alike.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use finalite_test_support::bench::{
-    self as common, bundle, naive, run_engine, scanner, typed_realistic_rules, EngineRules, Policy,
-    POLICIES, SIZES,
+    self as common, bundle, fhir_bundle, fhir_typed_rules, naive, run_engine, scanner,
+    typed_realistic_rules, EngineRules, Policy, FHIR_SIZES, FHIR_TYPED, POLICIES, SIZES,
 };
 
 const SEED: u64 = 7;
@@ -58,9 +67,14 @@ fn case(name: &str) -> Case {
         let rules = typed_realistic_rules();
         return Box::new(move |doc| run_engine(&rules, doc, &mut out));
     }
+    if name == "finalite/fhir-typed" {
+        let rules = fhir_typed_rules();
+        return Box::new(move |doc| run_engine(&rules, doc, &mut out));
+    }
     let (kind, policy) = name.split_once('/').expect("KIND/POLICY");
     let policy = POLICIES
         .iter()
+        .chain(&[(Policy::RealisticIdKept, "realistic-id-kept")])
         .find(|(_, n)| *n == policy)
         .map(|(p, _)| *p)
         .unwrap_or(Policy::Realistic);
@@ -80,29 +94,95 @@ fn case(name: &str) -> Case {
     }
 }
 
-/// Median throughput (MB/s) over `rounds` rounds of about `round` each.
-fn measure(run: &mut dyn FnMut(&[u8]) -> usize, doc: &[u8], rounds: usize, round: Duration) -> f64 {
-    // Warm up, and size a round.
+/// How many runs of `run` on `doc` take about `round`, after warming it up.
+fn runs_per_round(run: &mut dyn FnMut(&[u8]) -> usize, doc: &[u8], round: Duration) -> u32 {
     let start = Instant::now();
     let mut n = 0u32;
     while n < 3 || start.elapsed() < round / 2 {
         black_box(run(black_box(doc)));
         n += 1;
     }
-    let per_round =
-        ((round.as_secs_f64() / (start.elapsed().as_secs_f64() / n as f64)) as u32).max(1);
-    let mut rates: Vec<f64> = (0..rounds)
-        .map(|_| {
+    ((round.as_secs_f64() / (start.elapsed().as_secs_f64() / n as f64)) as u32).max(1)
+}
+
+/// Throughput (MB/s) of every case in each of `rounds` rounds of about `round` per case,
+/// the cases taking turns within each round.
+fn measure_interleaved(
+    cases: &mut [(&str, Case)],
+    doc: &[u8],
+    rounds: usize,
+    round: Duration,
+) -> Vec<Vec<f64>> {
+    let per_round: Vec<u32> = cases
+        .iter_mut()
+        .map(|(_, run)| runs_per_round(&mut **run, doc, round))
+        .collect();
+    let mut rates = vec![Vec::with_capacity(rounds); cases.len()];
+    for _ in 0..rounds {
+        for (i, (_, run)) in cases.iter_mut().enumerate() {
             let start = Instant::now();
-            for _ in 0..per_round {
+            for _ in 0..per_round[i] {
                 black_box(run(black_box(doc)));
             }
             let seconds = start.elapsed().as_secs_f64();
-            doc.len() as f64 * per_round as f64 / seconds / 1e6
+            rates[i].push(doc.len() as f64 * per_round[i] as f64 / seconds / 1e6);
+        }
+    }
+    rates
+}
+
+/// Every body measured, by label, with its cases.
+fn inputs() -> Vec<(String, Vec<u8>, Vec<&'static str>)> {
+    let synthetic = [
+        "memcpy",
+        "validate",
+        "finalite/denylist",
+        "finalite/realistic",
+        "finalite/drop-most",
+        "naive/realistic",
+        "scanner/realistic",
+    ];
+    let mut out: Vec<(String, Vec<u8>, Vec<&'static str>)> = SIZES
+        .iter()
+        .map(|&(size, label)| {
+            let mut cases = synthetic.to_vec();
+            if size >= 1 << 20 {
+                // The pseudonyms' cost: the realistic policy with the ids kept.
+                cases.push("finalite/realistic-id-kept");
+            }
+            (label.to_string(), bundle(size, SEED), cases)
         })
         .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+    for (size, label) in FHIR_SIZES {
+        out.push((
+            format!("fhir-{label}"),
+            fhir_bundle(size),
+            vec![
+                "validate",
+                "finalite/fhir-typed",
+                "finalite/realistic",
+                "naive/realistic",
+                "scanner/realistic",
+            ],
+        ));
+    }
+    out
+}
+
+/// The body of `label` (as [`inputs`] names them).
+fn input(label: &str) -> Vec<u8> {
+    if let Some(size) = label.strip_prefix("fhir-") {
+        let size = FHIR_SIZES
+            .iter()
+            .find(|(_, l)| *l == size)
+            .expect("a size")
+            .0;
+        return fhir_bundle(size);
+    }
+    bundle(
+        SIZES.iter().find(|(_, l)| *l == label).expect("a size").0,
+        SEED,
+    )
 }
 
 fn main() {
@@ -114,21 +194,24 @@ fn main() {
             let path = dir.join(format!("bundle-{label}.json"));
             std::fs::write(&path, bundle(size, SEED)).expect("write a bundle");
         }
+        for (size, label) in FHIR_SIZES {
+            let path = dir.join(format!("fhir-{label}.json"));
+            std::fs::write(&path, fhir_bundle(size)).expect("write a bundle");
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--typed-purpose") {
+        println!("{}", FHIR_TYPED.to_json());
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--only") {
         let name = &args[i + 1];
-        let size = SIZES
-            .iter()
-            .find(|(_, l)| *l == args[i + 2])
-            .expect("a size")
-            .0;
         let iters: usize = args
             .iter()
             .position(|a| a == "--iters")
             .map(|j| args[j + 1].parse().expect("a count"))
             .unwrap_or(10);
-        let doc = bundle(size, SEED);
+        let doc = input(&args[i + 2]);
         let mut run = case(name);
         let mut total = 0;
         for _ in 0..iters {
@@ -143,23 +226,18 @@ fn main() {
     } else {
         (9, Duration::from_millis(150))
     };
-    let cases = [
-        "memcpy",
-        "validate",
-        "finalite/denylist",
-        "finalite/realistic",
-        "finalite/drop-most",
-        "naive/realistic",
-        "scanner/realistic",
-    ];
-    for (size, label) in SIZES {
-        let doc = bundle(size, SEED);
-        for name in cases {
-            let mut run = case(name);
-            let mbps = measure(&mut *run, &doc, rounds, round);
+    for (label, doc, names) in inputs() {
+        let mut cases: Vec<(&str, Case)> = names.iter().map(|name| (*name, case(name))).collect();
+        let rates = measure_interleaved(&mut cases, &doc, rounds, round);
+        for ((name, _), rates) in cases.iter().zip(rates) {
+            let mut sorted = rates.clone();
+            sorted.sort_by(f64::total_cmp);
+            let rounds: Vec<String> = rates.iter().map(|r| format!("{r:.1}")).collect();
             println!(
-                "{{\"case\":\"{name}\",\"size\":\"{label}\",\"bytes\":{},\"mbps\":{mbps:.1}}}",
-                doc.len()
+                "{{\"case\":\"{name}\",\"size\":\"{label}\",\"bytes\":{},\"mbps\":{:.1},\"rounds\":[{}]}}",
+                doc.len(),
+                sorted[sorted.len() / 2],
+                rounds.join(",")
             );
         }
     }

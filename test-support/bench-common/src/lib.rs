@@ -1,13 +1,15 @@
 //! What every engine benchmark shares, without finalite: the FHIR-like Bundle generator,
-//! the policies, and the two baselines that do finalite's job another way ([`naive`],
-//! [`scanner`]), with the proxy-wasm side of their Envoy filters ([`whole_body_filter`],
-//! feature `proxy-wasm`).
+//! the real FHIR input ([`fhir`]), the policies, the two baselines that do finalite's job
+//! another way ([`naive`], [`scanner`]) and the one that only validates
+//! ([`validate_and_pass`]), with the proxy-wasm side of their Envoy filters
+//! ([`whole_body_filter`], feature `proxy-wasm`).
 //!
 //! A crate apart from `finalite-test-support` (which re-exports it and adds the engine runs)
 //! because the baselines' Envoy filters must not link finalite: its proxy-wasm entry point
 //! would clash with theirs, and Cargo unifies a dependency's features across a workspace
 //! build, so a feature of one crate could not keep finalite out.
 
+pub mod fhir;
 pub mod naive;
 pub mod scanner;
 #[cfg(feature = "proxy-wasm")]
@@ -15,6 +17,19 @@ pub mod whole_body_filter;
 
 /// The body sizes measured: 1 KiB, 64 KiB, 1 MiB.
 pub const SIZES: [(usize, &str); 3] = [(1 << 10, "1KiB"), (64 << 10, "64KiB"), (1 << 20, "1MiB")];
+
+/// The sizes of the real FHIR input measured ([`fhir::fhir_bundle`]): about 64 KiB and 1 MiB.
+pub const FHIR_SIZES: [(usize, &str); 2] = [(64 << 10, "64KiB"), (1 << 20, "1MiB")];
+
+pub use fhir::{fhir_bundle, FHIR_TYPED};
+
+/// The validate-and-pass baseline: the body validated whole with serde_json (no tree built,
+/// `IgnoredAny`) and handed back unchanged; `None` if it is not JSON. What the cheapest
+/// filter that still refuses malformed JSON costs: finalite does that and filters.
+pub fn validate_and_pass(body: &[u8]) -> Option<Vec<u8>> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+    Some(body.to_vec())
+}
 
 /// Bytes handed to the engine at a time (Envoy delivers bodies in chunks of this order).
 pub const CHUNK: usize = 64 << 10;
@@ -255,6 +270,9 @@ pub enum Policy {
     Realistic,
     /// An allowlist of two top-level fields: nearly everything is read and skipped.
     DropMost,
+    /// The realistic allowlist with `entry.resource.id` kept instead of pseudonymised: the
+    /// difference is what the pseudonyms cost (not in [`POLICIES`]; measured at 1 MiB).
+    RealisticIdKept,
 }
 
 pub const POLICIES: [(Policy, &str); 3] = [
@@ -294,6 +312,23 @@ impl Policy {
                 ],
             ),
             Policy::DropMost => (false, &[("resourceType", Act::Keep), ("total", Act::Keep)]),
+            Policy::RealisticIdKept => (
+                false,
+                &[
+                    ("resourceType", Act::Keep),
+                    ("type", Act::Keep),
+                    ("total", Act::Keep),
+                    ("entry.resource.resourceType", Act::Keep),
+                    ("entry.resource.id", Act::Keep),
+                    ("entry.resource.meta.lastUpdated", Act::Keep),
+                    ("entry.resource.gender", Act::Keep),
+                    ("entry.resource.birthDate", Act::Keep),
+                    ("entry.resource.address.city", Act::Keep),
+                    ("entry.resource.address.country", Act::Keep),
+                    ("entry.resource.condition.code", Act::Keep),
+                    ("entry.search.mode", Act::Keep),
+                ],
+            ),
         }
     }
 
