@@ -71,8 +71,9 @@ struct Frame {
 
 /// What a scalar's bytes are for, once its action has been applied.
 enum ScalarUse {
-    /// Written as they are.
-    Copy,
+    /// Written as they are, from this offset of the chunk: the scalar's start, or the start
+    /// of its member's key when the key and colon were not written apart.
+    Copy(usize),
     /// Read and validated, not written (what replaces the scalar, if anything, is written).
     Skip,
     /// Written disguised: the transform needs the decoded value.
@@ -411,8 +412,8 @@ impl JsonFilter {
                     }
                 }
             }
-            Event::ScalarStart(at, kind) => match self.start_scalar(kind, chunk, out) {
-                ScalarUse::Copy => self.copy_from = Some(at),
+            Event::ScalarStart(at, kind) => match self.start_scalar(kind, at, chunk, out) {
+                ScalarUse::Copy(from) => self.copy_from = Some(from),
                 ScalarUse::Skip => self.lexer.skim_scalar(),
                 ScalarUse::Disguise(transform) => {
                     self.lexer.capture_value();
@@ -551,8 +552,8 @@ impl JsonFilter {
         out: &mut Vec<u8>,
     ) -> Result<(), EngineError> {
         let WholeScalar { start, end, kind } = scalar;
-        match self.start_scalar(kind, chunk, out) {
-            ScalarUse::Copy => out.extend_from_slice(&chunk[start..end]),
+        match self.start_scalar(kind, start, chunk, out) {
+            ScalarUse::Copy(from) => out.extend_from_slice(&chunk[from..end]),
             ScalarUse::Skip => {}
             ScalarUse::Disguise(transform) => {
                 // The key out of the chunk, for the error path a refused transform reports.
@@ -585,17 +586,38 @@ impl JsonFilter {
         Ok(())
     }
 
-    /// Applies the action of the scalar that starts now: writes what replaces it (`null`)
-    /// or what precedes it (separator and key), counts it, and says what its bytes are for.
+    /// Applies the action of the scalar that starts now (at `start` in `chunk`): writes what
+    /// replaces it (`null`) or what precedes it (separator and key), counts it, and says
+    /// what its bytes are for.
     #[inline(always)]
-    fn start_scalar(&mut self, kind: ScalarKind, chunk: &[u8], out: &mut Vec<u8>) -> ScalarUse {
+    fn start_scalar(
+        &mut self,
+        kind: ScalarKind,
+        start: usize,
+        chunk: &[u8],
+        out: &mut Vec<u8>,
+    ) -> ScalarUse {
         self.count_seen();
         let (_, action, _) = self.decision();
         let root = self.frames.is_empty();
         match action {
             Action::Keep => {
+                // A member kept whose key lies in the chunk right before the value, as
+                // `"key":`: key and value are copied as one range, as they are spelled.
+                if let Some((key_start, key_end)) = self.lexer.key_span() {
+                    if key_end + 2 == start {
+                        self.open_frames(out);
+                        if let Some(top) = self.frames.last_mut() {
+                            if top.written > 0 {
+                                out.push(b',');
+                            }
+                            top.written += 1;
+                        }
+                        return ScalarUse::Copy(key_start - 1);
+                    }
+                }
                 self.begin_item(chunk, out);
-                return ScalarUse::Copy;
+                return ScalarUse::Copy(start);
             }
             // The root cannot be left out: it becomes `null`.
             Action::Drop if root => out.extend_from_slice(b"null"),

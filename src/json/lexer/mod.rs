@@ -269,6 +269,13 @@ impl Lexer {
         }
     }
 
+    /// Where the key just read by [`Lexer::next_key`] lies in the chunk (without its
+    /// quotes), while it is left there: `None` once it is copied.
+    #[inline(always)]
+    pub fn key_span(&self) -> Option<(usize, usize)> {
+        self.key_span
+    }
+
     /// Whether the key of the last [`Event::Key`] has no escape: spelled as it decodes.
     #[inline(always)]
     pub fn key_is_plain(&self) -> bool {
