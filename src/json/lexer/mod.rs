@@ -297,15 +297,19 @@ impl Lexer {
     /// chunk right after [`Lexer::next_key`] calls it.
     #[inline(always)]
     pub fn settle_key(&mut self, chunk: &[u8]) {
-        if let Some((start, end)) = self.key_span.take() {
-            self.settle_key_from(&chunk[start..end]);
+        // A test and a branch on every reading call; the copy out of line.
+        if self.key_span.is_some() {
+            self.settle_key_from(chunk);
         }
     }
 
+    #[cold]
     #[inline(never)]
-    fn settle_key_from(&mut self, key: &[u8]) {
-        self.key_raw.clear();
-        self.key_raw.extend_from_slice(key);
+    fn settle_key_from(&mut self, chunk: &[u8]) {
+        if let Some((start, end)) = self.key_span.take() {
+            self.key_raw.clear();
+            self.key_raw.extend_from_slice(&chunk[start..end]);
+        }
     }
 
     /// Asks the lexer to keep the scalar that just started (decoded, for strings), for a
