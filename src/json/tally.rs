@@ -300,26 +300,6 @@ impl PathCounter {
         self.fields[set] = FieldSlot { field, entry };
     }
 
-    /// Counts one occurrence of the path of entry `entry`, as returned by
-    /// [`PathCounter::add_path`]; `false`, counting nothing, if there is no such entry (the
-    /// counter was emptied since).
-    #[inline(always)]
-    pub fn add_to_entry(&mut self, entry: u8) -> bool {
-        match self.entries.get_mut(usize::from(entry)) {
-            Some(counted) => {
-                counted.1 += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Counts one occurrence of `path` and returns the index of its entry, for
-    /// [`PathCounter::add_to_entry`]; `None` when it is counted beyond the distinct paths.
-    pub fn add_path(&mut self, path: &[u8]) -> Option<u8> {
-        self.add_entry(path)
-    }
-
     /// Counts one occurrence of `path` (UTF-8: keys are decoded strings).
     pub fn add(&mut self, path: &[u8]) {
         self.add_entry(path);

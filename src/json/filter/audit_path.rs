@@ -2,7 +2,6 @@
 //! numbered per container so a field met again is counted without building its path, and
 //! written so that a key which is data (an identifier, a name) never reaches the record.
 
-use super::step_cache::NO_MEMBER;
 use super::{JsonFilter, PathId};
 use crate::json::tally::{FieldKey, KeyWords, NO_PATH, ROOT_PATH};
 use crate::policy::rules::FieldRules;
@@ -54,10 +53,6 @@ impl JsonFilter {
 
     /// [`JsonFilter::tally`] for a member whose key may lie in `chunk` (`Lexer::key_in`).
     pub(super) fn tally_in(&mut self, withheld: bool, chunk: &[u8]) {
-        if self.pending_member != NO_MEMBER && self.frames.last().is_some_and(|top| top.object) {
-            self.tally_member(withheld, chunk);
-            return;
-        }
         let remembers = if withheld {
             self.stats.withheld.remembers()
         } else {
@@ -95,31 +90,6 @@ impl JsonFilter {
             );
         }
         counter.add_field(field, &self.path);
-        self.path.truncate(len);
-    }
-
-    /// [`JsonFilter::tally`] for a member looked up by path in the step cache, which
-    /// remembers the counter entry its path counts in.
-    #[inline(always)]
-    fn tally_member(&mut self, withheld: bool, chunk: &[u8]) {
-        let member = self.steps.member_mut(self.pending_member);
-        let (entry, counter) = if withheld {
-            (&mut member.withheld, &mut self.stats.withheld)
-        } else {
-            (&mut member.transformed, &mut self.stats.transformed)
-        };
-        if *entry != 0 && counter.add_to_entry(*entry - 1) {
-            return;
-        }
-        let len = self.path.len();
-        push_segment(
-            &mut self.path,
-            self.lexer.key_in(chunk),
-            self.pending_name,
-            &self.rules,
-        );
-        // An entry index fits a byte (at most MAX_TALLY_PATHS): +1 leaves 0 for "unknown".
-        *entry = counter.add_path(&self.path).map_or(0, |at| at + 1);
         self.path.truncate(len);
     }
 

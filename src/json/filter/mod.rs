@@ -19,7 +19,7 @@ use crate::policy::action::{Action, Transform};
 use crate::policy::rules::{FieldRules, Rank, StateId, DEFAULT_RANK, ROOT, TYPE_MEMBER_RANK};
 use crate::policy::transform::{self, TransformContext};
 use audit_path::{push_segment, UNNUMBERED};
-use step_cache::{MemberIndex, StepCache, NO_MEMBER};
+use step_cache::StepCache;
 use typed::{Hold, Replay};
 
 pub use super::tally::{PathTally, MAX_TALLY_PATHS};
@@ -117,9 +117,6 @@ pub struct JsonFilter {
     pending_name: bool,
     /// The last key as words, when short: for the step cache and the tallies.
     pending_key: Option<KeyWords>,
-    /// The step cache's slot of the last key, when it was looked up by its container's
-    /// path: the member's decision, its container's path number and tally entries.
-    pending_member: MemberIndex,
     /// Numbers of the open containers' field paths.
     path_ids: PathIds,
     /// Whether the rules are typed: objects the rules go into wait for their type.
@@ -171,7 +168,6 @@ impl JsonFilter {
             numbered_depth: 0,
             pending_name: false,
             pending_key: None,
-            pending_member: NO_MEMBER,
             path_ids: PathIds::default(),
         }
     }
@@ -189,7 +185,6 @@ impl JsonFilter {
     /// What the filter did, with the tallies moved out rather than copied: for the end of
     /// a document, when they are read once. Later calls find the tallies empty.
     pub fn take_stats(&mut self) -> FilterStats {
-        self.steps.forget_tally_entries();
         FilterStats {
             bytes_in: self.stats.bytes_in,
             bytes_out: self.stats.bytes_out,
@@ -444,31 +439,9 @@ impl JsonFilter {
     /// lexer: [`Lexer::key_in`]).
     #[inline(always)]
     fn on_key(&mut self, chunk: &[u8]) {
-        if self.frames.is_empty() {
-            return;
-        }
-        let short = KeyWords::of(self.lexer.key_in(chunk));
-        // Untyped rules: a member met again under the same path is one lookup (step_cache.rs).
-        if let Some(short) = short {
-            if self.steps.remembers_members() && !self.typed && self.lexer.key_is_plain() {
-                let parent = self.top_path_id();
-                if parent < UNNUMBERED {
-                    let at = match self.steps.find_member(parent, short) {
-                        Some(at) => at,
-                        None => self.add_member(parent, short, chunk),
-                    };
-                    let member = self.steps.member(at);
-                    self.pending = (member.state, member.action, member.rank);
-                    self.pending_name = member.name;
-                    self.pending_key = Some(short);
-                    self.pending_member = at;
-                    return;
-                }
-            }
-        }
-        self.pending_member = NO_MEMBER;
         if let Some(top) = self.frames.last() {
             let key = self.lexer.key_in(chunk);
+            let short = KeyWords::of(key);
             let (state, name) = self.steps.step(&self.rules, top.state, key, short);
             self.pending_name = name;
             self.pending_key = short;
@@ -479,51 +452,6 @@ impl JsonFilter {
                 _ => (state, top.action, top.rank),
             };
         }
-    }
-
-    /// The member whose key was just read, met for the first time under its path: its
-    /// decision taken from the rules and remembered.
-    #[cold]
-    #[inline(never)]
-    fn add_member(&mut self, parent: PathId, short: KeyWords, chunk: &[u8]) -> MemberIndex {
-        let Some(top) = self.frames.last() else {
-            return NO_MEMBER;
-        };
-        let key = self.lexer.key_in(chunk);
-        let state = self.rules.step(top.state, key);
-        let (action, rank) = match self.rules.own_rule(state) {
-            Some((action, rank)) if rank >= top.rank => (*action, rank),
-            _ => (top.action, top.rank),
-        };
-        let name = audit_path::is_field_name(key);
-        self.steps
-            .add_member(parent, short, state, action, rank, name, UNNUMBERED)
-    }
-
-    /// The path number of the container about to be pushed, when its parent's is known and
-    /// the step cache remembers it (untyped rules); [`UNNUMBERED`] otherwise, for
-    /// [`JsonFilter::top_path_id`] to number when a field inside is counted.
-    #[inline(always)]
-    fn child_path_id(&mut self) -> PathId {
-        let Some(parent) = self.frames.last() else {
-            return ROOT_PATH;
-        };
-        if self.typed || self.numbered_depth != self.frames.len() || parent.path_id >= UNNUMBERED {
-            return UNNUMBERED;
-        }
-        if !parent.object {
-            // Arrays are transparent: an element's path is the array's.
-            return parent.path_id;
-        }
-        if self.pending_member == NO_MEMBER {
-            return UNNUMBERED;
-        }
-        let parent_id = parent.path_id;
-        let member = self.steps.member_mut(self.pending_member);
-        if member.child == UNNUMBERED {
-            member.child = self.path_ids.child(parent_id, Some(member.key));
-        }
-        member.child
     }
 
     /// A typed object ends: the path of what encloses it is the path again.
@@ -685,10 +613,12 @@ impl JsonFilter {
     ) {
         let key_start = self.keys.len();
         let path_len = self.path.len();
-        // Numbered now when the step cache knows the number; otherwise when a field inside
-        // is first counted: most containers never are.
-        let path_id = self.child_path_id();
-        let numbered = path_id != UNNUMBERED && self.numbered_depth == self.frames.len();
+        // Numbered when a field inside is first counted: most containers never are.
+        let path_id = if self.frames.is_empty() {
+            ROOT_PATH
+        } else {
+            UNNUMBERED
+        };
         if self.frames.last().is_some_and(|f| f.object) {
             self.keys.extend_from_slice(self.lexer.key_raw());
             push_segment(
@@ -715,9 +645,6 @@ impl JsonFilter {
             typed: false,
             type_members: 0,
         });
-        if numbered {
-            self.numbered_depth = self.frames.len();
-        }
         if eager {
             self.open_frames(out);
         }

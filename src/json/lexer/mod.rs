@@ -276,12 +276,6 @@ impl Lexer {
         self.key_span
     }
 
-    /// Whether the key of the last [`Event::Key`] has no escape: spelled as it decodes.
-    #[inline(always)]
-    pub fn key_is_plain(&self) -> bool {
-        !self.key_escaped
-    }
-
     /// The key as the document spells it (see [`Lexer::key_in`]).
     #[inline(always)]
     pub fn key_raw_in<'a>(&'a self, chunk: &'a [u8]) -> &'a [u8] {
