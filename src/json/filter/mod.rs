@@ -71,9 +71,8 @@ struct Frame {
 
 /// What a scalar's bytes are for, once its action has been applied.
 enum ScalarUse {
-    /// Written as they are, from this offset of the chunk: the scalar's start, or the start
-    /// of its member's key when the key and colon were not written apart.
-    Copy(usize),
+    /// Written as they are.
+    Copy,
     /// Read and validated, not written (what replaces the scalar, if anything, is written).
     Skip,
     /// Written disguised: the transform needs the decoded value.
@@ -332,7 +331,7 @@ impl JsonFilter {
         }
         match event {
             Event::Newline => out.push(b'\n'),
-            Event::Key => self.on_key(chunk),
+            Event::Key => self.on_key(),
             Event::ObjectStart(at) | Event::ArrayStart(at) => {
                 self.count_seen();
                 let object = matches!(event, Event::ObjectStart(_));
@@ -358,12 +357,12 @@ impl JsonFilter {
                 } else {
                     match action {
                         Action::Keep => {
-                            self.begin_item(chunk, out);
+                            self.begin_item(out);
                             self.copy_from = Some(at);
                             self.subtree = Subtree::Copy(1);
                         }
                         Action::Null => {
-                            self.begin_item(chunk, out);
+                            self.begin_item(out);
                             out.extend_from_slice(b"null");
                             self.tally(false);
                             self.subtree = Subtree::Skip(1);
@@ -407,8 +406,8 @@ impl JsonFilter {
                     }
                 }
             }
-            Event::ScalarStart(at, kind) => match self.start_scalar(kind, at, chunk, out) {
-                ScalarUse::Copy(from) => self.copy_from = Some(from),
+            Event::ScalarStart(at, kind) => match self.start_scalar(kind, out) {
+                ScalarUse::Copy => self.copy_from = Some(at),
                 ScalarUse::Skip => self.lexer.skim_scalar(),
                 ScalarUse::Disguise(transform) => {
                     self.lexer.capture_value();
@@ -435,12 +434,11 @@ impl JsonFilter {
         Ok(())
     }
 
-    /// The decision for the member whose key was just read (in `chunk`, or held by the
-    /// lexer: [`Lexer::key_in`]).
+    /// The decision for the member whose key was just read.
     #[inline(always)]
-    fn on_key(&mut self, chunk: &[u8]) {
+    fn on_key(&mut self) {
         if let Some(top) = self.frames.last() {
-            let key = self.lexer.key_in(chunk);
+            let key = self.lexer.key();
             let short = KeyWords::of(key);
             let (state, name) = self.steps.step(&self.rules, top.state, key, short);
             self.pending_name = name;
@@ -480,12 +478,10 @@ impl JsonFilter {
         out: &mut Vec<u8>,
     ) -> Result<(), EngineError> {
         let WholeScalar { start, end, kind } = scalar;
-        match self.start_scalar(kind, start, chunk, out) {
-            ScalarUse::Copy(from) => out.extend_from_slice(&chunk[from..end]),
+        match self.start_scalar(kind, out) {
+            ScalarUse::Copy => out.extend_from_slice(&chunk[start..end]),
             ScalarUse::Skip => {}
             ScalarUse::Disguise(transform) => {
-                // The key out of the chunk, for the error path a refused transform reports.
-                self.lexer.settle_key(chunk);
                 let value = plain_value(chunk, start, end, kind);
                 self.write_transformed(&transform, value, kind, end, out)?;
             }
@@ -505,7 +501,7 @@ impl JsonFilter {
         out: &mut Vec<u8>,
     ) -> Result<(), EngineError> {
         while self.lexer.next_key(chunk, pos) {
-            self.on_key(chunk);
+            self.on_key();
             let Some(scalar) = self.lexer.next_scalar(chunk, pos) else {
                 break;
             };
@@ -514,56 +510,35 @@ impl JsonFilter {
         Ok(())
     }
 
-    /// Applies the action of the scalar that starts now (at `start` in `chunk`): writes what
-    /// replaces it (`null`) or what precedes it (separator and key), counts it, and says
-    /// what its bytes are for.
+    /// Applies the action of the scalar that starts now: writes what replaces it (`null`)
+    /// or what precedes it (separator and key), counts it, and says what its bytes are for.
     #[inline(always)]
-    fn start_scalar(
-        &mut self,
-        kind: ScalarKind,
-        start: usize,
-        chunk: &[u8],
-        out: &mut Vec<u8>,
-    ) -> ScalarUse {
+    fn start_scalar(&mut self, kind: ScalarKind, out: &mut Vec<u8>) -> ScalarUse {
         self.count_seen();
         let (_, action, _) = self.decision();
         let root = self.frames.is_empty();
         match action {
             Action::Keep => {
-                // A member kept whose key lies in the chunk right before the value, as
-                // `"key":`: key and value are copied as one range, as they are spelled.
-                if let Some((key_start, key_end)) = self.lexer.key_span() {
-                    if key_end + 2 == start {
-                        self.open_frames(out);
-                        if let Some(top) = self.frames.last_mut() {
-                            if top.written > 0 {
-                                out.push(b',');
-                            }
-                            top.written += 1;
-                        }
-                        return ScalarUse::Copy(key_start - 1);
-                    }
-                }
-                self.begin_item(chunk, out);
-                return ScalarUse::Copy(start);
+                self.begin_item(out);
+                return ScalarUse::Copy;
             }
             // The root cannot be left out: it becomes `null`.
             Action::Drop if root => out.extend_from_slice(b"null"),
-            Action::Drop => self.tally_in(true, chunk),
+            Action::Drop => self.tally(true),
             Action::Null => {
-                self.begin_item(chunk, out);
+                self.begin_item(out);
                 out.extend_from_slice(b"null");
-                self.tally_in(false, chunk);
+                self.tally(false);
             }
             Action::Transform(transform) => match kind {
                 ScalarKind::String | ScalarKind::Number => return ScalarUse::Disguise(transform),
                 // Nothing to disguise in a null; a boolean cannot be disguised.
                 ScalarKind::Null => {
-                    self.begin_item(chunk, out);
+                    self.begin_item(out);
                     out.extend_from_slice(b"null");
                 }
                 ScalarKind::True | ScalarKind::False if root => out.extend_from_slice(b"null"),
-                ScalarKind::True | ScalarKind::False => self.tally_in(true, chunk),
+                ScalarKind::True | ScalarKind::False => self.tally(true),
             },
         }
         ScalarUse::Skip
@@ -581,7 +556,7 @@ impl JsonFilter {
         let string = kind == ScalarKind::String;
         // Written in place; on a refusal, `out` is left as it was (the filter is then spent).
         let before = out.len();
-        self.begin_item(&[], out);
+        self.begin_item(out);
         if let Err(message) = transform::apply_into(transform, value, string, &self.context, out) {
             out.truncate(before);
             return Err(self.lexer.error(end, ErrorKind::Transform(message)));
@@ -688,10 +663,9 @@ impl JsonFilter {
         }
     }
 
-    /// Writes what precedes a value in the innermost container: separator and key (in
-    /// `chunk`, or held by the lexer: [`Lexer::key_in`]).
+    /// Writes what precedes a value in the innermost container: separator and key.
     #[inline(always)]
-    fn begin_item(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+    fn begin_item(&mut self, out: &mut Vec<u8>) {
         self.open_frames(out);
         if let Some(top) = self.frames.last_mut() {
             if top.written > 0 {
@@ -700,7 +674,7 @@ impl JsonFilter {
             top.written += 1;
             if top.object {
                 out.push(b'"');
-                out.extend_from_slice(self.lexer.key_raw_in(chunk));
+                out.extend_from_slice(self.lexer.key_raw());
                 out.extend_from_slice(b"\":");
             }
         }
