@@ -48,6 +48,11 @@ impl JsonFilter {
     /// Records the value that starts now as withheld (or transformed): by its container's
     /// path number and key when the counter knows them, by its path otherwise.
     pub(super) fn tally(&mut self, withheld: bool) {
+        self.tally_in(withheld, &[]);
+    }
+
+    /// [`JsonFilter::tally`] for a member whose key may lie in `chunk` (`Lexer::key_in`).
+    pub(super) fn tally_in(&mut self, withheld: bool, chunk: &[u8]) {
         let remembers = if withheld {
             self.stats.withheld.remembers()
         } else {
@@ -79,7 +84,7 @@ impl JsonFilter {
         if member {
             push_segment(
                 &mut self.path,
-                self.lexer.key(),
+                self.lexer.key_in(chunk),
                 self.pending_name,
                 &self.rules,
             );

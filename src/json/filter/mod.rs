@@ -349,7 +349,7 @@ impl JsonFilter {
                     out.push(b'\n')
                 }
             }
-            Event::Key => self.on_key(),
+            Event::Key => self.on_key(chunk),
             Event::ObjectStart(at) | Event::ArrayStart(at) => {
                 self.count_seen();
                 let object = matches!(event, Event::ObjectStart(_));
@@ -375,12 +375,12 @@ impl JsonFilter {
                 } else {
                     match action {
                         Action::Keep => {
-                            self.begin_item(out);
+                            self.begin_item(chunk, out);
                             self.copy_from = Some(at);
                             self.subtree = Subtree::Copy(1);
                         }
                         Action::Null => {
-                            self.begin_item(out);
+                            self.begin_item(chunk, out);
                             out.extend_from_slice(b"null");
                             self.tally(false);
                             self.subtree = Subtree::Skip(1);
@@ -424,7 +424,7 @@ impl JsonFilter {
                     }
                 }
             }
-            Event::ScalarStart(at, kind) => match self.start_scalar(kind, out) {
+            Event::ScalarStart(at, kind) => match self.start_scalar(kind, chunk, out) {
                 ScalarUse::Copy => self.copy_from = Some(at),
                 ScalarUse::Skip => self.lexer.skim_scalar(),
                 ScalarUse::Disguise(transform) => {
@@ -452,11 +452,12 @@ impl JsonFilter {
         Ok(())
     }
 
-    /// The decision for the member whose key was just read.
+    /// The decision for the member whose key was just read (in `chunk`, or held by the
+    /// lexer: [`Lexer::key_in`]).
     #[inline(always)]
-    fn on_key(&mut self) {
+    fn on_key(&mut self, chunk: &[u8]) {
         if let Some(top) = self.frames.last() {
-            let key = self.lexer.key();
+            let key = self.lexer.key_in(chunk);
             let short = KeyWords::of(key);
             let (state, name) = self.steps.step(&self.rules, top.state, key, short);
             self.pending_name = name;
@@ -497,10 +498,12 @@ impl JsonFilter {
         out: &mut Vec<u8>,
     ) -> Result<(), EngineError> {
         let WholeScalar { start, end, kind } = scalar;
-        match self.start_scalar(kind, out) {
+        match self.start_scalar(kind, chunk, out) {
             ScalarUse::Copy => out.extend_from_slice(&chunk[start..end]),
             ScalarUse::Skip => {}
             ScalarUse::Disguise(transform) => {
+                // The key out of the chunk, for the error path a refused transform reports.
+                self.lexer.settle_key(chunk);
                 let value = plain_value(chunk, start, end, kind);
                 self.write_transformed(&transform, value, kind, end, out)?;
             }
@@ -512,7 +515,9 @@ impl JsonFilter {
     /// whole and plain in the chunk, without the events of the general path: most members
     /// of a walked object are scalars whose fate the key decides. Anything else (a
     /// container, an escape, a token cut by the chunk's end) is left to the general path,
-    /// at the same position.
+    /// at the same position. A function of its own: inlined into the chunk loop, the
+    /// state it carries made V8's code for the whole loop slower (benches/HISTORY.md).
+    #[inline(never)]
     fn read_members(
         &mut self,
         chunk: &[u8],
@@ -520,7 +525,7 @@ impl JsonFilter {
         out: &mut Vec<u8>,
     ) -> Result<(), EngineError> {
         while self.lexer.next_key(chunk, pos) {
-            self.on_key();
+            self.on_key(chunk);
             let Some(scalar) = self.lexer.next_scalar(chunk, pos) else {
                 break;
             };
@@ -532,32 +537,32 @@ impl JsonFilter {
     /// Applies the action of the scalar that starts now: writes what replaces it (`null`)
     /// or what precedes it (separator and key), counts it, and says what its bytes are for.
     #[inline(always)]
-    fn start_scalar(&mut self, kind: ScalarKind, out: &mut Vec<u8>) -> ScalarUse {
+    fn start_scalar(&mut self, kind: ScalarKind, chunk: &[u8], out: &mut Vec<u8>) -> ScalarUse {
         self.count_seen();
         let (_, action, _) = self.decision();
         let root = self.frames.is_empty();
         match action {
             Action::Keep => {
-                self.begin_item(out);
+                self.begin_item(chunk, out);
                 return ScalarUse::Copy;
             }
             // The root cannot be left out: it becomes `null`.
             Action::Drop if root => out.extend_from_slice(b"null"),
-            Action::Drop => self.tally(true),
+            Action::Drop => self.tally_in(true, chunk),
             Action::Null => {
-                self.begin_item(out);
+                self.begin_item(chunk, out);
                 out.extend_from_slice(b"null");
-                self.tally(false);
+                self.tally_in(false, chunk);
             }
             Action::Transform(transform) => match kind {
                 ScalarKind::String | ScalarKind::Number => return ScalarUse::Disguise(transform),
                 // Nothing to disguise in a null; a boolean cannot be disguised.
                 ScalarKind::Null => {
-                    self.begin_item(out);
+                    self.begin_item(chunk, out);
                     out.extend_from_slice(b"null");
                 }
                 ScalarKind::True | ScalarKind::False if root => out.extend_from_slice(b"null"),
-                ScalarKind::True | ScalarKind::False => self.tally(true),
+                ScalarKind::True | ScalarKind::False => self.tally_in(true, chunk),
             },
         }
         ScalarUse::Skip
@@ -575,7 +580,7 @@ impl JsonFilter {
         let string = kind == ScalarKind::String;
         // Written in place; on a refusal, `out` is left as it was (the filter is then spent).
         let before = out.len();
-        self.begin_item(out);
+        self.begin_item(&[], out);
         if let Err(message) = transform::apply_into(transform, value, string, &self.context, out) {
             out.truncate(before);
             return Err(self.lexer.error(end, ErrorKind::Transform(message)));
@@ -682,9 +687,10 @@ impl JsonFilter {
         }
     }
 
-    /// Writes what precedes a value in the innermost container: separator and key.
+    /// Writes what precedes a value in the innermost container: separator and key (in
+    /// `chunk`, or held by the lexer: [`Lexer::key_in`]).
     #[inline(always)]
-    fn begin_item(&mut self, out: &mut Vec<u8>) {
+    fn begin_item(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         self.open_frames(out);
         if let Some(top) = self.frames.last_mut() {
             if top.written > 0 {
@@ -693,7 +699,7 @@ impl JsonFilter {
             top.written += 1;
             if top.object {
                 out.push(b'"');
-                out.extend_from_slice(self.lexer.key_raw());
+                out.extend_from_slice(self.lexer.key_raw_in(chunk));
                 out.extend_from_slice(b"\":");
             }
         }

@@ -526,6 +526,26 @@ fn taken_stats_equal_read_stats_and_leave_the_tallies_empty() {
     assert_eq!(after.bytes_out, read.bytes_out);
 }
 
+#[test]
+fn lines_after_taken_stats_are_counted_at_their_own_paths() {
+    // Many lines, so that members are remembered with the counter entries they count in;
+    // the counters emptied, the next lines meet their paths in another order.
+    let r = rules(Action::Keep, &[("a", Action::Drop), ("b", Action::Drop)]);
+    let mut f = JsonFilter::with_framing(r, 8, TransformContext::default(), Framing::Lines);
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        f.write(b"{\"a\":1,\"b\":2,\"c\":3}\n", &mut out).unwrap();
+    }
+    let first = f.take_stats();
+    assert_eq!(counts(&first.withheld), vec![("a", 100), ("b", 100)]);
+    for _ in 0..30 {
+        f.write(b"{\"b\":2,\"c\":3}\n", &mut out).unwrap();
+    }
+    f.write(b"{\"a\":1}\n", &mut out).unwrap();
+    f.finish(&mut out).unwrap();
+    assert_eq!(counts(&f.stats().withheld), vec![("a", 1), ("b", 30)]);
+}
+
 // ---------------------------------------------------------------------------------------
 // Typed rules
 

@@ -20,10 +20,23 @@ pub struct WholeScalar {
 
 impl Lexer {
     /// Reads the next key of the innermost object (with the comma before it, if any) when
-    /// it lies whole and unescaped in the chunk, as the [`Event::Key`] it stands for: the
-    /// caller reads it with [`Lexer::key`]. Returns false, having read nothing, otherwise.
+    /// it lies whole and unescaped in the chunk, as the [`Event::Key`] it stands for. The
+    /// key is left where it lies, not copied: the caller reads it with [`Lexer::key_in`],
+    /// and the next reading call (or [`Lexer::settle_key`]) copies it. Returns false,
+    /// having read nothing, otherwise.
     #[inline(always)]
     pub fn next_key(&mut self, chunk: &[u8], pos: &mut usize) -> bool {
+        // A key read replaces the last one wherever it is; otherwise the last one is
+        // copied, as every other reading call does.
+        if self.next_key_in_place(chunk, pos) {
+            return true;
+        }
+        self.settle_key(chunk);
+        false
+    }
+
+    #[inline(always)]
+    fn next_key_in_place(&mut self, chunk: &[u8], pos: &mut usize) -> bool {
         if self.skim_depth != 0 {
             return false;
         }
@@ -40,7 +53,7 @@ impl Lexer {
         let Some(&b) = chunk.get(at) else {
             return false;
         };
-        match self.whole_key(b, chunk, &mut at) {
+        match self.whole_key::<true>(b, chunk, &mut at) {
             Fast::Event(Event::Key) => {
                 *pos = at;
                 true
@@ -84,7 +97,7 @@ mod tests {
         // Right after `{`: no value is expected yet.
         assert_eq!(lexer.next_scalar(doc, &mut pos), None);
         assert!(lexer.next_key(doc, &mut pos));
-        assert_eq!(lexer.key(), b"a");
+        assert_eq!(lexer.key_in(doc), b"a");
         let one = lexer.next_scalar(doc, &mut pos);
         assert_eq!(
             one,
@@ -96,7 +109,7 @@ mod tests {
         );
         // The comma is read with the next key.
         assert!(lexer.next_key(doc, &mut pos));
-        assert_eq!(lexer.key(), b"b");
+        assert_eq!(lexer.key_in(doc), b"b");
         // An escape: left to the general path, from the same position.
         let at = pos;
         assert_eq!(lexer.next_scalar(doc, &mut pos), None);
@@ -110,7 +123,7 @@ mod tests {
             Some(Event::ScalarEnd(_))
         ));
         assert!(lexer.next_key(doc, &mut pos));
-        assert_eq!(lexer.key(), b"c");
+        assert_eq!(lexer.key_in(doc), b"c");
         let d = lexer.next_scalar(doc, &mut pos).expect("a plain string");
         assert_eq!(&doc[d.start..d.end], br#""d""#);
         assert!(lexer.next_key(doc, &mut pos));

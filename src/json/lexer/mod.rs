@@ -156,6 +156,9 @@ pub struct Lexer {
     /// The decoded key, only once the key has an escape; until then it is `key_raw`.
     key: Vec<u8>,
     key_raw: Vec<u8>,
+    /// Where the last key lies in the chunk being read, when [`Lexer::next_key`] read it
+    /// without copying it to `key_raw`; `None` once `key_raw` holds it.
+    key_span: Option<(usize, usize)>,
     /// Whether the current key has an escape (and so a decoding of its own in `key`).
     key_escaped: bool,
     /// While non-zero, events are not reported until the container opened at this depth
@@ -206,6 +209,7 @@ impl Lexer {
             consumed: 0,
             key: Vec::new(),
             key_raw: Vec::with_capacity(64),
+            key_span: None,
             key_escaped: false,
             skim_depth: 0,
             skim_scalar: false,
@@ -221,8 +225,10 @@ impl Lexer {
         }
     }
 
-    /// The decoded key of the last [`Event::Key`].
+    /// The decoded key of the last [`Event::Key`]. Not for a key just read by
+    /// [`Lexer::next_key`] (see [`Lexer::key_in`]) until the lexer reads on.
     pub fn key(&self) -> &[u8] {
+        debug_assert!(self.key_span.is_none(), "a key read in place: key_in");
         if self.key_escaped {
             &self.key
         } else {
@@ -244,9 +250,53 @@ impl Lexer {
         self.skim_scalar = true;
     }
 
-    /// The key exactly as the document spells it, without the quotes.
+    /// The key exactly as the document spells it, without the quotes. Not for a key just
+    /// read by [`Lexer::next_key`] (see [`Lexer::key_in`]) until the lexer reads on.
     pub fn key_raw(&self) -> &[u8] {
+        debug_assert!(self.key_span.is_none(), "a key read in place: key_in");
         &self.key_raw
+    }
+
+    /// The key of the last [`Event::Key`], as the document spells it and decoded (the same
+    /// bytes, unless the key has an escape), wherever it is held: `chunk` is the chunk being
+    /// read, where [`Lexer::next_key`] leaves a key instead of copying it.
+    #[inline(always)]
+    pub fn key_in<'a>(&'a self, chunk: &'a [u8]) -> &'a [u8] {
+        match self.key_span {
+            Some((start, end)) => &chunk[start..end],
+            None if self.key_escaped => &self.key,
+            None => &self.key_raw,
+        }
+    }
+
+    /// The key as the document spells it (see [`Lexer::key_in`]).
+    #[inline(always)]
+    pub fn key_raw_in<'a>(&'a self, chunk: &'a [u8]) -> &'a [u8] {
+        match self.key_span {
+            Some((start, end)) => &chunk[start..end],
+            None => &self.key_raw,
+        }
+    }
+
+    /// Copies a key left in the chunk by [`Lexer::next_key`] to the lexer's own buffer, so
+    /// that it outlives the chunk and names error paths. Every reading call but
+    /// [`Lexer::next_scalar`] does this first; a caller that reports an error or ends the
+    /// chunk right after [`Lexer::next_key`] calls it.
+    #[inline(always)]
+    pub fn settle_key(&mut self, chunk: &[u8]) {
+        // A test and a branch on every reading call; the copy out of line.
+        if self.key_span.is_some() {
+            self.settle_key_from(chunk);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_key_from(&mut self, chunk: &[u8]) {
+        if let Some((start, end)) = self.key_span.take() {
+            self.key_raw.clear();
+            self.key_raw.extend_from_slice(&chunk[start..end]);
+        }
     }
 
     /// Asks the lexer to keep the scalar that just started (decoded, for strings), for a
@@ -287,6 +337,10 @@ impl Lexer {
 
     /// Call once the current chunk has been fully read.
     pub fn end_chunk(&mut self, len: usize) {
+        debug_assert!(
+            self.key_span.is_none(),
+            "a key left in the chunk: settle_key"
+        );
         self.consumed += len as u64;
     }
 
@@ -299,6 +353,10 @@ impl Lexer {
 
     /// An error at `pos` of the current chunk, with the path of where it happened.
     pub fn error(&self, pos: usize, kind: ErrorKind) -> EngineError {
+        debug_assert!(
+            self.key_span.is_none(),
+            "a key left in the chunk: settle_key"
+        );
         EngineError {
             offset: self.offset(pos),
             path: self.path(),
@@ -348,6 +406,7 @@ impl Lexer {
 
     #[inline(always)]
     fn next_boxed(&mut self, chunk: &[u8], pos: &mut usize) -> Step {
+        self.settle_key(chunk);
         if self.skim_depth == 0 {
             if !self.skim_scalar {
                 return self.next_event(chunk, pos);
@@ -491,7 +550,7 @@ impl Lexer {
                 self.state = State::Expect(next);
                 // Anything else is read again from the new state.
                 let fast = match chunk.get(*pos) {
-                    Some(&b) if b > b' ' && object => self.whole_key(b, chunk, pos),
+                    Some(&b) if b > b' ' && object => self.whole_key::<false>(b, chunk, pos),
                     Some(&b) if b > b' ' => self.whole_value(b, chunk, pos),
                     _ => Fast::Again,
                 };
@@ -500,7 +559,7 @@ impl Lexer {
                     fast => fast,
                 }
             }
-            Expect::Key | Expect::KeyOrObjectEnd => self.whole_key(b, chunk, pos),
+            Expect::Key | Expect::KeyOrObjectEnd => self.whole_key::<false>(b, chunk, pos),
             Expect::Root | Expect::Value | Expect::ValueOrArrayEnd => {
                 self.whole_value(b, chunk, pos)
             }
@@ -508,9 +567,10 @@ impl Lexer {
         }
     }
 
-    /// A key without escapes, whole in the chunk, with the colon right after it if present.
+    /// A key without escapes, whole in the chunk, with the colon right after it if present;
+    /// `IN_PLACE`: left in the chunk (`key_span`) rather than copied to `key_raw`.
     #[inline(always)]
-    fn whole_key(&mut self, b: u8, chunk: &[u8], pos: &mut usize) -> Fast {
+    fn whole_key<const IN_PLACE: bool>(&mut self, b: u8, chunk: &[u8], pos: &mut usize) -> Fast {
         let at = *pos;
         if b != b'"' {
             return Fast::Slow;
@@ -521,8 +581,12 @@ impl Lexer {
         if end - at - 1 > MAX_KEY_BYTES {
             return Fast::Slow;
         }
-        self.key_raw.clear();
-        self.key_raw.extend_from_slice(&chunk[at + 1..end]);
+        if IN_PLACE {
+            self.key_span = Some((at + 1, end));
+        } else {
+            self.key_raw.clear();
+            self.key_raw.extend_from_slice(&chunk[at + 1..end]);
+        }
         self.key_escaped = false;
         self.key_fresh = true;
         if chunk.get(end + 1) == Some(&b':') {
