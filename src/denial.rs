@@ -375,6 +375,28 @@ mod tests {
                 format!("urn:finalite:problem:{}", kind.slug())
             );
         }
+        // SMART refusals of the engine: a root not granted is the caller's, a resource too
+        // large to be decided the proxy's.
+        let engine_error = |kind| EngineError {
+            offset: 401,
+            path: "$".into(),
+            kind,
+        };
+        let problem = Problem::from_engine_error(&engine_error(ErrorKind::Grant(
+            GrantErrorKind::RootNotGranted,
+        )));
+        assert_eq!(
+            (problem.status, problem.slug, problem.detail.as_str()),
+            (
+                403,
+                "resource-not-granted",
+                "the caller's SMART scopes do not grant the resource this response holds"
+            )
+        );
+        let too_large = engine_error(ErrorKind::Type(TypeErrorKind::GrantLookaheadExceeded {
+            limit: 400,
+        }));
+        assert_eq!(Problem::from_engine_error(&too_large).status, 502);
         assert_eq!(
             Denial::no_policy().problem.title,
             "Forbidden",
