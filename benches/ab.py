@@ -7,9 +7,10 @@ listeners of their own, `finalite` (the realistic allowlist) and `finalite-untou
 purpose that keeps everything: the request and header work only), plus the headers-only
 filter for scale; wrk drives each listener in turn for BENCH_SECONDS, BENCH_ROUNDS times, so
 both builds see the same machine at nearly the same moment. It prints Envoy's CPU per
-request (median and every round) and the new build's ratio to the old one. Nothing is
-written to benches/RESULTS.md. Envoy runs at BENCH_ENVOY_LOG_LEVEL (info by default, as in
-`make bench`: both builds' audit records are written).
+request (median and every round) and the new build's ratio to the old one, the median of
+per-round paired ratios. Nothing is written to benches/RESULTS.md. Envoy runs at
+BENCH_ENVOY_LOG_LEVEL (info by default, as in `make bench`: both builds' audit records are
+written).
 
 Environment (set by the Makefile): ENVOY, FINALITE_WASM (the new build), OLD_WASM,
 HEADERS_ONLY_WASM, RUNNER (writes the bodies), AB_SIZE (1KiB, 64KiB or 1MiB).
@@ -84,9 +85,14 @@ def main() -> None:
     for name, values in cpu.items():
         rounds = ", ".join(f"{v:.1f}" for v in sorted(values))
         print(f"  {name:<24} {median[name]:9.1f} µs   [{rounds}]")
+    # Paired by round: each round's new over the same round's old, so that the machine's
+    # drift between rounds cancels; the median of those and their range, never a ratio of
+    # the two medians.
     for kind in ("finalite", "finalite-untouched"):
-        ratio = median[f"{kind}-new"] / median[f"{kind}-old"]
-        print(f"  {kind}: new / old = {ratio:.3f}")
+        ratios = sorted(n / o for n, o in zip(cpu[f"{kind}-new"], cpu[f"{kind}-old"]))
+        spread = ", ".join(f"{r:.3f}" for r in ratios)
+        print(f"  {kind}: new / old = {statistics.median(ratios):.3f} "
+              f"(median of {len(ratios)} paired rounds: {spread})")
 
 
 if __name__ == "__main__":
