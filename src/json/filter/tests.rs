@@ -835,10 +835,14 @@ fn siblings_with_one_key_order_are_each_decided_by_their_own_state() {
         ],
     );
     let entry = |kind: &str| {
-        format!(r#"{{"resource":{{"resourceType":"{kind}","name":"n","id":"1","tag":{{"name":"t","id":"2"}}}}}}"#)
+        format!(
+            r#"{{"resource":{{"resourceType":"{kind}","name":"n","id":"1","tag":{{"name":"t","id":"2"}}}}}}"#
+        )
     };
     let sent = |kind: &str| match kind {
-        "Patient" => r#"{"resource":{"resourceType":"Patient","id":"1","tag":{"name":"t","id":"2"}}}"#,
+        "Patient" => {
+            r#"{"resource":{"resourceType":"Patient","id":"1","tag":{"name":"t","id":"2"}}}"#
+        }
         _ => r#"{"resource":{"resourceType":"Group","name":"n","tag":{"name":"t","id":"2"}}}"#,
     };
     // Runs of each type, then the two alternating, so that every guess of the next key is
@@ -859,5 +863,18 @@ fn siblings_with_one_key_order_are_each_decided_by_their_own_state() {
         r#"{{"resourceType":"Bundle","entry":[{}]}}"#,
         kinds.iter().map(|k| sent(k)).collect::<Vec<_>>().join(",")
     );
-    assert_eq!(filter(&r, &doc).unwrap(), expected);
+    // Whole and in chunks of a few sizes (every split of a 20 KiB document would be slow).
+    for size in [doc.len(), 4096, 97, 7] {
+        let mut f = JsonFilter::new(r.clone(), 16, TransformContext::default());
+        let mut out = Vec::new();
+        for chunk in doc.as_bytes().chunks(size) {
+            f.write(chunk, &mut out).unwrap();
+        }
+        f.finish(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "chunks of {size}"
+        );
+    }
 }
