@@ -819,3 +819,62 @@ fn contained_and_nested_bundles_are_typed_innermost_first() {
         r#"{"type":"batch","entry":[{"resource":{"entry":[{"resource":{"contained":[{"name":"O","resourceType":"Organization"}],"gender":"f","resourceType":"Patient"}}],"resourceType":"Bundle","type":"searchset"}}],"resourceType":"Bundle"}"#
     );
 }
+
+/// Sibling objects that spell one key order but are decided by different rule states (here
+/// their types): a step remembered for one must not decide a member of the other, however
+/// often the order repeats (the step cache starts after 64 steps).
+#[test]
+fn siblings_with_one_key_order_are_each_decided_by_their_own_state() {
+    let r = typed_rules(
+        Action::Drop,
+        &[],
+        &[
+            ("Bundle", Action::Drop, &[("entry.resource", Action::Keep)]),
+            ("Patient", Action::Keep, &[("name", Action::Drop)]),
+            ("Group", Action::Keep, &[("id", Action::Drop)]),
+        ],
+    );
+    let entry = |kind: &str| {
+        format!(
+            r#"{{"resource":{{"resourceType":"{kind}","name":"n","id":"1","tag":{{"name":"t","id":"2"}}}}}}"#
+        )
+    };
+    let sent = |kind: &str| match kind {
+        "Patient" => {
+            r#"{"resource":{"resourceType":"Patient","id":"1","tag":{"name":"t","id":"2"}}}"#
+        }
+        _ => r#"{"resource":{"resourceType":"Group","name":"n","tag":{"name":"t","id":"2"}}}"#,
+    };
+    // Runs of each type, then the two alternating, so that every guess of the next key is
+    // met under the other type's state too.
+    let kinds: Vec<&str> = (0..200)
+        .map(|i| match i {
+            0..=59 => "Patient",
+            60..=119 => "Group",
+            _ if i % 2 == 0 => "Patient",
+            _ => "Group",
+        })
+        .collect();
+    let doc = format!(
+        r#"{{"resourceType":"Bundle","entry":[{}]}}"#,
+        kinds.iter().map(|k| entry(k)).collect::<Vec<_>>().join(",")
+    );
+    let expected = format!(
+        r#"{{"resourceType":"Bundle","entry":[{}]}}"#,
+        kinds.iter().map(|k| sent(k)).collect::<Vec<_>>().join(",")
+    );
+    // Whole and in chunks of a few sizes (every split of a 20 KiB document would be slow).
+    for size in [doc.len(), 4096, 97, 7] {
+        let mut f = JsonFilter::new(r.clone(), 16, TransformContext::default());
+        let mut out = Vec::new();
+        for chunk in doc.as_bytes().chunks(size) {
+            f.write(chunk, &mut out).unwrap();
+        }
+        f.finish(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "chunks of {size}"
+        );
+    }
+}
