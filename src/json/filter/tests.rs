@@ -878,3 +878,77 @@ fn siblings_with_one_key_order_are_each_decided_by_their_own_state() {
         );
     }
 }
+
+/// What is written before a refusal, and the refusal, at every split into two chunks (and
+/// three, for short documents): all must agree.
+fn written_before_refusal(rules: &Arc<FieldRules>, doc: &str) -> (String, EngineError) {
+    let run = |splits: &[usize]| -> (Vec<u8>, EngineError) {
+        let mut f = JsonFilter::new(rules.clone(), 16, TransformContext::default());
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &at in splits.iter().chain(std::iter::once(&doc.len())) {
+            if let Err(error) = f.write(&doc.as_bytes()[last..at], &mut out) {
+                return (out, error);
+            }
+            last = at;
+        }
+        let error = f.finish(&mut out).expect_err("refused");
+        (out, error)
+    };
+    let whole = run(&[]);
+    for a in 0..=doc.len() {
+        assert_eq!(run(&[a]), whole, "split at {a}");
+    }
+    if doc.len() < 80 {
+        for a in 0..=doc.len() {
+            for b in a..=doc.len() {
+                assert_eq!(run(&[a, b]), whole, "splits at {a}, {b}");
+            }
+        }
+    }
+    (String::from_utf8(whole.0).unwrap(), whole.1)
+}
+
+#[test]
+fn a_second_type_member_is_refused_at_its_value_with_nothing_of_it_written() {
+    let r = research();
+    // Read after the object's hold, in a decided typed object; inside a held one, where the
+    // object's type was noted; and escaped, where the key is read by the general path.
+    for (doc, written, path) in [
+        (
+            r#"{"resourceType":"Patient","gender":"f","resourceType":"Patient","id":"x"}"#,
+            r#"{"resourceType":"Patient","gender":"f""#,
+            "$.resourceType",
+        ),
+        (
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","gender":"f","resourceType":"Patient","id":"x"}}]}"#,
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","gender":"f""#,
+            "$.entry[0].resource.resourceType",
+        ),
+        (
+            r#"{"resourceType":"Patient","gender":"f","resource\u0054ype":"Patient","id":"x"}"#,
+            r#"{"resourceType":"Patient","gender":"f""#,
+            "$.resourceType",
+        ),
+        (
+            r#"{"gender":"f","resourceType":"Patient","id":"x","resourceType":5}"#,
+            r#"{"gender":"f","resourceType":"Patient","id":"x""#,
+            "$.resourceType",
+        ),
+    ] {
+        let (out, error) = written_before_refusal(&r, doc);
+        assert_eq!(out, written, "{doc}");
+        assert_eq!(
+            error.kind,
+            ErrorKind::Type(TypeErrorKind::TwoTypeMembers),
+            "{doc}"
+        );
+        // At the second type member's value.
+        let value = doc.rfind("ype\":").expect("a type member") + 5;
+        assert_eq!(
+            (error.offset, error.path.as_str()),
+            (value as u64, path),
+            "{doc}"
+        );
+    }
+}
