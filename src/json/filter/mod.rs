@@ -529,9 +529,34 @@ impl JsonFilter {
             let Some(scalar) = self.lexer.next_scalar(chunk, pos) else {
                 break;
             };
+            // A kept member spelled `"key":value` (the key still in the chunk, the value
+            // right after its colon) is written as one range of the input.
+            if let (Action::Keep, Some((key_start, key_end))) =
+                (self.pending.1, self.lexer.key_span())
+            {
+                if key_end + 2 == scalar.start {
+                    self.keep_member(chunk, key_start - 1, scalar.end, out);
+                    continue;
+                }
+            }
             self.on_scalar(scalar, chunk, out)?;
         }
         Ok(())
+    }
+
+    /// Writes a kept member whose key and value lie together in the chunk, `"key":value`
+    /// from `start` to `end`, after what opens its object and its separator.
+    #[inline(always)]
+    fn keep_member(&mut self, chunk: &[u8], start: usize, end: usize, out: &mut Vec<u8>) {
+        self.open_frames(out);
+        if let Some(top) = self.frames.last_mut() {
+            top.seen += 1;
+            if top.written > 0 {
+                out.push(b',');
+            }
+            top.written += 1;
+        }
+        out.extend_from_slice(&chunk[start..end]);
     }
 
     /// Applies the action of the scalar that starts now: writes what replaces it (`null`)

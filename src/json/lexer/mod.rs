@@ -278,6 +278,13 @@ impl Lexer {
         }
     }
 
+    /// Where the key just read by [`Lexer::next_key`] lies in the chunk, without its quotes,
+    /// while it is left there; `None` once it is copied.
+    #[inline(always)]
+    pub fn key_span(&self) -> Option<(usize, usize)> {
+        self.key_span
+    }
+
     /// Copies a key left in the chunk by [`Lexer::next_key`] to the lexer's own buffer, so
     /// that it outlives the chunk and names error paths. Every reading call but
     /// [`Lexer::next_scalar`] does this first; a caller that reports an error or ends the
