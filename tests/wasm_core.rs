@@ -51,11 +51,7 @@ fn run(rules: &Arc<FieldRules>, depth: u32, chunks: &[&[u8]]) -> Result<String, 
 
 /// Filters `doc` whole, then at every split into two chunks and a byte at a time: all agree.
 fn filter(rules: &Arc<FieldRules>, doc: &str) -> Result<String, EngineError> {
-    filter_bytes(rules, doc.as_bytes())
-}
-
-/// [`filter`] for documents that need not be UTF-8.
-fn filter_bytes(rules: &Arc<FieldRules>, bytes: &[u8]) -> Result<String, EngineError> {
+    let bytes = doc.as_bytes();
     let whole = run(rules, 16, &[bytes]);
     for at in 0..=bytes.len() {
         assert_eq!(
@@ -235,87 +231,6 @@ fn invalid_documents_are_refused_even_inside_dropped_values() {
     // The error names where: byte offset and JSON path.
     let error = filter(&r, r#"{"id":1,"x":[1,{"y":tru}]}"#).unwrap_err();
     assert_eq!(error.path, "$.x[1].y");
-}
-
-/// What may sit in a skimmed string, each followed by `a`s (the string is 62 bytes in all).
-const SKIMMED_PIECES: &[&[u8]] = &[
-    br#"\""#,
-    br"\n",
-    br"\\",
-    br"\/",
-    "é".as_bytes(),
-    "€".as_bytes(),
-    "😀".as_bytes(),
-    br"\u00e9",
-    br"\ud83d\ude00",
-    b"\x7f ~",
-];
-
-/// What a skimmed string may not hold: the piece, the refusal, and how far into the piece
-/// the refusal's offset lies.
-const REFUSED_PIECES: &[(&[u8], LexErrorKind, u64)] = &[
-    (b"\x01", LexErrorKind::ControlCharacterInString(0x01), 0),
-    (b"\x1f", LexErrorKind::ControlCharacterInString(0x1f), 0),
-    (b"\n", LexErrorKind::ControlCharacterInString(b'\n'), 0),
-    (b"\xff", LexErrorKind::InvalidUtf8, 0),
-    (b"\x80", LexErrorKind::InvalidUtf8, 0),
-    (b"\xc0\xaf", LexErrorKind::InvalidUtf8, 0),
-    (b"\xe0\x80\x80", LexErrorKind::InvalidUtf8, 1),
-    (b"\xed\xa0\x80", LexErrorKind::InvalidUtf8, 1),
-    (b"\xf4\x90\x80\x80", LexErrorKind::InvalidUtf8, 1),
-    (b"\xe2\x82", LexErrorKind::InvalidUtf8, 2),
-    (br"\x", LexErrorKind::InvalidEscape(b'x'), 1),
-    (br"\u12g4", LexErrorKind::InvalidUnicodeEscape, 4),
-    (br"\ud800", LexErrorKind::LoneSurrogate, 6),
-];
-
-/// The string (62 bytes, `piece` at `at`) in a dropped container, where the skim reads it:
-/// an element, a member's value, a key; each with the offset where the string starts.
-fn skimmed_documents(piece: &[u8], at: usize) -> [(Vec<u8>, u64); 3] {
-    let mut string = vec![b'a'; at];
-    string.extend_from_slice(piece);
-    string.resize(62, b'a');
-    let document = |head: &[u8], tail: &[u8]| {
-        let mut doc = head.to_vec();
-        doc.extend_from_slice(&string);
-        doc.extend_from_slice(tail);
-        (doc, head.len() as u64)
-    };
-    [
-        document(br#"{"id":1,"x":[""#, br#""]}"#),
-        document(br#"{"id":1,"x":{"k":""#, br#""}}"#),
-        document(br#"{"id":1,"x":{""#, br#"":1}}"#),
-    ]
-}
-
-/// The skim reads strings sixteen bytes at a time in a SIMD128 build (`make test-wasm`'s):
-/// an escape, a multi-byte character or an invalid byte is found wherever in a block it
-/// lies, in an element, a member's value or a key of a dropped container, and refused at the
-/// offset the byte-by-byte path gives. As natively (src/json/filter/tests.rs).
-#[wasm_bindgen_test]
-fn skimmed_strings_are_read_alike_at_every_offset_of_a_block() {
-    let r = rules(Action::Drop, &[("id", Action::Keep)]);
-    for at in 0..40 {
-        for piece in SKIMMED_PIECES {
-            for (doc, _) in skimmed_documents(piece, at) {
-                assert_eq!(
-                    filter_bytes(&r, &doc).as_deref(),
-                    Ok(r#"{"id":1}"#),
-                    "{piece:?} at {at}"
-                );
-            }
-        }
-        for (piece, kind, into) in REFUSED_PIECES {
-            for (doc, start) in skimmed_documents(piece, at) {
-                let error = filter_bytes(&r, &doc).unwrap_err();
-                assert_eq!(
-                    (error.kind, error.offset),
-                    (ErrorKind::Lex(kind.clone()), start + at as u64 + into),
-                    "{piece:?} at {at}"
-                );
-            }
-        }
-    }
 }
 
 #[wasm_bindgen_test]

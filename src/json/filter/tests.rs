@@ -21,6 +21,23 @@ fn rules(default: Action, spec: &[(&str, Action)]) -> Arc<FieldRules> {
     Arc::new(FieldRules::compile(default, &rules).unwrap())
 }
 
+/// What `run` gives with no split, checked to be what it gives at every split of a document
+/// of `len` bytes into two chunks, and into three when the document is short.
+fn at_every_split<T: PartialEq + std::fmt::Debug>(len: usize, run: impl Fn(&[usize]) -> T) -> T {
+    let whole = run(&[]);
+    for a in 0..=len {
+        assert_eq!(run(&[a]), whole, "split at {a}");
+    }
+    if len < 80 {
+        for a in 0..=len {
+            for b in a..=len {
+                assert_eq!(run(&[a, b]), whole, "splits at {a}, {b}");
+            }
+        }
+    }
+    whole
+}
+
 /// Filters `doc` whole and at every split into two and three chunks; all must agree.
 fn filter(rules: &Arc<FieldRules>, doc: &str) -> Result<String, EngineError> {
     let run = |splits: &[usize]| -> Result<Vec<u8>, EngineError> {
@@ -34,18 +51,7 @@ fn filter(rules: &Arc<FieldRules>, doc: &str) -> Result<String, EngineError> {
         f.finish(&mut out)?;
         Ok(out)
     };
-    let whole = run(&[]);
-    for a in 0..=doc.len() {
-        assert_eq!(run(&[a]), whole, "split at {a}");
-    }
-    if doc.len() < 80 {
-        for a in 0..=doc.len() {
-            for b in a..=doc.len() {
-                assert_eq!(run(&[a, b]), whole, "splits at {a}, {b}");
-            }
-        }
-    }
-    whole.map(|out| String::from_utf8(out).unwrap())
+    at_every_split(doc.len(), run).map(|out| String::from_utf8(out).unwrap())
 }
 
 const PATIENT: &str = r#"{
@@ -283,7 +289,7 @@ fn skimmed_documents(piece: &[u8], at: usize) -> [(Vec<u8>, u64); 3] {
     ]
 }
 
-/// The skim reads strings a block at a time (sixteen bytes in a SIMD128 build): an escape, a
+/// The skim reads strings a block at a time (eight bytes at once): an escape, a
 /// multi-byte character or an invalid byte is found wherever in a block it lies, in an
 /// element, a member's value or a key of a dropped container, and refused at the offset the
 /// byte-by-byte path gives.
@@ -996,18 +1002,8 @@ fn written_before_refusal(rules: &Arc<FieldRules>, doc: &str) -> (String, Engine
         let error = f.finish(&mut out).expect_err("refused");
         (out, error)
     };
-    let whole = run(&[]);
-    for a in 0..=doc.len() {
-        assert_eq!(run(&[a]), whole, "split at {a}");
-    }
-    if doc.len() < 80 {
-        for a in 0..=doc.len() {
-            for b in a..=doc.len() {
-                assert_eq!(run(&[a, b]), whole, "splits at {a}, {b}");
-            }
-        }
-    }
-    (String::from_utf8(whole.0).unwrap(), whole.1)
+    let (out, error) = at_every_split(doc.len(), run);
+    (String::from_utf8(out).unwrap(), error)
 }
 
 #[test]
