@@ -548,14 +548,8 @@ impl JsonFilter {
     /// from `start` to `end`, after what opens its object and its separator.
     #[inline(always)]
     fn keep_member(&mut self, chunk: &[u8], start: usize, end: usize, out: &mut Vec<u8>) {
-        self.open_frames(out);
-        if let Some(top) = self.frames.last_mut() {
-            top.seen += 1;
-            if top.written > 0 {
-                out.push(b',');
-            }
-            top.written += 1;
-        }
+        self.count_seen();
+        self.begin_separated(out);
         out.extend_from_slice(&chunk[start..end]);
     }
 
@@ -716,17 +710,27 @@ impl JsonFilter {
     /// `chunk`, or held by the lexer: [`Lexer::key_in`]).
     #[inline(always)]
     fn begin_item(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.begin_separated(out) {
+            out.push(b'"');
+            out.extend_from_slice(self.lexer.key_raw_in(chunk));
+            out.extend_from_slice(b"\":");
+        }
+    }
+
+    /// Writes the openings not yet written and the separator before a value in the
+    /// innermost container; says whether that container is an object (its key comes next).
+    #[inline(always)]
+    fn begin_separated(&mut self, out: &mut Vec<u8>) -> bool {
         self.open_frames(out);
-        if let Some(top) = self.frames.last_mut() {
-            if top.written > 0 {
-                out.push(b',');
+        match self.frames.last_mut() {
+            Some(top) => {
+                if top.written > 0 {
+                    out.push(b',');
+                }
+                top.written += 1;
+                top.object
             }
-            top.written += 1;
-            if top.object {
-                out.push(b'"');
-                out.extend_from_slice(self.lexer.key_raw_in(chunk));
-                out.extend_from_slice(b"\":");
-            }
+            None => false,
         }
     }
 }
